@@ -1,0 +1,262 @@
+"""The ``orac-node`` command: run, send, listen, transcribe, demo.
+
+Each sub-command is a thin shell over the package: argument parsing and
+printing here, behaviour in the modules they call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from orac_node import __version__
+from orac_node.audio import load_audio_file
+from orac_node.config import NodeConfig, load_config
+from orac_node.contract import TRANSCRIPT_FILTER, Final, transcript_topic
+from orac_node.errors import OracNodeError
+from orac_node.logsetup import setup_logging
+
+log = logging.getLogger("orac_node")
+
+DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
+
+
+def _config(args: argparse.Namespace) -> NodeConfig:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "broker", None):
+        overrides.setdefault("broker", {})["url"] = args.broker
+    if getattr(args, "model", None):
+        overrides.setdefault("model", {})["path"] = args.model
+    if getattr(args, "node_id", None):
+        overrides.setdefault("node", {})["id"] = args.node_id
+    return load_config(args.config, overrides)
+
+
+def model_path(config: NodeConfig) -> Path:
+    """The model file the config asks for (downloaded by name when needed)."""
+    from orac_node.models import resolve_model  # noqa: PLC0415 - keeps `--help` fast
+
+    spec = config.model.path or config.model.name
+    return resolve_model(spec, cache_dir=config.model.cache_dir, hub_url=config.model.hub_url)
+
+
+def load_engines(config: NodeConfig, path: Path) -> list[Any]:
+    """Load and warm up one engine per worker (blocking: run it in a thread)."""
+    from orac_node.engine import WhisperEngine  # noqa: PLC0415
+
+    use_gpu = config.model.device != "cpu"
+    engines = []
+    for _ in range(config.model.workers):
+        engine = WhisperEngine(path, threads=config.model.resolved_threads(), use_gpu=use_gpu)
+        engine.warm_up()
+        engines.append(engine)
+    return engines
+
+
+# -- run ----------------------------------------------------------------------
+
+
+async def _run_node(config: NodeConfig) -> None:
+    from orac_node.node import Node  # noqa: PLC0415
+
+    path = model_path(config)
+    node = Node(
+        config,
+        model_name=path.stem.removeprefix("ggml-"),
+        load_engines=lambda: load_engines(config, path),
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, node.stop)
+    await node.run()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the node until SIGINT/SIGTERM."""
+    config = _config(args)
+    setup_logging(config.logging.level, json_format=config.logging.json_format)
+    uvloop.run(_run_node(config))
+    return 0
+
+
+# -- send / listen ------------------------------------------------------------
+
+
+async def _send(args: argparse.Namespace) -> int:
+    from orac_node.client import Satellite, connect, format_transcript, transcripts  # noqa: PLC0415
+
+    samples = await asyncio.to_thread(load_audio_file, Path(args.file))
+    done = asyncio.Event()
+    final: list[Final] = []
+    async with connect(args.broker) as mqtt:
+        await mqtt.subscribe(transcript_topic(args.topic) if args.topic else TRANSCRIPT_FILTER)
+        session = args.session or None
+        sat = Satellite(mqtt, args.device)
+
+        async def show() -> None:
+            async for t in transcripts(mqtt):
+                if t.session != session:
+                    continue
+                print(format_transcript(t), flush=True)
+                if isinstance(t, Final):
+                    final.append(t)
+                    done.set()
+                    return
+
+        import uuid  # noqa: PLC0415
+
+        session = session or uuid.uuid4().hex[:16]
+        printer = asyncio.create_task(show())
+        await sat.stream(
+            samples,
+            session=session,
+            topic=args.topic,
+            chunk_ms=args.chunk_ms,
+            realtime=args.realtime,
+            stop=done,
+        )
+        if args.no_wait:
+            printer.cancel()
+            return 0
+        try:
+            await asyncio.wait_for(done.wait(), timeout=args.timeout)
+        except TimeoutError:
+            print(f"no final for session {session} within {args.timeout:g} s", file=sys.stderr)
+            printer.cancel()
+            return 1
+    if args.json and final:
+        print(json.dumps(asdict(final[0]), indent=2))
+    return 0
+
+
+async def _listen(args: argparse.Namespace) -> int:
+    from orac_node.client import connect, format_transcript, transcripts  # noqa: PLC0415
+
+    async with connect(args.broker) as mqtt:
+        await mqtt.subscribe(transcript_topic(args.topic) if args.topic else TRANSCRIPT_FILTER)
+        async for t in transcripts(mqtt):
+            print(json.dumps(asdict(t)) if args.json else format_transcript(t), flush=True)
+    return 0
+
+
+# -- transcribe ---------------------------------------------------------------
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    """Transcribe files locally, no broker involved."""
+    from orac_node.engine import WhisperEngine  # noqa: PLC0415
+    from orac_node.offline import transcribe  # noqa: PLC0415
+    from orac_node.vad import VadPool  # noqa: PLC0415
+
+    config = _config(args)
+    setup_logging("WARNING")
+    engine = WhisperEngine(model_path(config), threads=config.model.resolved_threads())
+    pool = VadPool(keep=1)
+    for name in args.files:
+        result = transcribe(engine, load_audio_file(Path(name)), config, pool)
+        if args.json:
+            d = result.decoding
+            print(
+                json.dumps(
+                    {
+                        "file": name,
+                        "text": result.text,
+                        "rejected": result.rejected,
+                        "confidence": d.confidence if d else 0.0,
+                        "language": d.language if d else None,
+                        "audio_s": round(result.audio_s, 3),
+                        "speech_s": round(result.speech_s, 3),
+                        "decode_ms": d.decode_ms if d else 0.0,
+                        "words": [asdict(w) for w in d.words] if d and not result.rejected else [],
+                    }
+                )
+            )
+        else:
+            print(result.text if not result.rejected else f"(no text: {result.rejected})")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Broker + node + a satellite streaming samples in real time, transcripts printed."""
+    from orac_node.demo import run_demo  # noqa: PLC0415
+
+    return asyncio.run(run_demo(args))
+
+
+# -- parser -------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every sub-command."""
+    parser = argparse.ArgumentParser(prog="orac-node", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"orac-node {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def node_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", type=Path, help="YAML config file (see config.yaml)")
+        p.add_argument("--model", help="ggml model file or name (tiny.en, base.en, ...)")
+
+    run = sub.add_parser("run", help="run the node until SIGINT/SIGTERM")
+    node_options(run)
+    run.add_argument("--broker", help=f"mqtt://host:port (default {DEFAULT_BROKER})")
+    run.add_argument("--node-id", help="node id (status topic, MQTT client id)")
+    run.set_defaults(func=cmd_run)
+
+    send = sub.add_parser("send", help="stream an audio file as a satellite would")
+    send.add_argument("device", help="device name: publishes on audio/<device>/chunk")
+    send.add_argument("file", help="WAV, or anything ffmpeg reads")
+    send.add_argument("--broker", default=DEFAULT_BROKER)
+    send.add_argument("--realtime", action="store_true", help="pace chunks at capture speed")
+    send.add_argument("--chunk-ms", type=int, default=20, help="audio per chunk (default 20)")
+    send.add_argument("--session", help="session id (default: random)")
+    send.add_argument("--topic", help="transcript topic (default: the node's for this device)")
+    send.add_argument("--timeout", type=float, default=60.0, help="wait this long for the final")
+    send.add_argument("--no-wait", action="store_true", help="do not wait for the final")
+    send.add_argument("--json", action="store_true", help="print the final as JSON at the end")
+    send.set_defaults(func=lambda a: asyncio.run(_send(a)))
+
+    listen = sub.add_parser("listen", help="print transcripts as they arrive")
+    listen.add_argument("topic", nargs="?", help="transcript topic (default: all)")
+    listen.add_argument("--broker", default=DEFAULT_BROKER)
+    listen.add_argument("--json", action="store_true", help="one JSON object per line")
+    listen.set_defaults(func=lambda a: asyncio.run(_listen(a)))
+
+    tr = sub.add_parser("transcribe", help="transcribe files locally (no broker)")
+    node_options(tr)
+    tr.add_argument("files", nargs="+", help="audio files")
+    tr.add_argument("--json", action="store_true", help="one JSON object per file")
+    tr.set_defaults(func=cmd_transcribe)
+
+    demo = sub.add_parser("demo", help="local broker + node + streamed samples")
+    node_options(demo)
+    demo.add_argument("--audio", action="append", required=True, help="file to stream (repeat)")
+    demo.add_argument("--broker", help="use this broker instead of starting one")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``orac-node`` script."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except OracNodeError as exc:
+        print(f"orac-node: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Talking to a node from Python: stream audio as a satellite, read transcripts.
+
+Uses the same contract module as the node. The CLI's ``send``/``listen``/``demo``
+and the tests are built on these pieces::
+
+    async with connect("mqtt://127.0.0.1:1883") as mqtt:
+        await mqtt.subscribe(TRANSCRIPT_FILTER)
+        session = await Satellite(mqtt, "kitchen").stream(samples, realtime=True)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+import aiomqtt
+
+from orac_node.audio import Samples, float_to_s16
+from orac_node.contract import (
+    SAMPLE_RATE,
+    AudioChunk,
+    AudioFormat,
+    ErrorReport,
+    Final,
+    NodeStatus,
+    Partial,
+    audio_topic,
+    decode_transcript,
+    status_topic,
+)
+from orac_node.errors import BrokerError, ContractError
+
+
+@asynccontextmanager
+async def connect(url: str, *, client_id: str | None = None) -> AsyncIterator[aiomqtt.Client]:
+    """An MQTT v5 client for ``mqtt://host:port`` (translates connect failures)."""
+    parts = urlsplit(url)
+    if parts.scheme != "mqtt" or not parts.hostname:
+        raise BrokerError(f"broker url must look like mqtt://host:port, not {url!r}")
+    client = aiomqtt.Client(
+        parts.hostname,
+        parts.port or 1883,
+        identifier=client_id or f"orac-client-{uuid.uuid4().hex[:8]}",
+        protocol=aiomqtt.ProtocolVersion.V5,
+        username=parts.username,
+        password=parts.password,
+    )
+    try:
+        async with client:
+            yield client
+    except aiomqtt.MqttError as exc:
+        raise BrokerError(f"{url}: {exc}") from exc
+
+
+def split_chunks(samples: Samples, chunk_ms: int) -> list[bytes]:
+    """Cut float32 16 kHz audio into s16le chunks of ``chunk_ms``."""
+    step = SAMPLE_RATE * chunk_ms // 1000
+    pcm = float_to_s16(samples)
+    return [pcm[i * 2 : (i + step) * 2] for i in range(0, samples.size, step)] or [b""]
+
+
+class Satellite:
+    """Streams audio for one device the way a Raspberry Pi satellite does."""
+
+    def __init__(self, client: aiomqtt.Client, device: str) -> None:
+        self._client = client
+        self.device = device
+
+    async def stream(
+        self,
+        samples: Samples,
+        *,
+        session: str | None = None,
+        topic: str | None = None,
+        lang: str | None = None,
+        chunk_ms: int = 20,
+        realtime: bool = False,
+        stop: asyncio.Event | None = None,
+        qos: int = 1,
+    ) -> str:
+        """Publish ``samples`` as one session; return its id.
+
+        ``realtime`` paces chunks at capture speed. ``stop`` ends streaming early
+        (a real satellite stops when the node's final arrives), sending end=true.
+        """
+        session = session or uuid.uuid4().hex[:16]
+        pieces = split_chunks(samples, chunk_ms)
+        started = time.monotonic()
+        for seq, pcm in enumerate(pieces):
+            last = seq == len(pieces) - 1 or (stop is not None and stop.is_set())
+            chunk = AudioChunk(
+                session=session,
+                seq=seq,
+                rate=SAMPLE_RATE,
+                channels=1,
+                format=AudioFormat.S16LE,
+                pcm=pcm,
+                end=last,
+                topic=topic,
+                lang=lang,
+                ts=time.time(),
+            )
+            await self._client.publish(audio_topic(self.device), chunk.encode(), qos=qos)
+            if last:
+                break
+            if realtime:
+                delay = started + (seq + 1) * chunk_ms / 1000 - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+        return session
+
+
+def _payload(message: aiomqtt.Message) -> bytes:
+    payload = message.payload
+    return payload if isinstance(payload, bytes) else str(payload).encode()
+
+
+async def transcripts(client: aiomqtt.Client) -> AsyncIterator[Partial | Final]:
+    """Transcripts arriving on the client's subscriptions (others are skipped)."""
+    async for message in client.messages:
+        if not message.topic.matches("transcript/#"):
+            continue
+        try:
+            yield decode_transcript(_payload(message))
+        except (ContractError, ValueError):
+            continue
+
+
+async def wait_for_state(client: aiomqtt.Client, node_id: str, state: str) -> None:
+    """Wait until the node's retained status says ``state`` (wrap in a timeout)."""
+    await client.subscribe(status_topic(node_id), qos=1)
+    async for message in client.messages:
+        if (
+            message.topic.matches(status_topic(node_id))
+            and NodeStatus.decode(_payload(message)).state == state
+        ):
+            return
+
+
+def format_transcript(t: Partial | Final | ErrorReport) -> str:
+    """One readable line per message, for ``listen``, ``send`` and the demo."""
+    if isinstance(t, ErrorReport):
+        return f"ERROR    {t.device}: {t.code}: {t.message}"
+    who = f"{t.device}/{t.session[:8]}"
+    if isinstance(t, Partial):
+        tail = f"[{t.unstable}]" if t.unstable else ""
+        return f"partial  {who}: {' '.join(x for x in (t.stable, tail) if x)}"
+    if t.rejected:
+        return f"FINAL    {who}: (no text: {t.rejected}; {t.audio_s:.1f} s audio, {t.endpoint})"
+    return (
+        f"FINAL    {who}: {t.text}   "
+        f"(conf {t.confidence:.2f}, {t.audio_s:.1f} s audio, {t.endpoint}, "
+        f"{t.latency_ms:.0f} ms after endpoint)"
+    )

@@ -1,0 +1,304 @@
+"""Node configuration: one pydantic model per area, loaded from YAML, env and flags.
+
+Precedence, lowest first: the defaults below, ``config.yaml`` (or ``--config``),
+environment variables ``ORAC_NODE_<SECTION>__<KEY>`` (e.g.
+``ORAC_NODE_BROKER__URL=mqtt://box:1883``), then command-line flags. Every model
+forbids unknown keys so a typo fails at start instead of being ignored.
+The repository's ``config.yaml`` documents every setting with its default; a
+test keeps the two in sync.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from orac_node.contract import is_valid_name
+from orac_node.errors import ConfigError
+
+ENV_PREFIX = "ORAC_NODE_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _default_node_id() -> str:
+    host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())
+    return f"orac-{host}"[:64]
+
+
+class NodeSection(_Section):
+    """Identity of this node on the bus."""
+
+    id: str = Field(
+        default_factory=_default_node_id,
+        description="Node id: status topic orac/node/<id>/status and the MQTT client id.",
+    )
+
+    @field_validator("id")
+    @classmethod
+    def _one_level(cls, value: str) -> str:
+        if not is_valid_name(value):
+            raise ValueError("node id must be one topic level of [A-Za-z0-9_.-]")
+        return value
+
+
+class BrokerSection(_Section):
+    """Where the MQTT broker is and how to talk to it."""
+
+    url: str = Field("mqtt://127.0.0.1:1883", description="mqtt://host:port of the broker.")
+    username: str | None = Field(None, description="Username, when the broker wants one.")
+    password: str | None = Field(None, description="Password for username.")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive.")
+    reconnect_min_s: float = Field(0.5, gt=0, le=60, description="First reconnect delay.")
+    reconnect_max_s: float = Field(15.0, gt=0, le=600, description="Reconnect delay cap.")
+    outbox_size: int = Field(
+        10_000,
+        ge=100,
+        le=1_000_000,
+        description="Messages held for the broker while disconnected; beyond it the oldest"
+        " partials are dropped first, then anything (counted, logged).",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _mqtt_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "mqtt" or not parts.hostname:
+            raise ValueError("broker url must look like mqtt://host:port")
+        return value
+
+    @property
+    def host(self) -> str:
+        """Broker host name from the URL."""
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        """Broker port from the URL (1883 when absent)."""
+        return urlsplit(self.url).port or 1883
+
+
+class ModelSection(_Section):
+    """The whisper.cpp model and how many copies of it run."""
+
+    path: Path | None = Field(None, description="ggml model file; overrides name.")
+    name: str = Field("tiny.en", description="Model name, looked up in cache_dir.")
+    cache_dir: Path = Field(
+        Path("~/.cache/orac-node/models"), description="Where named models are kept."
+    )
+    hub_url: str = Field(
+        "https://huggingface.co/ggerganov/whisper.cpp/resolve/main",
+        description="Where named models are downloaded from on first use.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Inference device.")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Model instances, each with its own thread (pywhispercpp has no shared"
+        " weights: ~100-150 MB each for tiny.en). One is right for a single 2-core box.",
+    )
+    threads: int = Field(
+        0, ge=0, le=64, description="Threads per instance; 0 = CPU cores / workers."
+    )
+
+    def resolved_threads(self) -> int:
+        """Threads per worker: split the cores evenly when not set."""
+        if self.threads:
+            return self.threads
+        return max(1, (os.cpu_count() or 1) // self.workers)
+
+
+class DecodeSection(_Section):
+    """Decoding parameters, set explicitly on every call (pywhispercpp keeps them)."""
+
+    language: str = Field("en", description="Language code, or auto to detect.")
+    beam_size: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="1 = greedy. Beam 5 cut command WER 12.9 -> 11.2 % for +35 % decode time"
+        " (MEASUREMENTS.md).",
+    )
+    window_margin_s: float = Field(
+        6.0,
+        ge=0,
+        le=30,
+        description="Encoder window = audio + this margin, rounded up to 256 frames (5.12 s)."
+        " Under ~3 s Whisper repeats sentences; the full 30 s window costs ~3.5x more.",
+    )
+    temperature_fallback: bool = Field(
+        False,
+        description="Re-decode at higher temperature when output looks degenerate. Off: it"
+        " makes text depend on earlier decodes and took 7.5 s on a pure tone.",
+    )
+
+
+class IngestSection(_Section):
+    """Limits and defaults for incoming audio."""
+
+    default_topic: str = Field("general", description="Transcript topic when a chunk has none.")
+    device_topics: dict[str, str] = Field(
+        default_factory=dict, description="Per-device default transcript topic."
+    )
+    max_chunk_bytes: int = Field(
+        256 * 1024, ge=1024, description="Largest chunk or raw payload (~8 s of 16 kHz s16)."
+    )
+    max_file_bytes: int = Field(25 * 1024 * 1024, ge=1024, description="Largest whole file.")
+    max_file_s: float = Field(600, ge=1, description="Longest whole file, in seconds of audio.")
+    max_sessions: int = Field(64, ge=1, description="Concurrent sessions across all devices.")
+    reorder_window: int = Field(
+        16,
+        ge=0,
+        le=1024,
+        description="Out-of-order chunks held while waiting for a missing seq (16 x 20 ms chunks"
+        " = 320 ms of audio), after which the hole is counted as a gap.",
+    )
+    reorder_wait_ms: int = Field(
+        300, ge=0, le=10_000, description="After end, how long to wait for missing chunks."
+    )
+
+    @field_validator("default_topic")
+    @classmethod
+    def _topic_name(cls, value: str) -> str:
+        if not is_valid_name(value):
+            raise ValueError("topic must be one topic level of [A-Za-z0-9_.-]")
+        return value
+
+    def topic_for(self, device: str) -> str:
+        """Default transcript topic of a device."""
+        return self.device_topics.get(device, self.default_topic)
+
+
+class EndpointSection(_Section):
+    """When an utterance is over."""
+
+    vad_threshold: float = Field(
+        0.5, gt=0, lt=1, description="Silero speech probability that counts as speech."
+    )
+    silence_ms: int = Field(
+        700,
+        ge=0,
+        le=10_000,
+        description="Trailing silence that ends an utterance (Home Assistant's default 0.7 s);"
+        " 0 disables silence endpointing.",
+    )
+    min_speech_ms: int = Field(
+        160, ge=0, le=5000, description="Speech needed before trailing silence can end it."
+    )
+    max_duration_s: float = Field(30.0, ge=1, le=300, description="Longest utterance.")
+    idle_timeout_s: float = Field(
+        3.0, gt=0, le=600, description="No chunk for this long: finalize, flagged incomplete."
+    )
+    no_speech_timeout_s: float = Field(
+        8.0, gt=0, le=600, description="Give up on a stream that has had no speech this long."
+    )
+
+
+class PartialsSection(_Section):
+    """Interim transcripts while the user speaks."""
+
+    enabled: bool = Field(True, description="Publish partial transcripts.")
+    interval_ms: int = Field(
+        500,
+        ge=100,
+        le=10_000,
+        description="New audio between partial decodes; ~0.5 s keeps words appearing while a"
+        " tiny.en decode (~150-250 ms) uses under half of one worker per stream.",
+    )
+
+
+class GateSection(_Section):
+    """Rejecting silence and noise before Whisper invents text for it."""
+
+    min_speech_ms: int = Field(
+        200, ge=0, le=5000, description="Less VAD speech than this: reject as no_speech."
+    )
+    min_confidence: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Geometric-mean token probability below which text is"
+        " rejected as low_confidence (real speech measured >= 0.4, silence ~0.01).",
+    )
+
+
+class LoggingSection(_Section):
+    """Log output."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Level.")
+    json_format: bool = Field(False, description="One JSON object per line.")
+
+
+class NodeConfig(_Section):
+    """Everything ``orac-node run`` needs."""
+
+    node: NodeSection = Field(default_factory=NodeSection)
+    broker: BrokerSection = Field(default_factory=BrokerSection)
+    model: ModelSection = Field(default_factory=ModelSection)
+    decode: DecodeSection = Field(default_factory=DecodeSection)
+    ingest: IngestSection = Field(default_factory=IngestSection)
+    endpoint: EndpointSection = Field(default_factory=EndpointSection)
+    partials: PartialsSection = Field(default_factory=PartialsSection)
+    gate: GateSection = Field(default_factory=GateSection)
+    logging: LoggingSection = Field(default_factory=LoggingSection)
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Turn ``ORAC_NODE_SECTION__KEY=value`` variables into a nested mapping.
+
+    Values stay strings; pydantic converts them to the field's type. Values
+    that look like YAML collections (``[...]``/``{...}``) are parsed as YAML.
+    """
+    result: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        node = result
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = yaml.safe_load(value) if value[:1] in "[{" else value
+    return result
+
+
+def load_config(
+    path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> NodeConfig:
+    """Build the config from file, environment and explicit overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        data = loaded
+    data = _deep_merge(data, env_overrides(os.environ if environ is None else environ))
+    data = _deep_merge(data, overrides or {})
+    try:
+        return NodeConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration:\n{exc}") from exc

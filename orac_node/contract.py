@@ -1,0 +1,418 @@
+"""Wire contract, version 1: every topic and payload orac-node speaks.
+
+Satellites, ORAC Core, the CLI and the client SDK are written against this one
+module; nothing else in the package builds a topic string or a payload by hand.
+docs/CONTRACT.md explains each message with examples a person can type.
+
+Topics
+    audio/<device>/chunk       msgpack :class:`AudioChunk`, one piece of a session
+    audio/<device>/raw         bare s16le 16 kHz mono PCM, cut into utterances by VAD
+    audio/<device>/file        a whole WAV/FLAC/MP3/OGG file, decoded with ffmpeg
+    transcript/<topic>         JSON :class:`Partial` and :class:`Final`
+    orac/node/<node>/status    retained JSON :class:`NodeStatus` (Last Will: offline)
+    orac/device/<device>/error JSON :class:`ErrorReport` for the sender
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, Literal, Self
+
+import msgpack
+
+from orac_node.errors import ContractError
+
+PROTOCOL_VERSION = 1
+SAMPLE_RATE = 16_000
+"""Rate of everything after ingest: whisper.cpp and the VAD both want 16 kHz."""
+
+AUDIO_CHUNK_FILTER = "audio/+/chunk"
+AUDIO_RAW_FILTER = "audio/+/raw"
+AUDIO_FILE_FILTER = "audio/+/file"
+TRANSCRIPT_FILTER = "transcript/#"
+STATUS_FILTER = "orac/node/+/status"
+
+# A device or transcript topic is one topic level of plain characters, so it
+# can be used in ACL patterns and typed in a shell without quoting.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# Session ids are chosen by satellites (often UUIDs); printable, no spaces.
+_SESSION_RE = re.compile(r"[\x21-\x7e]{1,128}")
+_LANG_RE = re.compile(r"auto|[a-z]{2,3}(-[A-Za-z]{2,4})?")
+# Rates a real microphone or codec produces; anything outside is a bug upstream.
+MIN_RATE, MAX_RATE = 8_000, 192_000
+MAX_CHANNELS = 8
+MAX_SEQ = 2**31 - 1
+
+
+class AudioKind(StrEnum):
+    """The three ways audio enters the node (last level of the audio topic)."""
+
+    CHUNK = "chunk"
+    RAW = "raw"
+    FILE = "file"
+
+
+class AudioFormat(StrEnum):
+    """Sample encodings accepted in :attr:`AudioChunk.format`."""
+
+    S16LE = "s16le"
+    F32LE = "f32le"
+
+    @property
+    def sample_width(self) -> int:
+        """Bytes per sample."""
+        return 2 if self is AudioFormat.S16LE else 4
+
+
+class ErrorCode(StrEnum):
+    """Machine-readable codes in :class:`ErrorReport`."""
+
+    BAD_PAYLOAD = "bad_payload"  # not msgpack, not a map, truncated
+    BAD_FIELD = "bad_field"  # a key is missing or has the wrong type/value
+    UNSUPPORTED_VERSION = "unsupported_version"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    BAD_RATE = "bad_rate"
+    BAD_AUDIO = "bad_audio"  # odd byte count, NaN/inf samples
+    TOO_LARGE = "too_large"
+    BAD_DEVICE = "bad_device"
+    SESSION_TOO_LONG = "session_too_long"
+    TOO_MANY_SESSIONS = "too_many_sessions"
+    DECODE_FAILED = "decode_failed"
+
+
+def is_valid_name(name: str) -> bool:
+    """Whether ``name`` may be used as a device or transcript topic name."""
+    return _NAME_RE.fullmatch(name) is not None
+
+
+def audio_topic(device: str, kind: AudioKind = AudioKind.CHUNK) -> str:
+    """Topic a satellite publishes audio on."""
+    return f"audio/{device}/{kind.value}"
+
+
+def transcript_topic(topic: str) -> str:
+    """Topic partial and final transcripts for ``topic`` are published on."""
+    return f"transcript/{topic}"
+
+
+def status_topic(node_id: str) -> str:
+    """Retained status topic of one node."""
+    return f"orac/node/{node_id}/status"
+
+
+def error_topic(device: str) -> str:
+    """Topic on which a device is told what was wrong with its messages."""
+    return f"orac/device/{device}/error"
+
+
+def parse_audio_topic(topic: str) -> tuple[str, AudioKind]:
+    """Split ``audio/<device>/<kind>`` into its device and kind.
+
+    Raises :class:`ContractError` (``bad_device``) when the device level is
+    not a valid name; the caller still knows the raw level to reply on.
+    """
+    parts = topic.split("/")
+    if len(parts) != 3 or parts[0] != "audio":
+        raise ContractError(ErrorCode.BAD_DEVICE, f"not an audio topic: {topic!r}")
+    try:
+        kind = AudioKind(parts[2])
+    except ValueError:
+        raise ContractError(ErrorCode.BAD_DEVICE, f"unknown audio kind {parts[2]!r}") from None
+    if not is_valid_name(parts[1]):
+        raise ContractError(
+            ErrorCode.BAD_DEVICE,
+            f"device {parts[1]!r} must match {_NAME_RE.pattern} (one topic level)",
+        )
+    return parts[1], kind
+
+
+def _field(data: dict[Any, Any], key: str, kind: type | tuple[type, ...]) -> Any:  # noqa: ANN401
+    """Fetch a required key with an exact type (bool is not accepted as int)."""
+    if key not in data:
+        raise ContractError(ErrorCode.BAD_FIELD, f"missing key {key!r}")
+    value = data[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise ContractError(ErrorCode.BAD_FIELD, f"{key!r} has type {type(value).__name__}")
+    return value
+
+
+def _optional(data: dict[Any, Any], key: str, kind: type | tuple[type, ...]) -> Any:  # noqa: ANN401
+    return None if data.get(key) is None else _field(data, key, kind)
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    """One msgpack message on ``audio/<device>/chunk``."""
+
+    session: str
+    seq: int
+    rate: int
+    channels: int
+    format: AudioFormat
+    pcm: bytes
+    end: bool = False
+    topic: str | None = None
+    lang: str | None = None
+    ts: float | None = None
+    v: int = PROTOCOL_VERSION
+
+    @property
+    def frames(self) -> int:
+        """Number of sample frames (samples per channel) in ``pcm``."""
+        return len(self.pcm) // (self.format.sample_width * self.channels)
+
+    def encode(self) -> bytes:
+        """Serialize to the msgpack map satellites send."""
+        data: dict[str, Any] = {
+            "v": self.v,
+            "session": self.session,
+            "seq": self.seq,
+            "rate": self.rate,
+            "channels": self.channels,
+            "format": self.format.value,
+            "pcm": self.pcm,
+            "end": self.end,
+        }
+        for key in ("topic", "lang", "ts"):
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
+        return msgpack.packb(data, use_bin_type=True)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Self:
+        """Parse and validate a chunk; raise :class:`ContractError` on any fault."""
+        try:
+            data = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+            raise ContractError(ErrorCode.BAD_PAYLOAD, f"not a msgpack message: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ContractError(ErrorCode.BAD_PAYLOAD, "chunk must be a msgpack map")
+        version = _field(data, "v", int)
+        if version != PROTOCOL_VERSION:
+            raise ContractError(ErrorCode.UNSUPPORTED_VERSION, f"v={version}, this node speaks 1")
+        session = _field(data, "session", str)
+        if not _SESSION_RE.fullmatch(session):
+            raise ContractError(ErrorCode.BAD_FIELD, "session must be 1-128 printable chars")
+        seq = _field(data, "seq", int)
+        if not 0 <= seq <= MAX_SEQ:
+            raise ContractError(ErrorCode.BAD_FIELD, f"seq {seq} out of range")
+        rate = _field(data, "rate", int)
+        if not MIN_RATE <= rate <= MAX_RATE:
+            raise ContractError(ErrorCode.BAD_RATE, f"rate {rate} Hz outside {MIN_RATE}-{MAX_RATE}")
+        channels = _field(data, "channels", int)
+        if not 1 <= channels <= MAX_CHANNELS:
+            raise ContractError(ErrorCode.BAD_FIELD, f"channels {channels} outside 1-8")
+        try:
+            fmt = AudioFormat(_field(data, "format", str))
+        except ValueError:
+            raise ContractError(
+                ErrorCode.UNSUPPORTED_FORMAT, f"format {data['format']!r}: use s16le or f32le"
+            ) from None
+        pcm = _field(data, "pcm", bytes)
+        if len(pcm) % (fmt.sample_width * channels):
+            raise ContractError(ErrorCode.BAD_AUDIO, "pcm length is not a whole number of frames")
+        end = _field(data, "end", bool)
+        topic = _optional(data, "topic", str)
+        if topic is not None and not is_valid_name(topic):
+            raise ContractError(ErrorCode.BAD_FIELD, f"topic {topic!r} is not a valid name")
+        lang = _optional(data, "lang", str)
+        if lang is not None and not _LANG_RE.fullmatch(lang):
+            raise ContractError(ErrorCode.BAD_FIELD, f"lang {lang!r} is not a language code")
+        ts = _optional(data, "ts", (int, float))
+        if ts is not None and (isinstance(ts, bool) or not math.isfinite(ts)):
+            raise ContractError(ErrorCode.BAD_FIELD, "ts must be a finite number")
+        return cls(
+            session=session,
+            seq=seq,
+            rate=rate,
+            channels=channels,
+            format=fmt,
+            pcm=pcm,
+            end=end,
+            topic=topic,
+            lang=lang,
+            ts=None if ts is None else float(ts),
+            v=version,
+        )
+
+
+def _to_json(obj: object) -> bytes:
+    return json.dumps(asdict(obj), ensure_ascii=False, allow_nan=False).encode()  # type: ignore[call-overload]
+
+
+def _from_json(payload: bytes | str) -> dict[str, Any]:
+    data = json.loads(payload)
+    if not isinstance(data, dict):
+        raise ContractError(ErrorCode.BAD_PAYLOAD, "expected a JSON object")
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """One recognised word with its time span in the utterance and probability."""
+
+    word: str
+    start: float
+    end: float
+    p: float
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One whisper segment: a span of the utterance and its text."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """An interim hypothesis while the user is still speaking.
+
+    ``stable`` only ever grows within a session (LocalAgreement-2); ``unstable``
+    may change with every partial. ``text`` is ``stable`` + ``unstable``.
+    """
+
+    node: str
+    model: str
+    device: str
+    session: str
+    topic: str
+    text: str
+    stable: str
+    unstable: str
+    seq: int
+    audio_s: float
+    lag_ms: float
+    decode_ms: float
+    ts: float
+    type: Literal["partial"] = "partial"
+    v: int = PROTOCOL_VERSION
+
+    def encode(self) -> bytes:
+        """Serialize to JSON."""
+        return _to_json(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Build from a decoded JSON object."""
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class Final:
+    """The one final transcript of a session.
+
+    ``reason`` is why the utterance ended (``end``, ``silence``,
+    ``max_duration``, ``idle``, ``shutdown``) or, when the session was rejected
+    as non-speech, why (``no_speech``, ``non_speech``, ``low_confidence``,
+    ``hallucination``); ``endpoint`` always holds the end reason and
+    ``rejected`` the rejection reason or null. ``latency_ms`` runs from the
+    moment the endpoint was known (the ``end`` chunk, the last chunk of the
+    trailing silence, the idle deadline) to publication.
+    """
+
+    node: str
+    model: str
+    device: str
+    session: str
+    topic: str
+    text: str
+    language: str
+    confidence: float
+    reason: str
+    endpoint: str
+    rejected: str | None
+    audio_s: float
+    speech_s: float
+    chunks: int
+    gaps: int
+    duplicates: int
+    incomplete: bool
+    latency_ms: float
+    decode_ms: float
+    queue_ms: float
+    ts: float
+    words: list[Word] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+    type: Literal["final"] = "final"
+    v: int = PROTOCOL_VERSION
+
+    def encode(self) -> bytes:
+        """Serialize to JSON."""
+        return _to_json(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Build from a decoded JSON object."""
+        values = dict(data)
+        values["words"] = [Word(**w) for w in values.get("words", [])]
+        values["segments"] = [Segment(**s) for s in values.get("segments", [])]
+        return cls(**values)
+
+
+def decode_transcript(payload: bytes | str) -> Partial | Final:
+    """Parse a ``transcript/<topic>`` message into a :class:`Partial` or :class:`Final`."""
+    data = _from_json(payload)
+    try:
+        if data.get("type") == "partial":
+            return Partial.from_dict(data)
+        if data.get("type") == "final":
+            return Final.from_dict(data)
+    except TypeError as exc:
+        raise ContractError(ErrorCode.BAD_FIELD, f"transcript fields: {exc}") from exc
+    raise ContractError(ErrorCode.BAD_FIELD, f"unknown transcript type {data.get('type')!r}")
+
+
+NodeState = Literal["starting", "ready", "draining", "offline"]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """Retained availability of one node; the Last Will carries ``offline``."""
+
+    node: str
+    state: NodeState
+    version: str
+    model: str
+    sessions: int
+    queued: int
+    ts: float
+    v: int = PROTOCOL_VERSION
+
+    def encode(self) -> bytes:
+        """Serialize to JSON."""
+        return _to_json(self)
+
+    @classmethod
+    def decode(cls, payload: bytes | str) -> Self:
+        """Parse a status message."""
+        return cls(**_from_json(payload))
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReport:
+    """Why a device's message was refused, published on its error topic."""
+
+    node: str
+    device: str
+    code: str
+    message: str
+    ts: float
+    session: str | None = None
+    seq: int | None = None
+    v: int = PROTOCOL_VERSION
+
+    def encode(self) -> bytes:
+        """Serialize to JSON."""
+        return _to_json(self)
+
+    @classmethod
+    def decode(cls, payload: bytes | str) -> Self:
+        """Parse an error report."""
+        return cls(**_from_json(payload))

@@ -1,0 +1,48 @@
+"""The package's exceptions, one tree so callers can catch what they mean.
+
+    OracNodeError
+    ├── ConfigError          invalid config file, env override or flag
+    ├── ModelError           the speech model cannot be found or loaded
+    ├── AudioDecodeError     a file or payload could not be turned into PCM
+    ├── BrokerError          the broker refused us or cannot be reached
+    └── ContractError        a message breaks the wire contract (carries a code)
+
+Library exceptions (yaml, pydantic, aiomqtt, ffmpeg exit codes) are translated
+into these at the boundary with ``raise ... from exc`` so the cause stays
+visible in tracebacks while callers depend only on this module.
+"""
+
+from __future__ import annotations
+
+
+class OracNodeError(Exception):
+    """Base class of every error raised on purpose by orac-node."""
+
+
+class ConfigError(OracNodeError):
+    """The configuration (file, environment or flags) is invalid."""
+
+
+class ModelError(OracNodeError):
+    """The speech model cannot be resolved or loaded."""
+
+
+class AudioDecodeError(OracNodeError):
+    """Audio bytes or a file could not be decoded to PCM."""
+
+
+class BrokerError(OracNodeError):
+    """The MQTT broker could not be reached or refused the connection."""
+
+
+class ContractError(OracNodeError):
+    """A message does not follow the wire contract.
+
+    ``code`` is the machine-readable error code published to the sender (see
+    :class:`orac_node.contract.ErrorCode`); the message is for people.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message

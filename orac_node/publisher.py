@@ -1,0 +1,146 @@
+"""Building the node's outgoing messages and handing them to the bus.
+
+Every transcript, error report and status the node publishes is assembled here
+from contract classes, so node.py reads as decisions (what to publish, when)
+rather than field plumbing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from orac_node import __version__
+from orac_node.bus import Bus, Outgoing
+from orac_node.contract import (
+    ErrorReport,
+    Final,
+    NodeState,
+    NodeStatus,
+    Partial,
+    error_topic,
+    status_topic,
+    transcript_topic,
+)
+from orac_node.engine import Decoding
+from orac_node.session import Utterance
+
+log = logging.getLogger(__name__)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def offline_status(node_id: str, model: str) -> Outgoing:
+    """The retained ``offline`` status, also used as the MQTT Last Will."""
+    status = NodeStatus(node_id, "offline", __version__, model, 0, 0, time.time())
+    return Outgoing(status_topic(node_id), status.encode(), qos=1, retain=True)
+
+
+class TranscriptPublisher:
+    """Turns node events into contract messages on the bus."""
+
+    def __init__(self, bus: Bus, *, node_id: str, model: str) -> None:
+        self._bus = bus
+        self.node_id = node_id
+        self.model = model
+
+    def partial(
+        self, utt: Utterance, decoding: Decoding, decoded_samples: int, stable: str, unstable: str
+    ) -> Partial:
+        """Publish an interim hypothesis (dropped first if the outbox is full)."""
+        decoded_s = decoded_samples / 16_000
+        message = Partial(
+            node=self.node_id,
+            model=self.model,
+            device=utt.key.device,
+            session=utt.key.session,
+            topic=utt.topic,
+            text=" ".join(part for part in (stable, unstable) if part),
+            stable=stable,
+            unstable=unstable,
+            seq=utt.partial_seq,
+            audio_s=round(decoded_s, 3),
+            lag_ms=_ms(max(0.0, utt.audio_s - decoded_s)),
+            decode_ms=decoding.decode_ms,
+            ts=time.time(),
+        )
+        self._bus.publish(
+            Outgoing(transcript_topic(utt.topic), message.encode(), qos=0, droppable=True)
+        )
+        return message
+
+    def final(
+        self,
+        utt: Utterance,
+        *,
+        text: str,
+        decoding: Decoding | None,
+        rejection: str | None,
+        queue_ms: float,
+    ) -> Final:
+        """Publish the session's one final transcript."""
+        endpoint = str(utt.reason)
+        endpoint_at = utt.endpoint_at if utt.endpoint_at is not None else time.monotonic()
+        message = Final(
+            node=self.node_id,
+            model=self.model,
+            device=utt.key.device,
+            session=utt.key.session,
+            topic=utt.topic,
+            text="" if rejection else text,
+            language=decoding.language if decoding else utt.language,
+            confidence=decoding.confidence if decoding else 0.0,
+            reason=rejection or endpoint,
+            endpoint=endpoint,
+            rejected=rejection,
+            audio_s=round(utt.audio_s, 3),
+            speech_s=round(utt.endpointer.speech_s, 3),
+            chunks=utt.chunks,
+            gaps=utt.reorderer.gaps,
+            duplicates=utt.reorderer.duplicates,
+            incomplete=utt.incomplete,
+            latency_ms=_ms(time.monotonic() - endpoint_at),
+            decode_ms=decoding.decode_ms if decoding else 0.0,
+            queue_ms=queue_ms,
+            ts=time.time(),
+            words=list(decoding.words) if decoding and not rejection else [],
+            segments=list(decoding.segments) if decoding and not rejection else [],
+        )
+        self._bus.publish(Outgoing(transcript_topic(utt.topic), message.encode(), qos=1))
+        return message
+
+    def error(
+        self,
+        device: str,
+        code: str,
+        message: str,
+        *,
+        session: str | None = None,
+        seq: int | None = None,
+    ) -> None:
+        """Tell a device what was wrong with its message."""
+        report = ErrorReport(
+            node=self.node_id,
+            device=device,
+            code=code,
+            message=message,
+            ts=time.time(),
+            session=session,
+            seq=seq,
+        )
+        self._bus.publish(Outgoing(error_topic(device), report.encode(), qos=1))
+
+    def status(self, state: NodeState, *, sessions: int, queued: int) -> None:
+        """Publish the retained node status."""
+        status = NodeStatus(
+            node=self.node_id,
+            state=state,
+            version=__version__,
+            model=self.model,
+            sessions=sessions,
+            queued=queued,
+            ts=time.time(),
+        )
+        self._bus.publish(Outgoing(status_topic(self.node_id), status.encode(), qos=1, retain=True))
