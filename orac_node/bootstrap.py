@@ -6,7 +6,7 @@ This is the README's quick start: it needs nothing but Python 3.11+ and runs
 before any dependency exists, so it uses the standard library only. It
 
 1. installs the system programs the node and its tests run (``mosquitto``,
-   ``ffmpeg``) with apt when they are missing, through sudo when not root;
+   ``mosquitto_sub``, ``ffmpeg``) with apt when they are missing, through sudo when not root;
 2. creates ``.venv`` beside ``pyproject.toml`` and installs the package with its
    dev extras, again whenever ``pyproject.toml`` changes;
 3. runs ``just <recipe> [args...]`` from the venv (``just`` comes from PyPI's
@@ -28,7 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 STAMP = VENV / ".orac-node-installed"
 # program -> Debian package; /usr/sbin is searched too (mosquitto lives there).
-SYSTEM_PROGRAMS = {"mosquitto": "mosquitto", "ffmpeg": "ffmpeg"}
+SYSTEM_PROGRAMS = {
+    "mosquitto": "mosquitto",
+    "mosquitto_sub": "mosquitto-clients",  # what people watch transcripts with
+    "ffmpeg": "ffmpeg",
+}
 
 
 def _say(message: str) -> None:

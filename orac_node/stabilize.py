@@ -12,6 +12,7 @@ Words are compared case- and punctuation-insensitively ("lights," agrees with
 
 from __future__ import annotations
 
+import difflib
 import re
 
 _NON_WORD = re.compile(r"[^\w']+")
@@ -22,11 +23,12 @@ def _key(word: str) -> str:
 
 
 class LocalAgreement:
-    """Commits the longest common word prefix of consecutive hypotheses."""
+    """Commits the longest common prefix of consecutive hypotheses' uncommitted tails."""
 
     def __init__(self) -> None:
         self.committed: list[str] = []
-        self._previous: list[str] = []
+        self._committed_keys: list[str] = []
+        self._previous_tail: list[str] = []
 
     @property
     def stable(self) -> str:
@@ -37,16 +39,34 @@ class LocalAgreement:
         """Take the newest hypothesis; return ``(stable, unstable)`` text."""
         words = hypothesis.split()
         keys = [_key(w) for w in words]
-        previous = [_key(w) for w in self._previous]
+        tail = words[self._tail_start(keys) :]
+        tail_keys = [_key(w) for w in tail]
         agreed = 0
-        for a, b in zip(previous, keys, strict=False):
+        for a, b in zip(self._previous_tail, tail_keys, strict=False):
             if a != b:
                 break
             agreed += 1
-        n = len(self.committed)
-        committed_keys = [_key(w) for w in self.committed]
-        if agreed > n and keys[:n] == committed_keys:
-            self.committed.extend(words[n:agreed])
-            n = agreed
-        self._previous = words
-        return self.stable, " ".join(words[n:])
+        if agreed:
+            self.committed.extend(tail[:agreed])
+            self._committed_keys.extend(tail_keys[:agreed])
+            tail, tail_keys = tail[agreed:], tail_keys[agreed:]
+        self._previous_tail = tail_keys
+        return self.stable, " ".join(tail)
+
+    def _tail_start(self, keys: list[str]) -> int:
+        """Where the not-yet-committed words begin in a full-utterance hypothesis.
+
+        Each hypothesis re-transcribes the whole utterance, and may word the
+        committed part differently ("asked" vs "ask"). The committed words are
+        aligned to the hypothesis and the tail starts after the last one found;
+        with no alignment at all, it starts at the committed word count.
+        """
+        n = len(self._committed_keys)
+        if keys[:n] == self._committed_keys:
+            return n
+        matcher = difflib.SequenceMatcher(a=self._committed_keys, b=keys, autojunk=False)
+        end = 0
+        for block in matcher.get_matching_blocks():
+            if block.size:
+                end = block.b + block.size
+        return end or min(n, len(keys))
