@@ -24,7 +24,8 @@ def node(
     broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[RunningNode]:
     config = getattr(request.module, "NODE_CONFIG", {})
-    node_id = f"test-{request.module.__name__.rsplit('.', 1)[-1].replace('_', '-')}"
+    module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    node_id = f"test-{module.replace('_', '-')}"
     running = start_node(broker.url, tmp_path_factory.mktemp("node"), MODEL, node_id, config)
     yield running
     code = running.stop(signal.SIGTERM)

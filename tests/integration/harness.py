@@ -63,10 +63,24 @@ def start_node(
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORAC_NODE_")}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "orac_node.cli", "run", "--config", str(config_path),
-             "--broker", url, "--model", str(model), "--node-id", node_id],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "orac_node.cli",
+                "run",
+                "--config",
+                str(config_path),
+                "--broker",
+                url,
+                "--model",
+                str(model),
+                "--node-id",
+                node_id,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     node = RunningNode(url, node_id, process, log_path)
     try:
         asyncio.run(_wait_ready(url, node_id, process))
@@ -153,9 +167,13 @@ class Harness:
         result = self.results.setdefault(session, SessionResult(session))
         stop = self._final_seen[session] if stop_on_final else None
         await Satellite(self.mqtt, device).stream(
-            samples, session=session, topic=topic, chunk_ms=chunk_ms, realtime=realtime,
+            samples,
+            session=session,
+            topic=topic,
+            chunk_ms=chunk_ms,
+            realtime=realtime,
             stop=stop,
-        )  # fmt: skip
+        )
         result.audio_done_time = time.monotonic()
         await self.wait_final(session, timeout)
         return result

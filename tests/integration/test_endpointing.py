@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import aiomqtt
 import numpy as np
 
 from orac_node.audio import float_to_s16
@@ -22,14 +23,14 @@ def _silence(seconds: float) -> np.ndarray:
     return np.zeros(int(seconds * SAMPLE_RATE), np.float32)
 
 
-async def _stream_without_end(h_mqtt: object, device: str, samples: np.ndarray) -> str:
+async def _stream_without_end(mqtt: aiomqtt.Client, device: str, samples: np.ndarray) -> str:
     """Publish all chunks but never end=true (a satellite that relies on the node's VAD)."""
     session = uuid.uuid4().hex[:12]
     pcm = float_to_s16(samples)
     step = SAMPLE_RATE // 50 * 2
     for seq, i in enumerate(range(0, len(pcm), step)):
         chunk = AudioChunk(session, seq, SAMPLE_RATE, 1, AudioFormat.S16LE, pcm[i : i + step])
-        await h_mqtt.publish(audio_topic(device), chunk.encode(), qos=1)  # type: ignore[attr-defined]
+        await mqtt.publish(audio_topic(device), chunk.encode(), qos=1)
     return session
 
 
