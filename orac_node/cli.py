@@ -12,6 +12,7 @@ import json
 import logging
 import signal
 import sys
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -22,13 +23,16 @@ import uvloop
 from orac_node import __version__
 from orac_node.audio import load_audio_file
 from orac_node.config import NodeConfig, load_config
-from orac_node.contract import TRANSCRIPT_FILTER, Final, transcript_topic
+from orac_node.contract import TRANSCRIPT_FILTER, Final, Partial, transcript_topic
 from orac_node.errors import OracNodeError
 from orac_node.logsetup import setup_logging
 
 log = logging.getLogger("orac_node")
 
 DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
+RAW_QUIET_S = 4.0
+"""``send --raw`` waits this long without transcripts before exiting: longer than
+the node's 3 s idle timeout, after which any open raw utterance has its final."""
 
 
 def _config(args: argparse.Namespace) -> NodeConfig:
@@ -93,50 +97,75 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _send(args: argparse.Namespace) -> int:
-    from orac_node.client import Satellite, connect, format_transcript, transcripts  # noqa: PLC0415
+    from orac_node.client import (  # noqa: PLC0415
+        Satellite,
+        connect,
+        format_transcript,
+        stream_raw,
+        transcripts,
+    )
 
     samples = await asyncio.to_thread(load_audio_file, Path(args.file))
+    session = args.session or uuid.uuid4().hex[:16]
     done = asyncio.Event()
-    final: list[Final] = []
+    seen = asyncio.Event()
+    finals: list[Final] = []
+
+    def ours(t: Partial | Final) -> bool:
+        if args.raw:
+            return t.device == args.device and t.session.startswith(f"raw-{args.device}-")
+        return t.session == session
+
     async with connect(args.broker) as mqtt:
         await mqtt.subscribe(transcript_topic(args.topic) if args.topic else TRANSCRIPT_FILTER)
-        session = args.session or None
-        sat = Satellite(mqtt, args.device)
 
         async def show() -> None:
             async for t in transcripts(mqtt):
-                if t.session != session:
-                    continue
-                print(format_transcript(t), flush=True)
-                if isinstance(t, Final):
-                    final.append(t)
-                    done.set()
-                    return
+                if ours(t):
+                    print(format_transcript(t), flush=True)
+                    seen.set()
+                    if isinstance(t, Final):
+                        finals.append(t)
+                        if not args.raw:
+                            done.set()
 
-        import uuid  # noqa: PLC0415
-
-        session = session or uuid.uuid4().hex[:16]
         printer = asyncio.create_task(show())
-        await sat.stream(
-            samples,
-            session=session,
-            topic=args.topic,
-            chunk_ms=args.chunk_ms,
-            realtime=args.realtime,
-            stop=done,
-        )
-        if args.no_wait:
-            printer.cancel()
-            return 0
+        if args.raw:
+            await stream_raw(mqtt, args.device, samples, args.chunk_ms, realtime=args.realtime)
+        else:
+            await Satellite(mqtt, args.device).stream(
+                samples,
+                session=session,
+                topic=args.topic,
+                chunk_ms=args.chunk_ms,
+                realtime=args.realtime,
+                stop=done,
+            )
         try:
-            await asyncio.wait_for(done.wait(), timeout=args.timeout)
+            if args.raw:
+                await _until_quiet(seen, RAW_QUIET_S, args.timeout)
+            elif not args.no_wait:
+                await asyncio.wait_for(done.wait(), timeout=args.timeout)
         except TimeoutError:
-            print(f"no final for session {session} within {args.timeout:g} s", file=sys.stderr)
-            printer.cancel()
+            print(f"no final within {args.timeout:g} s", file=sys.stderr)
             return 1
-    if args.json and final:
-        print(json.dumps(asdict(final[0]), indent=2))
+        finally:
+            printer.cancel()
+    if args.json:
+        for final in finals:
+            print(json.dumps(asdict(final), indent=2))
     return 0
+
+
+async def _until_quiet(seen: asyncio.Event, quiet_s: float, limit_s: float) -> None:
+    """Return once no transcript arrived for ``quiet_s`` (raw streams have no end)."""
+    async with asyncio.timeout(limit_s):
+        while True:
+            seen.clear()
+            try:
+                await asyncio.wait_for(seen.wait(), quiet_s)
+            except TimeoutError:
+                return
 
 
 async def _listen(args: argparse.Namespace) -> int:
@@ -217,12 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("file", help="WAV, or anything ffmpeg reads")
     send.add_argument("--broker", default=DEFAULT_BROKER)
     send.add_argument("--realtime", action="store_true", help="pace chunks at capture speed")
+    send.add_argument(
+        "--raw", action="store_true", help="publish bare PCM on audio/<device>/raw instead"
+    )
     send.add_argument("--chunk-ms", type=int, default=20, help="audio per chunk (default 20)")
     send.add_argument("--session", help="session id (default: random)")
     send.add_argument("--topic", help="transcript topic (default: the node's for this device)")
     send.add_argument("--timeout", type=float, default=60.0, help="wait this long for the final")
     send.add_argument("--no-wait", action="store_true", help="do not wait for the final")
-    send.add_argument("--json", action="store_true", help="print the final as JSON at the end")
+    send.add_argument("--json", action="store_true", help="print the final(s) as JSON at the end")
     send.set_defaults(func=lambda a: asyncio.run(_send(a)))
 
     listen = sub.add_parser("listen", help="print transcripts as they arrive")

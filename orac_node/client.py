@@ -24,6 +24,7 @@ from orac_node.contract import (
     SAMPLE_RATE,
     AudioChunk,
     AudioFormat,
+    AudioKind,
     ErrorReport,
     Final,
     NodeStatus,
@@ -119,6 +120,20 @@ def _payload(message: aiomqtt.Message) -> bytes:
     return payload if isinstance(payload, bytes) else str(payload).encode()
 
 
+async def stream_raw(
+    client: aiomqtt.Client, device: str, samples: Samples, chunk_ms: int, *, realtime: bool
+) -> None:
+    """Publish audio as bare s16le on ``audio/<device>/raw`` (no sessions, no end)."""
+    started = time.monotonic()
+    topic = audio_topic(device, AudioKind.RAW)
+    for i, pcm in enumerate(split_chunks(samples, chunk_ms)):
+        await client.publish(topic, pcm, qos=0)
+        if realtime:
+            delay = started + (i + 1) * chunk_ms / 1000 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+
 async def transcripts(client: aiomqtt.Client) -> AsyncIterator[Partial | Final]:
     """Transcripts arriving on the client's subscriptions (others are skipped)."""
     async for message in client.messages:
@@ -145,7 +160,7 @@ def format_transcript(t: Partial | Final | ErrorReport) -> str:
     """One readable line per message, for ``listen``, ``send`` and the demo."""
     if isinstance(t, ErrorReport):
         return f"ERROR    {t.device}: {t.code}: {t.message}"
-    who = f"{t.device}/{t.session[:8]}"
+    who = f"{t.device}/{t.session[:16]}"
     if isinstance(t, Partial):
         tail = f"[{t.unstable}]" if t.unstable else ""
         return f"partial  {who}: {' '.join(x for x in (t.stable, tail) if x)}"

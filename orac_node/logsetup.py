@@ -36,3 +36,5 @@ def setup_logging(level: str = "INFO", *, json_format: bool = False) -> None:
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # aiomqtt/paho chatter is only useful when debugging the connection itself.
     logging.getLogger("orac_node.mqtt").setLevel(max(logging.getLevelName(level), logging.ERROR))
+    # pywhispercpp logs two INFO lines per decode; our final's log line says more.
+    logging.getLogger("pywhispercpp").setLevel(max(logging.getLevelName(level), logging.WARNING))

@@ -172,7 +172,7 @@ class Node:
                 if reason is not None:
                     self._finalize_soon(utt)
             for device, stream in list(self._raw.items()):
-                if now - stream.last_data_at > RAW_STREAM_FORGET_S and stream.utterance is None:
+                if now - stream.last_data_at > RAW_STREAM_FORGET_S:
                     self._vad.release(self._raw.pop(device).close())
             if now >= next_status:
                 next_status = now + STATUS_EVERY_S

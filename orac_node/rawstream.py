@@ -11,23 +11,21 @@ it endpoints, then listens again. Silence between utterances produces nothing.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
+import uuid
 from collections.abc import Callable
 
 import numpy as np
 
 from orac_node.audio import Samples
 from orac_node.contract import SAMPLE_RATE
-from orac_node.endpoint import Endpointer, EndpointRules, EndReason
+from orac_node.endpoint import Endpointer, EndpointRules
 from orac_node.session import Utterance
 from orac_node.vad import SpeechDetector
 
 PREROLL_S = 0.5
 """Audio kept from before the speech onset: covers the VAD's minimum speech run
 (~0.16 s) plus a soft word start the VAD scores low."""
-
-_counter = itertools.count(1)
 
 
 class RawStream:
@@ -55,41 +53,28 @@ class RawStream:
         self.last_data_at = now
 
     def feed(self, samples: Samples, now: float) -> Utterance | None:
-        """Take raw audio; return the utterance this audio ended, if any."""
+        """Take raw audio; return the utterance it went to (None while listening).
+
+        The returned utterance may have just endpointed; the next call then
+        starts listening again.
+        """
         self.last_data_at = now
+        if self.utterance is not None and not self.utterance.receiving:
+            self.utterance = None  # it ended (silence, max duration, idle): listen again
         if self.utterance is not None:
-            return self._continue(samples, now)
+            self.utterance.append_samples(samples, now)
+            return self.utterance
         self._preroll = np.concatenate((self._preroll, samples))[-int(PREROLL_S * SAMPLE_RATE) :]
         self._listener.update(self._detector.feed(samples))
         if not self._listener.speech_started:
             return None
-        session = f"raw-{self.device}-{next(_counter)}"
+        session = f"raw-{self.device}-{uuid.uuid4().hex[:8]}"
         self.utterance = self._open(session)
         seed, self._preroll = self._preroll, np.empty(0, np.float32)
-        self._reset_listener()
-        return self._continue(seed, now)
-
-    def _continue(self, samples: Samples, now: float) -> Utterance | None:
-        utterance = self.utterance
-        assert utterance is not None
-        if utterance.append_samples(samples, now) is None:
-            return None
-        self.utterance = None
-        return utterance
-
-    def tick(self, now: float, idle_timeout_s: float) -> Utterance | None:
-        """End an open utterance when the stream stopped; return it."""
-        utterance = self.utterance
-        if utterance is None or now - self.last_data_at < idle_timeout_s:
-            return None
-        utterance.incomplete = True
-        utterance.end_now(EndReason.IDLE, now)
-        self.utterance = None
-        return utterance
-
-    def _reset_listener(self) -> None:
         self._detector.reset()
         self._listener = Endpointer(self._rules)
+        self.utterance.append_samples(seed, now)
+        return self.utterance
 
     def close(self) -> SpeechDetector:
         """Stop listening; hand the detector back for reuse."""

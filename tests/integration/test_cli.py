@@ -80,6 +80,23 @@ def test_send_streams_a_file_and_prints_the_final(node: RunningNode) -> None:
     assert "timer" in final["text"].lower()
 
 
+def test_send_raw_streams_plain_pcm_and_prints_its_utterances(node: RunningNode) -> None:
+    done = subprocess.run(
+        [*CLI, "send", "cli-raw", str(COMMAND), "--broker", node.url, "--raw", "--realtime"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("partial  cli-raw/raw-cli-raw-") for line in lines)
+    finals = [line for line in lines if line.startswith("FINAL")]
+    assert len(finals) == 1
+    assert "timer" in finals[0].lower()
+
+
 def test_listen_and_mosquitto_sub_show_readable_transcripts(node: RunningNode) -> None:
     port = node.url.rsplit(":", 1)[1]
     listen = subprocess.Popen(
