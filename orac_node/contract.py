@@ -30,9 +30,9 @@ PROTOCOL_VERSION = 1
 SAMPLE_RATE = 16_000
 """Rate of everything after ingest: whisper.cpp and the VAD both want 16 kHz."""
 
-AUDIO_CHUNK_FILTER = "audio/+/chunk"
-AUDIO_RAW_FILTER = "audio/+/raw"
-AUDIO_FILE_FILTER = "audio/+/file"
+AUDIO_FILTER = "audio/#"
+"""The node subscribes to all of audio/ (one subscription, so no message arrives
+twice) and so also sees, and can answer, a device name of several levels."""
 TRANSCRIPT_FILTER = "transcript/#"
 STATUS_FILTER = "orac/node/+/status"
 
@@ -109,25 +109,36 @@ def error_topic(device: str) -> str:
     return f"orac/device/{device}/error"
 
 
-def parse_audio_topic(topic: str) -> tuple[str, AudioKind]:
-    """Split ``audio/<device>/<kind>`` into its device and kind.
+def audio_topic_device(topic: str) -> str:
+    """The device part of ``audio/<device>/<kind>``, even an invalid one ("" if none).
 
-    Raises :class:`ContractError` (``bad_device``) when the device level is
-    not a valid name; the caller still knows the raw level to reply on.
+    Replies to a malformed message go to this device's error topic.
     """
     parts = topic.split("/")
-    if len(parts) != 3 or parts[0] != "audio":
-        raise ContractError(ErrorCode.BAD_DEVICE, f"not an audio topic: {topic!r}")
+    return "/".join(parts[1:-1]) if len(parts) >= 3 else ""
+
+
+def parse_audio_topic(topic: str) -> tuple[str, AudioKind | None]:
+    """Split ``audio/<device>/<kind>`` into its device and kind.
+
+    The kind is None for a last level this contract version does not define
+    (left alone for future use). Raises :class:`ContractError`
+    (``bad_device``) when the device is not one valid topic level.
+    """
+    parts = topic.split("/")
+    if len(parts) < 3 or parts[0] != "audio":
+        raise ContractError(ErrorCode.BAD_DEVICE, f"not an audio/<device>/<kind> topic: {topic!r}")
+    device = audio_topic_device(topic)
     try:
-        kind = AudioKind(parts[2])
+        kind: AudioKind | None = AudioKind(parts[-1])
     except ValueError:
-        raise ContractError(ErrorCode.BAD_DEVICE, f"unknown audio kind {parts[2]!r}") from None
-    if not is_valid_name(parts[1]):
+        kind = None
+    if not is_valid_name(device):
         raise ContractError(
             ErrorCode.BAD_DEVICE,
-            f"device {parts[1]!r} must match {_NAME_RE.pattern} (one topic level)",
+            f"device {device!r} must be one topic level matching {_NAME_RE.pattern}",
         )
-    return parts[1], kind
+    return device, kind
 
 
 def _field(data: dict[Any, Any], key: str, kind: type | tuple[type, ...]) -> Any:  # noqa: ANN401

@@ -32,15 +32,14 @@ from orac_node.audio import Samples, decode_file_bytes_async, pcm_to_float
 from orac_node.bus import Bus
 from orac_node.config import NodeConfig
 from orac_node.contract import (
-    AUDIO_CHUNK_FILTER,
-    AUDIO_FILE_FILTER,
-    AUDIO_RAW_FILTER,
+    AUDIO_FILTER,
     SAMPLE_RATE,
     AudioChunk,
     AudioFormat,
     AudioKind,
     ErrorCode,
     NodeState,
+    audio_topic_device,
     parse_audio_topic,
 )
 from orac_node.endpoint import EndpointRules, EndReason
@@ -95,7 +94,7 @@ class Node:
             config.broker,
             client_id=self.node_id,
             will=offline_status(self.node_id, model_name),
-            subscriptions=[(AUDIO_CHUNK_FILTER, 1), (AUDIO_RAW_FILTER, 0), (AUDIO_FILE_FILTER, 1)],
+            subscriptions=[(AUDIO_FILTER, 1)],
             on_message=self.on_message,
             on_connected=self._publish_status,
         )
@@ -195,8 +194,10 @@ class Node:
         try:
             device, kind = parse_audio_topic(topic)
         except ContractError as exc:
-            parts = topic.split("/")
-            self._reject(parts[1] if len(parts) > 2 else "_", exc.code, exc.message)
+            self._reject(audio_topic_device(topic), exc.code, exc.message)
+            return
+        if kind is None:
+            log.debug("ignoring %s: not an audio kind of contract v1", topic)
             return
         if self._state != "ready":
             return  # draining: the subscription is going away

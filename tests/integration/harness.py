@@ -141,7 +141,7 @@ class Harness:
                     assert result.final is None, f"second final for {t.session}"
                     result.final, result.final_time = t, now
                     self._final_seen[t.session].set()
-            elif message.topic.matches("orac/device/+/error"):
+            elif message.topic.matches("orac/device/#"):
                 report = ErrorReport.decode(payload)
                 self.errors[report.device].append(report)
                 async with self._error_seen:
@@ -198,7 +198,7 @@ async def harness(url: str) -> AsyncIterator[Harness]:
     """A connected :class:`Harness` subscribed to transcripts, errors and statuses."""
     async with connect(url) as mqtt:
         h = Harness(mqtt)
-        for topic in (TRANSCRIPT_FILTER, "orac/device/+/error", status_topic("+")):
+        for topic in (TRANSCRIPT_FILTER, "orac/device/#", status_topic("+")):
             await mqtt.subscribe(topic, qos=1)
         task = asyncio.create_task(h._dispatch())
         try:

@@ -71,12 +71,17 @@ async def test_every_malformed_chunk_gets_its_error_and_the_node_keeps_serving(
     assert node.process.poll() is None
 
 
-async def test_device_name_that_is_not_a_plain_level_is_refused(node: RunningNode) -> None:
+@pytest.mark.parametrize("name", ["bad device!", "kitchen/left", ""])
+async def test_device_name_that_is_not_a_plain_level_is_refused(
+    node: RunningNode, name: str
+) -> None:
     chunk = AudioChunk("s", 0, 16000, 1, AudioFormat.S16LE, b"\x00\x00" * 320, end=True)
     async with harness(node.url) as h:
-        await h.mqtt.publish("audio/bad device!/chunk", chunk.encode(), qos=1)
-        errors = await h.wait_errors("bad device!", 1)
+        await h.mqtt.publish(f"audio/{name}/chunk", chunk.encode(), qos=1)
+        errors = await h.wait_errors(name, 1)
     assert errors[0].code == "bad_device"
+    assert errors[0].device == name
+    assert not [r for r in h.results.values() if r.final]
 
 
 async def test_rate_change_within_a_session_is_refused_not_mixed(
