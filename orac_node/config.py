@@ -271,12 +271,15 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """Turn ``ORAC_NODE_SECTION__KEY=value`` variables into a nested mapping.
 
-    Values stay strings; pydantic converts them to the field's type. Values
-    that look like YAML collections (``[...]``/``{...}``) are parsed as YAML.
+    Only names with a ``__`` separator count, so other ``ORAC_NODE_*``
+    variables (``ORAC_NODE_MODEL`` in the Justfile, ``ORAC_NODE_SHARED`` in the
+    tests) are not mistaken for settings. Values stay strings; pydantic
+    converts them to the field's type. Values that look like YAML collections
+    (``[...]``/``{...}``) are parsed as YAML.
     """
     result: dict[str, Any] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX) :]:
             continue
         path = name[len(ENV_PREFIX) :].lower().split("__")
         node = result

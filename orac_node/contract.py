@@ -20,11 +20,13 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 import msgpack
 
 from orac_node.errors import ContractError
+
+T = TypeVar("T")
 
 PROTOCOL_VERSION = 1
 SAMPLE_RATE = 16_000
@@ -198,7 +200,14 @@ class AudioChunk:
         """Parse and validate a chunk; raise :class:`ContractError` on any fault."""
         try:
             data = msgpack.unpackb(payload, raw=False, strict_map_key=False)
-        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        # TypeError: a map key that is itself a map or array (unhashable).
+        except (
+            ValueError,
+            TypeError,
+            msgpack.ExtraData,
+            msgpack.FormatError,
+            msgpack.StackError,
+        ) as exc:
             raise ContractError(ErrorCode.BAD_PAYLOAD, f"not a msgpack message: {exc}") from exc
         if not isinstance(data, dict):
             raise ContractError(ErrorCode.BAD_PAYLOAD, "chunk must be a msgpack map")
@@ -256,10 +265,21 @@ def _to_json(obj: object) -> bytes:
 
 
 def _from_json(payload: bytes | str) -> dict[str, Any]:
-    data = json.loads(payload)
+    try:
+        data = json.loads(payload)
+    except ValueError as exc:
+        raise ContractError(ErrorCode.BAD_PAYLOAD, f"not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ContractError(ErrorCode.BAD_PAYLOAD, "expected a JSON object")
     return data
+
+
+def _build(cls: type[T], data: dict[str, Any]) -> T:
+    """Construct a payload class, turning missing/unknown fields into ContractError."""
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise ContractError(ErrorCode.BAD_FIELD, f"{cls.__name__}: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,7 +423,7 @@ class NodeStatus:
     @classmethod
     def decode(cls, payload: bytes | str) -> Self:
         """Parse a status message."""
-        return cls(**_from_json(payload))
+        return _build(cls, _from_json(payload))
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,4 +446,4 @@ class ErrorReport:
     @classmethod
     def decode(cls, payload: bytes | str) -> Self:
         """Parse an error report."""
-        return cls(**_from_json(payload))
+        return _build(cls, _from_json(payload))

@@ -22,9 +22,9 @@ from enum import StrEnum
 
 from orac_node.config import GateSection
 
-# [BLANK_AUDIO], (dramatic music), *sighs*, ♪ ... ♪ and the like; a partial
+# [BLANK_AUDIO], (dramatic music), *sighs*, ♪ lyrics ♪ and the like; a partial
 # decode can also end inside one ("[BLANK_"), so an unclosed one runs to the end.
-_ANNOTATION = re.compile(r"\[[^\]]*(\]|$)|\([^)]*(\)|$)|\*[^*]*\*|[♪♫]+")
+_ANNOTATION = re.compile(r"\[[^\]]*(\]|$)|\([^)]*(\)|$)|\*[^*]*\*|[♪♫][^♪♫]*[♪♫]|[♪♫]+")
 _PUNCT_ONLY = re.compile(r"^[\W_]*$")
 
 # Phrases Whisper is known to produce from silence or noise (from the training

@@ -152,6 +152,9 @@ class InferenceScheduler:
                 decoding = await loop.run_in_executor(
                     executor, engine.decode, samples, job.options, abort
                 )
+            except asyncio.CancelledError:
+                job.future.cancel()  # the scheduler is stopping: release the caller
+                raise
             except Exception as exc:  # a decode failure must fail the job, not the worker
                 log.exception("decode failed")
                 if not job.future.done():

@@ -7,7 +7,8 @@ System", 2023). Committed words are never taken back, so a display built on
 ``stable`` never flickers; the rest of the newest hypothesis is ``unstable``.
 
 Words are compared case- and punctuation-insensitively ("lights," agrees with
-"lights"), and the first spelling seen is the one kept.
+"lights"); a committed word keeps the spelling of the newer of the two
+hypotheses, which had heard more of the sentence.
 """
 
 from __future__ import annotations
