@@ -82,7 +82,10 @@ async def _run_node(config: NodeConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, node.stop)
-    await node.run()
+    try:
+        await node.run()
+    except* OracNodeError as group:  # e.g. a model file whisper.cpp cannot load
+        raise group.exceptions[0] from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:

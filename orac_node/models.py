@@ -6,6 +6,13 @@ naming pywhispercpp and whisper.cpp's own download script use) to a ``.part``
 file, checked against the SHA-1 whisper.cpp publishes in its models/README.md,
 and only then renamed into place, so a broken download never looks like a
 model. Progress goes to stderr.
+
+whisper.cpp does not fail cleanly on a damaged file: pywhispercpp hands back a
+context even when loading failed, and the first use of it crashes the process
+(a truncated or random file segfaulted in testing). :func:`check_loadable`
+therefore loads the model and decodes a second of silence in a child process
+first, so a bad file becomes a :class:`ModelError` with a message instead of a
+node that dies with SIGSEGV.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import subprocess
 import sys
 import time
 import urllib.error
@@ -41,6 +49,38 @@ _BLOCK = 1 << 20
 _TIMEOUT_S = 30
 
 
+_PROBE = """
+import sys
+import numpy as np
+from pywhispercpp.model import Model
+model = Model(sys.argv[1], redirect_whispercpp_logs_to=None, print_progress=False)
+model.transcribe(np.zeros(16000, np.float32), audio_ctx=256)
+"""
+_PROBE_TIMEOUT_S = 120
+
+
+def check_loadable(path: Path) -> None:
+    """Raise :class:`ModelError` unless whisper.cpp can load and run ``path``."""
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _PROBE, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=_PROBE_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ModelError(f"{path}: loading took over {_PROBE_TIMEOUT_S} s") from exc
+    if done.returncode != 0:
+        how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
+        detail = "; ".join(done.stderr.strip().splitlines()[-1:])
+        raise ModelError(
+            f"{path} is not a whisper.cpp model that loads ({how}{': ' if detail else ''}{detail})"
+        )
+
+
 def resolve_model(
     spec: str | Path,
     *,
@@ -51,6 +91,7 @@ def resolve_model(
     """Return a local model file for a path or a model name, downloading if needed."""
     path = Path(spec).expanduser()
     if path.is_file():
+        check_loadable(path)
         return path
     name = str(spec)
     if name not in catalog:
@@ -59,9 +100,9 @@ def resolve_model(
             f"({', '.join(sorted(catalog))})"
         )
     target = cache_dir.expanduser() / f"ggml-{name}.bin"
-    if target.is_file():
-        return target
-    download_model(f"{hub_url.rstrip('/')}/ggml-{name}.bin", target, sha1=catalog[name])
+    if not target.is_file():
+        download_model(f"{hub_url.rstrip('/')}/ggml-{name}.bin", target, sha1=catalog[name])
+    check_loadable(target)
     return target
 
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -61,6 +62,22 @@ def test_transcribe_reports_a_missing_model_clearly() -> None:
     assert done.returncode == 2
     assert "neither a model file nor a known model name" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_run_refuses_a_damaged_model_with_a_message(broker: LocalBroker, tmp_path: Path) -> None:
+    damaged = tmp_path / "ggml-damaged.bin"
+    with MODEL.open("rb") as source:
+        damaged.write_bytes(source.read(1_000_000))
+    done = subprocess.run(
+        [*CLI, "run", "--broker", broker.url, "--model", str(damaged)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "is not a whisper.cpp model that loads" in done.stderr
 
 
 def test_send_streams_a_file_and_prints_the_final(node: RunningNode) -> None:

@@ -8,12 +8,15 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from orac_node.errors import ModelError, OracNodeError
 from orac_node.models import KNOWN_MODELS, resolve_model
+from tests.conftest import MODEL
 
-PAYLOAD = bytes(range(256)) * 5000  # 1.28 MB: more than one download block
+# The real model: resolve_model also checks that whisper.cpp can load what it got.
+PAYLOAD = MODEL.read_bytes()
 PAYLOAD_SHA1 = hashlib.sha1(PAYLOAD).hexdigest()  # whisper.cpp publishes SHA-1
 
 
@@ -63,10 +66,8 @@ def hub() -> Iterator[ModelHub]:
 
 
 def test_existing_path_is_returned_as_is(tmp_path: Path) -> None:
-    model = tmp_path / "my-model.bin"
-    model.write_bytes(b"ggml")
-    assert resolve_model(model, cache_dir=tmp_path / "cache") == model
-    assert resolve_model(str(model), cache_dir=tmp_path / "cache") == model
+    assert resolve_model(MODEL, cache_dir=tmp_path / "cache") == MODEL
+    assert resolve_model(str(MODEL), cache_dir=tmp_path / "cache") == MODEL
     assert not (tmp_path / "cache").exists()
 
 
@@ -103,11 +104,11 @@ def test_cached_model_is_not_downloaded_again(hub: ModelHub, tmp_path: Path) -> 
 
 
 def test_pre_placed_model_is_used_without_any_request(hub: ModelHub, tmp_path: Path) -> None:
-    (tmp_path / "ggml-test-tiny.bin").write_bytes(b"already here")
+    (tmp_path / "ggml-test-tiny.bin").symlink_to(MODEL)
     path = resolve_model(
         "test-tiny", cache_dir=tmp_path, hub_url=hub.url, catalog={"test-tiny": PAYLOAD_SHA1}
     )
-    assert path.read_bytes() == b"already here"
+    assert path == tmp_path / "ggml-test-tiny.bin"
     assert hub.requests == []
 
 
@@ -133,3 +134,17 @@ def test_unreachable_hub_is_a_model_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError):
         resolve_model("x", cache_dir=tmp_path, hub_url=url, catalog={"x": PAYLOAD_SHA1})
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random", "tiny"])
+def test_a_damaged_model_file_is_a_model_error_not_a_crash(tmp_path: Path, damage: str) -> None:
+    bad = tmp_path / "ggml-bad.bin"
+    if damage == "truncated":
+        with MODEL.open("rb") as source:
+            bad.write_bytes(source.read(4_000_000))
+    elif damage == "random":
+        bad.write_bytes(np.random.default_rng(1).bytes(1_000_000))
+    else:
+        bad.write_bytes(b"not ggml")
+    with pytest.raises(ModelError, match=r"is not a whisper\.cpp model that loads"):
+        resolve_model(bad, cache_dir=tmp_path / "cache")
