@@ -23,7 +23,7 @@ def _start(config: Path) -> subprocess.Popen[bytes]:
 
 async def _wait_port(port: int) -> None:
     async with asyncio.timeout(10):
-        while not port_in_use(port):  # noqa: ASYNC110 - polling a foreign process
+        while not port_in_use(port):
             await asyncio.sleep(0.05)
 
 
