@@ -103,16 +103,11 @@ class Bus:
         self._outbox_ready.set()
 
     def _make_room(self, message: Outgoing) -> bool:
-        """Drop the oldest droppable message; if there is none, only a droppable one loses."""
-        for i, queued in enumerate(self._outbox):
-            if queued.droppable:
-                del self._outbox[i]
-                self.outbox_dropped += 1
-                return True
-        return not message.droppable and self._drop_oldest()
-
-    def _drop_oldest(self) -> bool:
-        self._outbox.popleft()
+        """Free one slot: the oldest partial goes first; a partial never evicts a final."""
+        victim = next((i for i, queued in enumerate(self._outbox) if queued.droppable), None)
+        if victim is None and message.droppable:
+            return False
+        del self._outbox[0 if victim is None else victim]
         self.outbox_dropped += 1
         return True
 

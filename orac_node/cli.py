@@ -22,10 +22,17 @@ import uvloop
 
 from orac_node import __version__
 from orac_node.audio import load_audio_file
+from orac_node.client import Satellite, connect, format_transcript, stream_raw, transcripts
 from orac_node.config import NodeConfig, load_config
 from orac_node.contract import TRANSCRIPT_FILTER, Final, Partial, transcript_topic
+from orac_node.demo import run_demo
+from orac_node.engine import WhisperEngine
 from orac_node.errors import OracNodeError
 from orac_node.logsetup import setup_logging
+from orac_node.models import resolve_model
+from orac_node.node import Node
+from orac_node.offline import transcribe
+from orac_node.vad import VadPool
 
 log = logging.getLogger("orac_node")
 
@@ -48,16 +55,12 @@ def _config(args: argparse.Namespace) -> NodeConfig:
 
 def model_path(config: NodeConfig) -> Path:
     """The model file the config asks for (downloaded by name when needed)."""
-    from orac_node.models import resolve_model  # noqa: PLC0415 - keeps `--help` fast
-
     spec = config.model.path or config.model.name
     return resolve_model(spec, cache_dir=config.model.cache_dir, hub_url=config.model.hub_url)
 
 
-def load_engines(config: NodeConfig, path: Path) -> list[Any]:
+def load_engines(config: NodeConfig, path: Path) -> list[WhisperEngine]:
     """Load and warm up one engine per worker (blocking: run it in a thread)."""
-    from orac_node.engine import WhisperEngine  # noqa: PLC0415
-
     use_gpu = config.model.device != "cpu"
     engines = []
     for _ in range(config.model.workers):
@@ -71,7 +74,6 @@ def load_engines(config: NodeConfig, path: Path) -> list[Any]:
 
 
 async def _run_node(config: NodeConfig) -> None:
-    from orac_node.node import Node  # noqa: PLC0415
 
     path = model_path(config)
     node = Node(
@@ -100,13 +102,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _send(args: argparse.Namespace) -> int:
-    from orac_node.client import (  # noqa: PLC0415
-        Satellite,
-        connect,
-        format_transcript,
-        stream_raw,
-        transcripts,
-    )
 
     samples = await asyncio.to_thread(load_audio_file, Path(args.file))
     session = args.session or uuid.uuid4().hex[:16]
@@ -172,7 +167,6 @@ async def _until_quiet(seen: asyncio.Event, quiet_s: float, limit_s: float) -> N
 
 
 async def _listen(args: argparse.Namespace) -> int:
-    from orac_node.client import connect, format_transcript, transcripts  # noqa: PLC0415
 
     async with connect(args.broker) as mqtt:
         await mqtt.subscribe(transcript_topic(args.topic) if args.topic else TRANSCRIPT_FILTER)
@@ -186,10 +180,6 @@ async def _listen(args: argparse.Namespace) -> int:
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
     """Transcribe files locally, no broker involved."""
-    from orac_node.engine import WhisperEngine  # noqa: PLC0415
-    from orac_node.offline import transcribe  # noqa: PLC0415
-    from orac_node.vad import VadPool  # noqa: PLC0415
-
     config = _config(args)
     setup_logging("WARNING")
     engine = WhisperEngine(model_path(config), threads=config.model.resolved_threads())
@@ -220,8 +210,6 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Broker + node + a satellite streaming samples in real time, transcripts printed."""
-    from orac_node.demo import run_demo  # noqa: PLC0415
-
     return asyncio.run(run_demo(args))
 
 
@@ -230,7 +218,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every sub-command."""
-    parser = argparse.ArgumentParser(prog="orac-node", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="orac-node", description="Streaming speech-to-text node for home voice assistants."
+    )
     parser.add_argument("--version", action="version", version=f"orac-node {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
