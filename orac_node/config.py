@@ -160,7 +160,12 @@ class IngestSection(_Section):
     )
     max_file_bytes: int = Field(25 * 1024 * 1024, ge=1024, description="Largest whole file.")
     max_file_s: float = Field(600, ge=1, description="Longest whole file, in seconds of audio.")
-    max_sessions: int = Field(64, ge=1, description="Concurrent sessions across all devices.")
+    max_sessions: int = Field(
+        256,
+        ge=1,
+        description="Concurrent sessions across all devices (200 satellites streaming at once"
+        " is the ingest benchmark; an idle session costs ~0.4 MB).",
+    )
     reorder_window: int = Field(
         16,
         ge=0,
@@ -199,6 +204,13 @@ class EndpointSection(_Section):
     )
     min_speech_ms: int = Field(
         160, ge=0, le=5000, description="Speech needed before trailing silence can end it."
+    )
+    speculate_ms: int = Field(
+        200,
+        ge=0,
+        le=10_000,
+        description="Start the final's decode this far into a pause after speech; if the"
+        " utterance then ends with no new speech, that result is published at once. 0 = off.",
     )
     max_duration_s: float = Field(30.0, ge=1, le=300, description="Longest utterance.")
     idle_timeout_s: float = Field(

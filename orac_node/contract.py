@@ -369,6 +369,7 @@ class Final:
     decode_ms: float
     queue_ms: float
     ts: float
+    speculative: bool = False
     words: list[Word] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
     type: Literal["final"] = "final"

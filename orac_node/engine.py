@@ -65,6 +65,7 @@ class DecodeOptions:
     prompt: str = ""
     timestamps: bool = True
     temperature_fallback: bool = False
+    threads: int = 0  # 0: the engine's own count; the scheduler sets it per decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,7 @@ class WhisperEngine:
         self._model.transcribe(
             samples,
             abort_callback=should_abort,
-            n_threads=self.threads,
+            n_threads=options.threads or self.threads,
             language=language,
             translate=False,
             audio_ctx=encoder_window(samples.size, options.window_margin_s),

@@ -12,7 +12,9 @@ context even when loading failed, and the first use of it crashes the process
 (a truncated or random file segfaulted in testing). :func:`check_loadable`
 therefore loads the model and decodes a second of silence in a child process
 first, so a bad file becomes a :class:`ModelError` with a message instead of a
-node that dies with SIGSEGV.
+node that dies with SIGSEGV. A file that passed is remembered (by path, size and
+modification time) under ``<cache_dir>/verified/``, so only its first start
+pays the ~0.7 s the probe costs.
 """
 
 from __future__ import annotations
@@ -59,10 +61,13 @@ model.transcribe(np.zeros(16000, np.float32), audio_ctx=256)
 _PROBE_TIMEOUT_S = 120
 
 
-def check_loadable(path: Path) -> None:
+def check_loadable(path: Path, *, stamp_dir: Path | None = None) -> None:
     """Raise :class:`ModelError` unless whisper.cpp can load and run ``path``."""
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
+    stamp = _stamp(path, stamp_dir)
+    if stamp is not None and stamp.exists():
+        return
     try:
         done = subprocess.run(
             [sys.executable, "-c", _PROBE, str(path)],
@@ -79,6 +84,20 @@ def check_loadable(path: Path) -> None:
         raise ModelError(
             f"{path} is not a whisper.cpp model that loads ({how}{': ' if detail else ''}{detail})"
         )
+    if stamp is not None:
+        try:
+            stamp.parent.mkdir(parents=True, exist_ok=True)
+            stamp.write_text(f"{path.resolve()}\n")
+        except OSError as exc:  # a read-only cache only costs the probe next time
+            log.debug("cannot remember the model check in %s: %s", stamp, exc)
+
+
+def _stamp(path: Path, stamp_dir: Path | None) -> Path | None:
+    if stamp_dir is None:
+        return None
+    info = path.stat()
+    key = f"{path.resolve()}:{info.st_size}:{info.st_mtime_ns}"
+    return stamp_dir.expanduser() / "verified" / hashlib.sha1(key.encode()).hexdigest()  # noqa: S324
 
 
 def resolve_model(
@@ -91,7 +110,7 @@ def resolve_model(
     """Return a local model file for a path or a model name, downloading if needed."""
     path = Path(spec).expanduser()
     if path.is_file():
-        check_loadable(path)
+        check_loadable(path, stamp_dir=cache_dir)
         return path
     name = str(spec)
     if name not in catalog:
@@ -102,7 +121,7 @@ def resolve_model(
     target = cache_dir.expanduser() / f"ggml-{name}.bin"
     if not target.is_file():
         download_model(f"{hub_url.rstrip('/')}/ggml-{name}.bin", target, sha1=catalog[name])
-    check_loadable(target)
+    check_loadable(target, stamp_dir=cache_dir)
     return target
 
 

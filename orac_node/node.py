@@ -19,6 +19,7 @@ utterance (reason ``shutdown``), publish ``offline`` and disconnect.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import Counter
@@ -42,7 +43,7 @@ from orac_node.gate import GateRules, check_audio, judge, strip_annotations
 from orac_node.intake import Intake
 from orac_node.publisher import TranscriptPublisher, offline_status
 from orac_node.scheduler import Decoder, InferenceScheduler
-from orac_node.session import Utterance, UtteranceState
+from orac_node.session import Speculation, Utterance, UtteranceState
 from orac_node.vad import VadPool
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,11 @@ TICK_S = 0.05
 the 300 ms reorder wait and seconds of idle timeout, negligible CPU)."""
 STATUS_EVERY_S = 30.0
 """Refresh of the retained status so dashboards see current load."""
+VAD_MODELS_KEPT = 32
+"""Silero models kept for reuse: more than the streams that speak at once in a
+house, few enough (several MB each) to stay small."""
+VAD_MODELS_PREPARED = 4
+"""Created while the speech model loads, for the first utterances."""
 DRAIN_TIMEOUT_S = 20.0
 """Longest wait for in-flight finals at shutdown (systemd's stop timeout is 30 s)."""
 
@@ -66,7 +72,7 @@ class Node:
         self.node_id = config.node.id
         self._load_engines = load_engines
         self._gate = GateRules.from_config(config.gate)
-        self._vad = VadPool()
+        self._vad = VadPool(keep=VAD_MODELS_KEPT)
         self._tasks: set[asyncio.Task[None]] = set()
         self._scheduler: InferenceScheduler | None = None
         self._state: NodeState = "starting"
@@ -104,6 +110,7 @@ class Node:
             started = time.monotonic()
             try:
                 engines = await asyncio.to_thread(self._load_engines)
+                await asyncio.to_thread(self._vad.prepare, VAD_MODELS_PREPARED)
             except Exception:
                 # Say so on the bus instead of leaving a retained "starting" behind.
                 self._set_state("offline")
@@ -113,13 +120,18 @@ class Node:
             log.info(
                 "model ready in %.2f s (%d worker(s))", time.monotonic() - started, len(engines)
             )
-            self._scheduler = InferenceScheduler(list(engines))
+            cores = self.config.model.workers * self.config.model.resolved_threads()
+            self._scheduler = InferenceScheduler(list(engines), cores=cores)
             scheduler_task = group.create_task(self._scheduler.run(), name="inference")
             ticker_task = group.create_task(self._ticker(), name="ticker")
             intake = group.create_task(self.bus.open_intake(), name="open-intake")
             stop = group.create_task(self._stop.wait(), name="stop-wait")
             await asyncio.wait((intake, stop), return_when=asyncio.FIRST_COMPLETED)
             if intake.done():
+                # Everything alive now (models, config, libraries) lives as long as the
+                # process: keep it out of the garbage collector's scans, which otherwise
+                # walk it again and again as the per-message objects churn.
+                gc.freeze()
                 self._set_state("ready")
                 await stop
             intake.cancel()
@@ -197,10 +209,24 @@ class Node:
         if utt.state is UtteranceState.ENDPOINTED:
             self._finalize_soon(utt)
             return
+        speculate_s = self.config.endpoint.speculate_ms / 1000
         partials = self.config.partials
-        if partials.enabled and utt.wants_partial(partials.interval_ms * SAMPLE_RATE // 1000):
+        interval = partials.interval_ms * SAMPLE_RATE // 1000
+        if utt.wants_speculation(speculate_s):
+            self._speculate(utt)
+        elif partials.enabled and utt.wants_partial(interval, speculate_s):
             utt.partial_pending = True
             self._spawn(self._partial(utt), f"partial-{utt.key.session}")
+
+    def _speculate(self, utt: Utterance) -> None:
+        """Decode the final now, at a pause; the endpoint may confirm it (speculative final)."""
+        assert self._scheduler is not None
+        task = asyncio.create_task(
+            self._scheduler.final(utt.audio(), self._options(utt, final=True)),
+            name=f"speculate-{utt.key.session}",
+        )
+        task.add_done_callback(_consume_exception)
+        utt.speculation = Speculation(utt.endpointer.speech_windows, task)
 
     # -- transcription ----------------------------------------------------
 
@@ -250,9 +276,15 @@ class Node:
         speech_s = utt.endpointer.speech_s
         rejection: str | None = check_audio(speech_s, self._gate)
         decoding, text, queue_ms = None, "", 0.0
+        speculation = utt.speculation if utt.speculation_valid() else None
         if rejection is None:
             try:
-                result = await self._scheduler.final(utt.audio(), self._options(utt, final=True))
+                if speculation is not None:
+                    result = await speculation.task  # decoded while the user fell silent
+                else:
+                    result = await self._scheduler.final(
+                        utt.audio(), self._options(utt, final=True)
+                    )
             except Exception as exc:  # a failed decode still owes the sender its final
                 log.exception("final decode of %s failed", utt.key.session)
                 self._reject(
@@ -266,7 +298,12 @@ class Node:
                 decoding, queue_ms = result.decoding, result.queue_ms
                 text, rejection = judge(decoding.text, decoding.confidence, speech_s, self._gate)
         final = self.publisher.final(
-            utt, text=text, decoding=decoding, rejection=rejection, queue_ms=queue_ms
+            utt,
+            text=text,
+            decoding=decoding,
+            rejection=rejection,
+            queue_ms=queue_ms,
+            speculative=speculation is not None and decoding is not None,
         )
         utt.done()
         self.finals += 1
@@ -280,3 +317,9 @@ class Node:
             final.confidence,
             final.text,
         )
+
+
+def _consume_exception(task: asyncio.Task[object]) -> None:
+    """A speculative final nobody awaited must not log 'exception never retrieved'."""
+    if not task.cancelled():
+        task.exception()

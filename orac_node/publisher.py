@@ -79,6 +79,7 @@ class TranscriptPublisher:
         decoding: Decoding | None,
         rejection: str | None,
         queue_ms: float,
+        speculative: bool = False,
     ) -> Final:
         """Publish the session's one final transcript."""
         endpoint = str(utt.reason)
@@ -104,6 +105,7 @@ class TranscriptPublisher:
             latency_ms=_ms(time.monotonic() - endpoint_at),
             decode_ms=decoding.decode_ms if decoding else 0.0,
             queue_ms=queue_ms,
+            speculative=speculative,
             ts=time.time(),
             words=list(decoding.words) if decoding and not rejection else [],
             segments=list(decoding.segments) if decoding and not rejection else [],

@@ -7,6 +7,8 @@ if it is). Requests wait in two queues:
 - finals, served first and in arrival order: the final is what ORAC Core acts
   on, so a final never waits behind a partial. A partial already running when a
   final arrives is aborted at whisper.cpp's next abort check.
+- a final whose caller gave up (a speculative final overtaken by new speech)
+  is skipped if still queued and aborted if already running.
 - partials, served only when no final waits. The caller passes a *snapshot
   function* instead of audio: it is called when a worker picks the job up, so
   a partial that waited always decodes the newest audio (partials coalesce),
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -70,16 +73,17 @@ class FinalDecoding:
 class InferenceScheduler:
     """Runs decode jobs on a pool of engines, finals before partials."""
 
-    def __init__(self, engines: list[Decoder]) -> None:
+    def __init__(self, engines: list[Decoder], *, cores: int = 1) -> None:
         if not engines:
             raise ValueError("at least one engine is needed")
         self._engines = engines
+        self._cores = cores
         self._finals: deque[_Job] = deque()
         self._partials: deque[_Job] = deque()
         self._wakeup = asyncio.Event()
         self.busy = 0
         self.decodes = 0
-        self.partials_aborted = 0
+        self.aborted = 0
 
     @property
     def queued(self) -> int:
@@ -135,6 +139,13 @@ class InferenceScheduler:
         # reading a deque's length is atomic under the GIL.
         return bool(self._finals)
 
+    def _abort_check(self, job: _Job) -> Callable[[], bool]:
+        """When a running decode should stop: its caller gave up, or (partials) a final waits."""
+        future = job.future
+        if job.is_final:
+            return future.cancelled
+        return lambda: self._final_waiting() or future.cancelled()
+
     async def _worker(self, engine: Decoder, executor: ThreadPoolExecutor) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -146,11 +157,14 @@ class InferenceScheduler:
                 job.future.set_result(None)
                 continue
             job.started = time.monotonic()
-            abort = None if job.is_final else self._final_waiting
+            abort = self._abort_check(job)
             self.busy += 1
+            # All cores for a lone decode, shared out when several workers are busy
+            # (two 1-thread decodes in parallel beat two 2-thread ones in a row).
+            options = dataclasses.replace(job.options, threads=max(1, self._cores // self.busy))
             try:
                 decoding = await loop.run_in_executor(
-                    executor, engine.decode, samples, job.options, abort
+                    executor, engine.decode, samples, options, abort
                 )
             except asyncio.CancelledError:
                 job.future.cancel()  # the scheduler is stopping: release the caller
@@ -164,6 +178,6 @@ class InferenceScheduler:
                 self.busy -= 1
             self.decodes += 1
             if decoding.aborted:
-                self.partials_aborted += 1
+                self.aborted += 1
             with contextlib.suppress(asyncio.InvalidStateError):
                 job.future.set_result(None if decoding.aborted else decoding)

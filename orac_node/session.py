@@ -5,13 +5,17 @@ All per-session state lives here, behind explicit transitions:
     RECEIVING --(end / silence / max duration / idle / ...)--> ENDPOINTED
     ENDPOINTED --(node starts the final decode)--> FINALIZING --> DONE
 
-Audio is kept in one preallocated float32 buffer sized for the longest
-allowed utterance, so appending never reallocates and a partial can decode a
-zero-copy view of the first *n* samples while more audio arrives behind it.
+Audio is kept in one float32 buffer that starts at :data:`INITIAL_BUFFER_S`
+and doubles when full (up to the longest allowed utterance), so a short
+command costs ~320 KB rather than the 1.9 MB of a 30 s buffer. A partial
+decodes a zero-copy view of the first *n* samples while more audio arrives
+behind it; when the buffer grows, the view keeps the old one alive until the
+decode is done.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -21,8 +25,21 @@ from orac_node.audio import Samples, StreamResampler
 from orac_node.contract import SAMPLE_RATE
 from orac_node.endpoint import Endpointer, EndpointRules, EndReason
 from orac_node.reorder import Reorderer
+from orac_node.scheduler import FinalDecoding
 from orac_node.stabilize import LocalAgreement
 from orac_node.vad import SpeechDetector
+
+
+@dataclass
+class Speculation:
+    """A final decoded early, at a pause, valid while no new speech follows."""
+
+    speech_windows: int  # the endpointer's count when it started
+    task: asyncio.Task[FinalDecoding]
+
+
+INITIAL_BUFFER_S = 5.0
+"""Covers most voice commands without ever growing."""
 
 
 class UtteranceState(StrEnum):
@@ -76,7 +93,10 @@ class Utterance:
         self.agreement = LocalAgreement()
         self.detector: SpeechDetector | None = detector
         self._resampler = StreamResampler(rate)
-        self._buffer: Samples = np.empty(max_samples, np.float32)
+        self._max_samples = max_samples
+        self._buffer: Samples = np.empty(
+            min(max_samples, int(INITIAL_BUFFER_S * SAMPLE_RATE)), np.float32
+        )
         self._n = 0
         self.chunks = 0
         self.created_at = now
@@ -88,6 +108,7 @@ class Utterance:
         self.partial_pending = False
         self.partial_seq = 0
         self.partial_requested_n = 0
+        self.speculation: Speculation | None = None
 
     # -- audio ------------------------------------------------------------
 
@@ -131,8 +152,15 @@ class Utterance:
 
     def _append(self, piece: Piece) -> EndReason | None:
         samples = self._resampler.process(piece.samples, last=piece.end)
-        room = self._buffer.size - self._n
+        room = self._max_samples - self._n
         taken = samples[:room]
+        if self._n + taken.size > self._buffer.size:
+            grown = np.empty(
+                min(self._max_samples, max(2 * self._buffer.size, self._n + taken.size)),
+                np.float32,
+            )
+            grown[: self._n] = self._buffer[: self._n]
+            self._buffer = grown
         self._buffer[self._n : self._n + taken.size] = taken
         self._n += taken.size
         vad_reason = None
@@ -142,7 +170,7 @@ class Utterance:
             return EndReason.END  # the satellite's own endpoint wins a tie with the VAD's
         if vad_reason is not None:
             return vad_reason
-        if samples.size > room or self._n == self._buffer.size:
+        if samples.size > room or self._n == self._max_samples:
             return EndReason.MAX_DURATION
         return None
 
@@ -192,16 +220,45 @@ class Utterance:
         """FINALIZING -> DONE."""
         self.state = UtteranceState.DONE
 
-    # -- partials ---------------------------------------------------------
+    # -- partials and speculation ----------------------------------------
 
-    def wants_partial(self, interval_samples: int) -> bool:
-        """Whether enough new speech arrived since the last partial request."""
+    def paused(self, after_s: float) -> bool:
+        """Speech started and has now been silent for at least ``after_s``."""
+        endpointer = self.endpointer
+        return endpointer.speech_started and endpointer.trailing_silence_s >= after_s
+
+    def wants_partial(self, interval_samples: int, speculate_s: float) -> bool:
+        """Whether enough new speech arrived since the last partial request.
+
+        Not during a pause long enough to speculate: then the final is what matters.
+        """
         return (
             self.receiving
             and not self.partial_pending
             and self.endpointer.speech_started
+            and not (speculate_s > 0 and self.paused(speculate_s))
             and self._n - self.partial_requested_n >= interval_samples
         )
+
+    def wants_speculation(self, speculate_s: float) -> bool:
+        """Whether to start decoding the final now: a pause, and no current guess."""
+        return (
+            speculate_s > 0
+            and self.receiving
+            and self.paused(speculate_s)
+            and self.speculation_valid() is False
+        )
+
+    def speculation_valid(self) -> bool:
+        """Whether a speculative final exists and no speech came after it began."""
+        spec = self.speculation
+        if spec is None:
+            return False
+        if spec.speech_windows != self.endpointer.speech_windows:
+            spec.task.cancel()  # speech resumed: the guess is stale
+            self.speculation = None
+            return False
+        return True
 
     def partial_audio(self) -> Samples | None:
         """Newest audio for a partial decode, or None once the utterance ended."""

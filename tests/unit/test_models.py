@@ -68,7 +68,8 @@ def hub() -> Iterator[ModelHub]:
 def test_existing_path_is_returned_as_is(tmp_path: Path) -> None:
     assert resolve_model(MODEL, cache_dir=tmp_path / "cache") == MODEL
     assert resolve_model(str(MODEL), cache_dir=tmp_path / "cache") == MODEL
-    assert not (tmp_path / "cache").exists()
+    # Nothing is copied or downloaded; only the note that this file passed the load check.
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["verified"]
 
 
 def test_unknown_name_is_a_model_error(tmp_path: Path) -> None:
@@ -90,7 +91,8 @@ def test_named_model_is_downloaded_into_the_cache(hub: ModelHub, tmp_path: Path)
     )
     assert path == cache / "ggml-test-tiny.bin"
     assert path.read_bytes() == PAYLOAD
-    assert sorted(p.name for p in cache.iterdir()) == ["ggml-test-tiny.bin"]  # no .part left
+    # no .part left; "verified" notes that the file passed the load check
+    assert sorted(p.name for p in cache.iterdir()) == ["ggml-test-tiny.bin", "verified"]
     assert hub.requests == ["/models/ggml-test-tiny.bin"]
 
 
@@ -148,3 +150,25 @@ def test_a_damaged_model_file_is_a_model_error_not_a_crash(tmp_path: Path, damag
         bad.write_bytes(b"not ggml")
     with pytest.raises(ModelError, match=r"is not a whisper\.cpp model that loads"):
         resolve_model(bad, cache_dir=tmp_path / "cache")
+
+
+def test_a_model_that_passed_the_check_is_not_probed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = tmp_path / "ggml-copy.bin"
+    model.symlink_to(MODEL)
+    resolve_model(model, cache_dir=tmp_path / "cache")
+    stamps = list((tmp_path / "cache" / "verified").iterdir())
+    assert len(stamps) == 1
+    with monkeypatch.context() as patched:
+
+        def no_probe(*args: object, **kwargs: object) -> None:
+            raise AssertionError("probed again")
+
+        patched.setattr("orac_node.models.subprocess.run", no_probe)
+        assert resolve_model(model, cache_dir=tmp_path / "cache") == model
+    # Swapping in a damaged file under the same name changes size and mtime: probed again.
+    model.unlink()
+    model.write_bytes(b"not ggml at all")
+    with pytest.raises(ModelError):
+        resolve_model(model, cache_dir=tmp_path / "cache")

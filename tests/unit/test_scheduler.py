@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import queue
 import threading
 import time
@@ -39,7 +40,7 @@ def _snapshot(label: int) -> Callable[[], Samples]:
 class Call:
     label: int
     size: int
-    abortable: bool
+    threads: int
     thread: int
     thread_name: str
 
@@ -64,7 +65,7 @@ class FakeDecoder:
         options: DecodeOptions,
         should_abort: Callable[[], bool] | None = None,
     ) -> Decoding:
-        assert options is OPTIONS
+        assert dataclasses.replace(options, threads=0) == OPTIONS
         label = int(samples[0])
         with self._lock:
             self._active += 1
@@ -73,7 +74,7 @@ class FakeDecoder:
             Call(
                 label,
                 samples.size,
-                should_abort is not None,
+                options.threads,
                 threading.get_ident(),
                 threading.current_thread().name,
             )
@@ -136,7 +137,6 @@ async def test_final_decodes_its_audio_and_reports_queue_time() -> None:
     assert 0 <= result.queue_ms < 100  # idle worker: picked up at once
     assert engine.calls == [engine.calls[0]]
     assert engine.calls[0].size == 320
-    assert not engine.calls[0].abortable  # a final is never aborted
     assert scheduler.decodes == 1
 
 
@@ -161,7 +161,6 @@ async def test_finals_run_before_queued_partials() -> None:
             asyncio.gather(blocker, partial_1, partial_2, final_3, final_4), HARD_LIMIT_S
         )
     assert [c.label for c in engine.calls] == [0, 3, 4, 1, 2]
-    assert [c.abortable for c in engine.calls] == [False, False, False, True, True]
     blocker_r, p1, p2, f3, f4 = results
     assert (blocker_r.decoding.text, f3.decoding.text, f4.decoding.text) == (
         "decoded 0",
@@ -220,12 +219,70 @@ async def test_running_partial_is_aborted_when_a_final_is_queued() -> None:
         final = asyncio.create_task(scheduler.final(_audio(2), OPTIONS))
         # the partial ends without the gate being opened: it was aborted
         assert await asyncio.wait_for(partial, HARD_LIMIT_S) is None
-        assert scheduler.partials_aborted == 1
+        assert scheduler.aborted == 1
         await engine.wait_started(2)
         engine.gate.set()
         result = await asyncio.wait_for(final, HARD_LIMIT_S)
     assert result.decoding.text == "decoded 2"
-    assert [(c.label, c.abortable) for c in engine.calls] == [(1, True), (2, False)]
+    assert [c.label for c in engine.calls] == [1, 2]
+
+
+async def test_a_final_is_not_aborted_by_other_finals() -> None:
+    engine = FakeDecoder()
+    engine.gate.clear()
+    async with running(engine) as scheduler:
+        first = asyncio.create_task(scheduler.final(_audio(1), OPTIONS))
+        await engine.wait_started(1)
+        second = asyncio.create_task(scheduler.final(_audio(2), OPTIONS))
+        await asyncio.sleep(0.05)
+        assert not first.done()
+        engine.gate.set()
+        results = await asyncio.wait_for(asyncio.gather(first, second), HARD_LIMIT_S)
+    assert [r.decoding.text for r in results] == ["decoded 1", "decoded 2"]
+    assert scheduler.aborted == 0
+
+
+async def test_a_final_whose_caller_gives_up_is_skipped_or_aborted() -> None:
+    """Speculative finals are cancelled when speech resumes."""
+    engine = FakeDecoder()
+    engine.gate.clear()
+    async with running(engine) as scheduler:
+        running_final = asyncio.create_task(scheduler.final(_audio(1), OPTIONS))
+        await engine.wait_started(1)
+        queued_final = asyncio.create_task(scheduler.final(_audio(2), OPTIONS))
+        await asyncio.sleep(0.02)
+        queued_final.cancel()
+        running_final.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running_final
+        await asyncio.sleep(0.05)  # the worker polls should_abort and stops
+        engine.gate.set()
+        after = await asyncio.wait_for(scheduler.final(_audio(3), OPTIONS), HARD_LIMIT_S)
+    assert after.decoding.text == "decoded 3"
+    assert [c.label for c in engine.calls] == [1, 3]  # 2 was never decoded
+    assert scheduler.aborted == 1
+
+
+async def test_threads_are_shared_out_between_busy_workers() -> None:
+    engines = [FakeDecoder(), FakeDecoder()]
+    for engine in engines:
+        engine.gate.clear()
+    scheduler = InferenceScheduler(list(engines), cores=2)
+    serving = asyncio.create_task(scheduler.run())
+    try:
+        first = asyncio.create_task(scheduler.final(_audio(1), OPTIONS))
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(scheduler.final(_audio(2), OPTIONS))
+        await asyncio.sleep(0.05)
+        for engine in engines:
+            engine.gate.set()
+        await asyncio.wait_for(asyncio.gather(first, second), HARD_LIMIT_S)
+    finally:
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+    calls = sorted((c for e in engines for c in e.calls), key=lambda c: c.label)
+    assert [(c.label, c.threads) for c in calls] == [(1, 2), (2, 1)]
 
 
 async def test_partial_is_not_aborted_without_a_final() -> None:
@@ -233,7 +290,7 @@ async def test_partial_is_not_aborted_without_a_final() -> None:
     async with running(engine) as scheduler:
         result = await scheduler.partial(lambda: _audio(1), OPTIONS)
     assert result is not None and not result.aborted
-    assert scheduler.partials_aborted == 0
+    assert scheduler.aborted == 0
 
 
 async def test_each_engine_is_only_called_from_its_own_thread() -> None:

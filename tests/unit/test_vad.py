@@ -26,28 +26,54 @@ def test_window_is_32_ms() -> None:
     assert round(WINDOW_S, 6) == 0.032
 
 
-def test_released_detector_is_reused_and_reset(pool: VadPool, jfk: Samples) -> None:
+def test_released_model_is_reused_and_reset(jfk: Samples) -> None:
+    pool = VadPool()
     first = pool.acquire()
-    other = pool.acquire()
-    assert other is not first
     fresh = first.feed(jfk[: 40 * WINDOW])
     first.feed(jfk[: 3 * WINDOW + 100])  # leaves RNN state and 100 pending samples
     pool.release(first)
     again = pool.acquire()
-    assert again is first
-    # no pending samples carried over, and the RNN starts from scratch
+    # the same model serves the new stream: no pending samples carried over, and
+    # the RNN starts from scratch
     np.testing.assert_allclose(again.feed(jfk[: 40 * WINDOW]), fresh, atol=1e-6)
     pool.release(again)
-    pool.release(other)
+    assert pool.created == 1
 
 
-def test_pool_keeps_at_most_keep() -> None:
+def test_pool_keeps_at_most_keep(jfk: Samples) -> None:
     pool = VadPool(keep=1)
     a, b = pool.acquire(), pool.acquire()
+    a.feed(jfk[: 20 * WINDOW])
+    b.feed(jfk[: 20 * WINDOW])
+    assert pool.created == 2
     pool.release(a)
-    pool.release(b)
-    assert pool.acquire() is a
-    assert pool.acquire() is not b
+    pool.release(b)  # one too many to keep
+    c, d = pool.acquire(), pool.acquire()
+    c.feed(jfk[: 20 * WINDOW])
+    d.feed(jfk[: 20 * WINDOW])
+    assert pool.created == 3
+
+
+def test_quiet_stream_never_takes_a_model() -> None:
+    pool = VadPool()
+    detector = pool.acquire()
+    rng = np.random.default_rng(3)
+    quiet_room = rng.normal(0, 10 ** (-65 / 20), 16000 * 5).astype(np.float32)
+    probs = detector.feed(np.concatenate((np.zeros(16000, np.float32), quiet_room)))
+    assert probs.size == 6 * 16000 // WINDOW
+    assert not probs.any()
+    assert pool.created == 0
+    pool.release(detector)
+
+
+def test_prepared_models_are_used_first(jfk: Samples) -> None:
+    pool = VadPool(keep=4)
+    pool.prepare(2)
+    assert pool.created == 2
+    detectors = [pool.acquire() for _ in range(3)]
+    for detector in detectors:
+        detector.feed(jfk[: 20 * WINDOW])
+    assert pool.created == 3
 
 
 def test_feed_buffers_partial_windows(pool: VadPool, jfk: Samples) -> None:

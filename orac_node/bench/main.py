@@ -1,0 +1,213 @@
+"""``orac-node bench``: one run = scenarios against a node + baselines + report.
+
+Order matters on a small machine: the node is measured first (nothing else
+decoding), then it is stopped and the direct-decode baselines run on the same
+clips, so neither competes with the other for the cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from orac_node import __version__
+from orac_node.bench.baselines import run_baselines
+from orac_node.bench.corpus import Clip, load_corpus
+from orac_node.bench.report import check_targets, format_table, plot, summarize, wer, write_json
+from orac_node.bench.runner import (
+    NodeProcess,
+    ScenarioResult,
+    bench_broker,
+    run_scenarios,
+    start_node,
+    temporary_workdir,
+)
+from orac_node.config import load_config
+from orac_node.engine import WhisperEngine
+
+log = logging.getLogger(__name__)
+
+PRESETS = {
+    "quick": ["single"],
+    "standard": ["single", "concurrent-4", "burst"],
+    "full": ["single", "concurrent-4", "concurrent-8", "burst", "throughput", "ingest"],
+}
+SMOKE_CLIPS = 3
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What one ``orac-node bench`` run does."""
+
+    audio: list[Path]
+    model: Path
+    scenarios: list[str]
+    broker: str | None = None
+    node_config: Path | None = None
+    compare_wyoming: str | None = None
+    smoke: bool = False
+    out: Path = Path("bench-results.json")
+    plot: Path | None = Path("bench-results.png")
+    baselines: bool = True
+    soak_minutes: float = 10.0
+
+
+def expand(scenarios: list[str]) -> list[str]:
+    """Presets to scenario names, in order, without repeats."""
+    names: list[str] = []
+    for name in scenarios:
+        for item in PRESETS.get(name, [name]):
+            if item not in names:
+                names.append(item)
+    return names
+
+
+async def run(settings: BenchSettings) -> dict[str, Any]:
+    """Run the benchmark; return the report (also written to ``settings.out``)."""
+    clips = await asyncio.to_thread(load_corpus, settings.audio)
+    if settings.smoke:
+        clips = clips[:SMOKE_CLIPS]
+    config_data: dict[str, Any] = {}
+    if settings.node_config:
+        import yaml  # noqa: PLC0415
+
+        config_data = yaml.safe_load(settings.node_config.read_text()) or {}
+    config = load_config(None, config_data)
+    scenarios = expand(settings.scenarios)
+    peer_results: list[tuple[Clip, Any]] = []
+    peer = _peer(settings.compare_wyoming, peer_results) if settings.compare_wyoming else None
+    with temporary_workdir() as tmp:
+        async with bench_broker(settings.broker, Path(tmp)) as url:
+            node = await start_node(url, settings.model, Path(tmp), config_data)
+            log.info("node ready in %.2f s", node.time_to_ready_s)
+            try:
+                results = await run_scenarios(
+                    url,
+                    node,
+                    clips,
+                    scenarios,
+                    peer=peer,
+                    ingest_size=(20, 3.0) if settings.smoke else (200, 12.0),
+                    soak_minutes=0.25 if settings.smoke else settings.soak_minutes,
+                )
+            finally:
+                code = await node.stop()
+            if code != 0:
+                log.error("node exited with %d:\n%s", code, node.log_path.read_text())
+    model_load_s = await asyncio.to_thread(_model_load_time, settings.model, config)
+    baselines = (
+        await asyncio.to_thread(run_baselines, clips, settings.model, config)
+        if settings.baselines
+        else []
+    )
+    return _report(
+        settings,
+        scenarios=scenarios,
+        results=results,
+        baselines=baselines,
+        peer_results=peer_results,
+        node=node,
+        model_load_s=model_load_s,
+    )
+
+
+def _peer(uri: str, sink: list[tuple[Clip, Any]]) -> Any:  # noqa: ANN401
+    from orac_node.bench.wyoming_peer import wyoming_transcribe  # noqa: PLC0415
+
+    async def send(clip: Clip) -> None:
+        sink.append((clip, await wyoming_transcribe(uri, clip.samples)))
+
+    return send
+
+
+def _model_load_time(model: Path, config: Any) -> float:  # noqa: ANN401
+    """Seconds to load and warm one engine, as the node does before ``ready``."""
+    started = time.perf_counter()
+    engine = WhisperEngine(model, threads=config.model.resolved_threads())
+    engine.warm_up()
+    return time.perf_counter() - started
+
+
+def _report(
+    settings: BenchSettings,
+    *,
+    scenarios: list[str],
+    results: list[ScenarioResult],
+    baselines: list[Any],
+    peer_results: list[tuple[Clip, Any]],
+    node: NodeProcess,
+    model_load_s: float,
+) -> dict[str, Any]:
+    summaries = {r.name: summarize(r) for r in results}
+    peer = None
+    if peer_results:
+        refs = [c.reference for c, _ in peer_results if c.reference]
+        peer = {
+            "uri": settings.compare_wyoming,
+            "utterances": len(peer_results),
+            "latency_ms_p50": statistics.median(p.latency_ms for _, p in peer_results),
+            "latency_ms_p95": sorted(p.latency_ms for _, p in peer_results)[
+                max(0, math.ceil(0.95 * len(peer_results)) - 1)
+            ],
+            "wer": wer(refs, [p.text for c, p in peer_results if c.reference]),
+        }
+    startup = {"time_to_ready_s": node.time_to_ready_s, "model_load_s": model_load_s}
+    targets = check_targets(results, summaries, baselines, peer, startup)
+    baseline_summary = {}
+    if baselines:
+        by_name = {c.name: c for r in results for c in (rec.clip for rec in r.records)}
+        refs = [by_name[b.clip].reference or "" for b in baselines if by_name[b.clip].reference]
+        with_ref = [b for b in baselines if by_name[b.clip].reference]
+        baseline_summary = {
+            "default_ms_p50": statistics.median(b.default_ms for b in baselines),
+            "node_params_ms_p50": statistics.median(b.node_ms for b in baselines),
+            "default_wer": wer(refs, [b.default_text for b in with_ref]),
+            "node_params_wer": wer(refs, [b.node_text for b in with_ref]),
+        }
+    report: dict[str, Any] = {
+        "version": __version__,
+        "command": " ".join(sys.argv),
+        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "settings": asdict(settings),
+        "startup": startup,
+        "scenarios": {name: asdict(s) for name, s in summaries.items()},
+        "baselines": baseline_summary,
+        "baseline_clips": [asdict(b) for b in baselines],
+        "peer": peer,
+        "targets": [asdict(t) for t in targets],
+        "utterances": [
+            {
+                "scenario": r.scenario,
+                "clip": r.clip.name,
+                "device": r.device,
+                "latency_ms": round(r.latency_ms, 1) if r.final else None,
+                "text": r.final.text if r.final else None,
+                "reference": r.clip.reference,
+            }
+            for result in results
+            for r in result.records
+        ],
+    }
+    write_json(settings.out, report)
+    if settings.plot is not None:
+        plot(settings.plot, results)
+    print(format_table(summaries, targets))
+    if baseline_summary:
+        print(
+            f"\nbaselines (direct pywhispercpp, same clips): default params p50 "
+            f"{baseline_summary['default_ms_p50']:.0f} ms, node params p50 "
+            f"{baseline_summary['node_params_ms_p50']:.0f} ms"
+        )
+    if peer:
+        print(f"peer {peer['uri']}: p50 {peer['latency_ms_p50']:.0f} ms, WER {peer['wer']:.1%}")
+    print(f"startup: ready after {node.time_to_ready_s:.2f} s; model load {model_load_s:.2f} s")
+    print(f"results: {settings.out}" + (f", plot: {settings.plot}" if settings.plot else ""))
+    return report

@@ -1,0 +1,386 @@
+"""Turning benchmark records into summaries, target checks, a table, JSON and a plot.
+
+Every target is a ratio against a baseline measured in the same run (or a
+bound the issue sets), so results from a noisy shared machine stay comparable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from orac_node.bench.baselines import BaselineResult
+from orac_node.bench.runner import ScenarioResult
+from orac_node.bench.streams import StreamRecord
+
+SHORT_COMMAND_S = 5.0
+"""P2 applies to commands of at most this length."""
+
+
+def pct(values: list[float], q: float) -> float:
+    """Percentile (linear interpolation); NaN for no values."""
+    return float(np.percentile(values, q)) if values else math.nan
+
+
+def wer(refs: list[str], hyps: list[str]) -> float:
+    """Corpus WER after Whisper's English normalization (NaN without references)."""
+    import jiwer  # noqa: PLC0415 - bench-only dependency
+    from whisper_normalizer.english import EnglishTextNormalizer  # noqa: PLC0415
+
+    if not refs:
+        return math.nan
+    norm = EnglishTextNormalizer()
+    pairs = [(norm(r).strip(), norm(h).strip()) for r, h in zip(refs, hyps, strict=True)]
+    return float(jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]))
+
+
+@dataclass
+class ScenarioSummary:
+    """Figures of one scenario."""
+
+    name: str
+    utterances: int
+    missing_finals: int
+    latency_ms: dict[str, float]
+    node_latency_ms_p50: float
+    partial_lag_s: dict[str, float]
+    wer: float
+    chunks_sent: int
+    chunks_received: int
+    cpu_percent: float
+    rss_max_mb: float
+    wall_s: float
+    audio_s_per_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Target:
+    """One target of the benchmark and whether this run met it."""
+
+    id: str
+    description: str
+    measured: str
+    ok: bool | None  # None: not measured in this run
+
+
+def summarize(result: ScenarioResult) -> ScenarioSummary:
+    """Percentiles and totals of a scenario."""
+    done = [r for r in result.records if r.final is not None]
+    latencies = [r.latency_ms for r in done]
+    lags = [lag for r in done for _, lag in r.partial_lags_s]
+    with_refs = [r for r in done if r.clip.reference is not None]
+    audio_s = sum(r.clip.seconds for r in done)
+    return ScenarioSummary(
+        name=result.name,
+        utterances=len(result.records),
+        missing_finals=len(result.records) - len(done),
+        latency_ms={f"p{q}": round(pct(latencies, q), 1) for q in (50, 95, 99)},
+        node_latency_ms_p50=round(pct([r.final.latency_ms for r in done if r.final], 50), 1),
+        partial_lag_s={f"p{q}": round(pct(lags, q), 3) for q in (50, 95)},
+        wer=wer(
+            [r.clip.reference or "" for r in with_refs],
+            [r.final.text if r.final else "" for r in with_refs],
+        ),
+        chunks_sent=sum(r.chunks_sent for r in result.records),
+        chunks_received=sum(r.final.chunks for r in done if r.final),
+        cpu_percent=round(result.stats.cpu_percent, 1),
+        rss_max_mb=round(result.stats.rss_max_mb, 1),
+        wall_s=round(result.wall_s, 2),
+        audio_s_per_s=round(audio_s / result.wall_s, 2) if result.wall_s else 0.0,
+        extra=result.extra,
+    )
+
+
+def _records(results: list[ScenarioResult], name: str) -> list[StreamRecord]:
+    for result in results:
+        if result.name == name:
+            return [r for r in result.records if r.final is not None]
+    return []
+
+
+def check_targets(
+    results: list[ScenarioResult],
+    summaries: dict[str, ScenarioSummary],
+    baselines: list[BaselineResult],
+    peer: dict[str, Any] | None,
+    startup: dict[str, float],
+) -> list[Target]:
+    """Evaluate P0-P7 where this run measured what they need."""
+    single = _records(results, "single")
+    return [
+        *_latency_targets(single, {b.clip: b for b in baselines}),
+        *_stream_targets(results, summaries, single, peer),
+        *_capacity_targets(results, summaries, baselines),
+        *_resource_targets(results, startup, single),
+    ]
+
+
+def _latency_targets(
+    single: list[StreamRecord], by_clip: dict[str, BaselineResult]
+) -> list[Target]:
+    """P1, P2: one stream against direct decoding."""
+    targets: list[Target] = []
+    lat = [r.latency_ms for r in single]
+    if single and by_clip:
+        node_p50 = pct(lat, 50)
+        direct_p50 = pct([by_clip[r.clip.name].node_ms for r in single], 50)
+        limit = 1.05 * direct_p50 + 15
+        targets.append(
+            Target(
+                "P1",
+                "single stream final p50 <= 1.05 x node-params direct decode + 15 ms",
+                f"{node_p50:.0f} ms vs limit {limit:.0f} ms (ratio {node_p50 / direct_p50:.2f})",
+                node_p50 <= limit,
+            )
+        )
+        short = [r for r in single if r.clip.seconds <= SHORT_COMMAND_S]
+        if short:
+            short_p50 = pct([r.latency_ms for r in short], 50)
+            default_p50 = pct([by_clip[r.clip.name].default_ms for r in short], 50)
+            refs = [r.clip.reference for r in short if r.clip.reference]
+            node_wer = wer(refs, [r.final.text for r in short if r.clip.reference and r.final])
+            default_wer = wer(
+                refs, [by_clip[r.clip.name].default_text for r in short if r.clip.reference]
+            )
+            ok = short_p50 <= 0.4 * default_p50 and node_wer <= default_wer + 0.01
+            targets.append(
+                Target(
+                    "P2a",
+                    "commands <= 5 s: final p50 <= 0.4 x default-params "
+                    "decode, WER <= default + 1 pt",
+                    f"{short_p50:.0f} ms vs {default_p50:.0f} ms "
+                    f"(ratio {short_p50 / default_p50:.2f}); WER "
+                    f"{node_wer:.1%} vs {default_wer:.1%}",
+                    ok,
+                )
+            )
+            padded = [r.latency_ms for r in short]  # shared commands carry 0.3 s trailing silence
+            p50 = pct(padded, 50)
+            targets.append(
+                Target(
+                    "P2b",
+                    "final <= 50 ms after end at p50 (>= 0.3 s trailing silence before end)",
+                    f"{p50:.0f} ms",
+                    p50 <= 50,
+                )
+            )
+    return targets
+
+
+def _stream_targets(
+    results: list[ScenarioResult],
+    summaries: dict[str, ScenarioSummary],
+    single: list[StreamRecord],
+    peer: dict[str, Any] | None,
+) -> list[Target]:
+    """P3 (partials, 4 streams) and P0 (the peer)."""
+    targets: list[Target] = []
+    lat = [r.latency_ms for r in single]
+    lags = [lag for r in single for _, lag in r.partial_lags_s]
+    if lags:
+        p95 = pct(lags, 95)
+        targets.append(
+            Target("P3a", "partial lag p95 <= 1.0 s (1 stream)", f"{p95:.2f} s", p95 <= 1.0)
+        )
+    four = _records(results, "concurrent-4")
+    if four and single:
+        p95, base = pct([r.latency_ms for r in four], 95), pct(lat, 50)
+        targets.append(
+            Target(
+                "P3b",
+                "4 live streams: final p95 <= 1.5 x single-stream p50",
+                f"{p95:.0f} ms vs {1.5 * base:.0f} ms",
+                p95 <= 1.5 * base,
+            )
+        )
+    if peer and single:
+        node_p50 = pct(lat, 50)
+        ok = node_p50 <= 0.5 * peer["latency_ms_p50"] and summaries["single"].wer <= peer["wer"]
+        targets.append(
+            Target(
+                "P0",
+                "final p50 <= 0.5 x wyoming peer p50, WER no worse",
+                f"{node_p50:.0f} ms vs peer {peer['latency_ms_p50']:.0f} ms; WER "
+                f"{summaries['single'].wer:.1%} vs {peer['wer']:.1%}",
+                ok,
+            )
+        )
+    return targets
+
+
+def _capacity_targets(
+    results: list[ScenarioResult],
+    summaries: dict[str, ScenarioSummary],
+    baselines: list[BaselineResult],
+) -> list[Target]:
+    """P5 (throughput) and P4 (ingest)."""
+    targets: list[Target] = []
+    throughput = summaries.get("throughput")
+    if throughput and baselines:
+        loop = sum(c.seconds for c in _clips(results)) / (sum(b.node_ms for b in baselines) / 1000)
+        ok = throughput.audio_s_per_s >= 0.9 * loop
+        targets.append(
+            Target(
+                "P5",
+                "8 satellites: audio-s/s >= 0.9 x pywhispercpp tight loop",
+                f"{throughput.audio_s_per_s:.1f} vs {loop:.1f} audio-s/s",
+                ok,
+            )
+        )
+    ingest = summaries.get("ingest")
+    if ingest and ingest.extra:
+        x = ingest.extra
+        ok = (
+            x["chunks_received"] == x["chunks_sent"]
+            and x["node_cpu_us_per_chunk"] <= 2 * x["bare_cpu_us_per_chunk"]
+        )
+        targets.append(
+            Target(
+                "P4",
+                f"ingest {x['offered_per_s']:.0f} msg/s: 0 lost, node CPU/chunk"
+                " <= 2 x bare aiomqtt+msgpack subscriber",
+                f"{x['chunks_received']}/{x['chunks_sent']} chunks; "
+                f"{x['node_cpu_us_per_chunk']:.0f} vs {x['bare_cpu_us_per_chunk']:.0f}"
+                " us/chunk",
+                ok,
+            )
+        )
+    return targets
+
+
+def _resource_targets(
+    results: list[ScenarioResult], startup: dict[str, float], single: list[StreamRecord]
+) -> list[Target]:
+    """P6 (memory) and P7 (start-up)."""
+    targets: list[Target] = []
+    lat = [r.latency_ms for r in single]
+    soak = next((r for r in results if r.name == "soak"), None)
+    if soak and soak.stats.rss_series:
+        series = soak.stats.rss_series
+        settled = next((mb for t, mb in series if t >= min(60.0, series[-1][0] / 2)), series[0][1])
+        drift = (series[-1][1] - settled) / settled
+        targets.append(
+            Target(
+                "P6a",
+                "soak RSS drift < 5 % (from 1 min in to the end)",
+                f"{drift:+.1%} over {series[-1][0] / 60:.1f} min "
+                f"({settled:.0f} -> {series[-1][1]:.0f} MB)",
+                drift < 0.05,
+            )
+        )
+    burst = next((r for r in results if r.name == "burst"), None)
+    if burst and burst.records:
+        per_session = (burst.stats.rss_max_mb - burst.stats.rss_start_mb) / len(burst.records)
+        targets.append(
+            Target(
+                "P6b",
+                "<= 2 MB per active session (burst: RSS rise / sessions)",
+                f"{per_session:.2f} MB",
+                per_session <= 2.0,
+            )
+        )
+    if startup:
+        ready, load = startup["time_to_ready_s"], startup["model_load_s"]
+        targets.append(
+            Target(
+                "P7a",
+                "time to ready <= model load + 1 s",
+                f"{ready:.2f} s vs load {load:.2f} s",
+                ready <= load + 1.0,
+            )
+        )
+        if len(lat) > 3:
+            first, steady = lat[0], statistics.median(lat[1:])
+            targets.append(
+                Target(
+                    "P7b",
+                    "first utterance latency within 10 % of steady state",
+                    f"{first:.0f} ms vs {steady:.0f} ms",
+                    first <= 1.1 * steady,
+                )
+            )
+    return targets
+
+
+def _clips(results: list[ScenarioResult]) -> list[Any]:
+    seen: dict[str, Any] = {}
+    for result in results:
+        for record in result.records:
+            seen.setdefault(record.clip.name, record.clip)
+    return list(seen.values())
+
+
+def format_table(summaries: dict[str, ScenarioSummary], targets: list[Target]) -> str:
+    """The summary a person reads at the end of a run."""
+    head = (
+        f"{'scenario':<14}{'utts':>5}{'miss':>5}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}"
+        f"{'lag p95 s':>10}{'WER':>7}{'chunks':>14}{'CPU %':>7}{'RSS MB':>8}"
+    )
+    lines = [head, "-" * len(head)]
+    for s in summaries.values():
+        chunks = f"{s.chunks_received}/{s.chunks_sent}"
+        lines.append(
+            f"{s.name:<14}{s.utterances:>5}{s.missing_finals:>5}{s.latency_ms['p50']:>8.0f}"
+            f"{s.latency_ms['p95']:>8.0f}{s.latency_ms['p99']:>8.0f}"
+            f"{s.partial_lag_s['p95']:>10.2f}{s.wer:>7.1%}{chunks:>14}{s.cpu_percent:>7.0f}"
+            f"{s.rss_max_mb:>8.0f}"
+        )
+    lines.append("")
+    for t in targets:
+        mark = {True: "PASS", False: "MISS", None: "----"}[t.ok]
+        lines.append(f"{mark} {t.id:<4} {t.description}: {t.measured}")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, report: dict[str, Any]) -> None:
+    """Everything, for scripts and for comparing runs."""
+
+    def default(obj: object) -> object:
+        if isinstance(obj, float) and math.isnan(obj):
+            return None
+        if hasattr(obj, "__dataclass_fields__"):
+            return asdict(obj)  # type: ignore[call-overload]
+        return str(obj)
+
+    path.write_text(json.dumps(report, indent=2, default=default, allow_nan=True))
+
+
+def plot(path: Path, results: list[ScenarioResult]) -> None:
+    """Latency CDF per scenario, and partial lag over time in the single scenario."""
+    import matplotlib  # noqa: PLC0415 - bench-only dependency
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, (cdf, lag) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for result in results:
+        values = sorted(r.latency_ms for r in result.records if r.final is not None)
+        if values:
+            ys = np.arange(1, len(values) + 1) / len(values)
+            cdf.step(values, ys, where="post", label=f"{result.name} (n={len(values)})")
+    cdf.set(
+        xlabel="end of speech -> final (ms)",
+        ylabel="fraction of utterances",
+        title="Final latency CDF",
+    )
+    cdf.grid(alpha=0.3)
+    cdf.legend()
+    for result in results:
+        points = [(t, v) for r in result.records for t, v in r.partial_lags_s]
+        if result.name == "single" and points:
+            t0 = min(t for t, _ in points)
+            lag.plot([t - t0 for t, _ in points], [v for _, v in points], ".", markersize=3)
+    lag.set(
+        xlabel="time in scenario (s)", ylabel="partial lag (s)", title="Partial lag, single stream"
+    )
+    lag.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,280 @@
+"""Running benchmark scenarios against a real node process over a real broker.
+
+Scenarios (each streams real audio in real time unless noted):
+
+- ``single``: one satellite, one utterance at a time (the peer, when given,
+  gets the same utterance right after, so both see the same machine state).
+- ``concurrent-4`` / ``concurrent-8``: N satellites with staggered starts,
+  each streaming its share of the clips back to back.
+- ``burst``: 20 utterances timed so that they all end at the same instant.
+- ``throughput``: 8 satellites streaming as fast as the node takes it, for the
+  aggregate audio-seconds per second the node can finalize.
+- ``ingest``: 200 satellites of non-speech at 10,000 msg/s (ingest.py).
+- ``soak``: 4 satellites talking without a break for ``soak_minutes``, for
+  memory drift (RSS sampled every 0.5 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import yaml
+
+from orac_node.bench.corpus import Clip
+from orac_node.bench.ingest import run_ingest
+from orac_node.bench.procstats import ProcessSampler, ProcessStats
+from orac_node.bench.streams import Collector, StreamRecord, stream_clip
+from orac_node.broker import LocalBroker
+from orac_node.client import connect, wait_for_state
+
+log = logging.getLogger(__name__)
+
+NODE_ID = "bench-node"
+READY_TIMEOUT_S = 120.0
+BROKER_QUEUES = "max_queued_messages 100000\nmax_inflight_messages 100\n"
+"""The queue limits of the production broker config (mosquitto/orac-node.conf):
+with Mosquitto's default of 1000 the broker, not the node, would drop chunks
+whenever the node falls a moment behind."""
+BURST_SIZE = 20
+GAP_S = 0.3
+"""Pause between a satellite's utterances (a user does not speak back to back)."""
+
+
+@dataclass
+class ScenarioResult:
+    """One scenario's streams and what the node process used meanwhile."""
+
+    name: str
+    records: list[StreamRecord]
+    stats: ProcessStats
+    wall_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class NodeProcess:
+    """``orac-node run`` started by the bench, with its time to ``ready``."""
+
+    process: asyncio.subprocess.Process
+    time_to_ready_s: float
+    log_path: Path
+
+    async def stop(self) -> int:
+        """SIGTERM (drain), then wait."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), 30)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        return self.process.returncode or 0
+
+
+async def start_node(
+    url: str, model: Path, workdir: Path, config: dict[str, Any] | None
+) -> NodeProcess:
+    """Start the node as systemd would and wait for its retained ``ready``."""
+    config_path = workdir / "node-config.yaml"
+    config_path.write_text(yaml.safe_dump(config or {}))
+    log_path = workdir / "node.log"
+    started = time.monotonic()
+    with log_path.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "orac_node.cli",
+            "run",
+            "--broker",
+            url,
+            "--model",
+            str(model),
+            "--node-id",
+            NODE_ID,
+            "--config",
+            str(config_path),
+            stdout=out,
+            stderr=out,
+        )
+    async with connect(url) as mqtt:
+        ready = asyncio.create_task(wait_for_state(mqtt, NODE_ID, "ready"))
+        died = asyncio.create_task(process.wait())
+        done, _ = await asyncio.wait(
+            (ready, died), timeout=READY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+        )
+        ready.cancel()
+        died.cancel()
+        if ready not in done:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            raise RuntimeError(f"node did not become ready:\n{log_path.read_text()}")
+    return NodeProcess(process, time.monotonic() - started, log_path)
+
+
+@contextlib.asynccontextmanager
+async def bench_broker(url: str | None, workdir: Path) -> Any:  # noqa: ANN401
+    """The broker to use: the given one, or a private Mosquitto."""
+    if url is not None:
+        yield url
+        return
+    broker = LocalBroker(workdir / "broker", extra_config=BROKER_QUEUES).start()
+    try:
+        yield broker.url
+    finally:
+        broker.stop()
+
+
+async def _single(
+    mqtt: aiomqtt.Client,
+    collector: Collector,
+    clips: list[Clip],
+    peer: Any,  # noqa: ANN401
+) -> list[StreamRecord]:
+    records = []
+    for clip in clips:
+        records.append(await stream_clip(mqtt, collector, clip, scenario="single", device="sat-0"))
+        if peer is not None:
+            await peer(clip)
+        await asyncio.sleep(GAP_S)
+    return records
+
+
+async def _concurrent(
+    mqtt: aiomqtt.Client, collector: Collector, clips: list[Clip], n: int, *, realtime: bool
+) -> list[StreamRecord]:
+    name = f"concurrent-{n}" if realtime else "throughput"
+    mean_s = sum(c.seconds for c in clips) / len(clips)
+
+    async def satellite(i: int) -> list[StreamRecord]:
+        own = clips[i::n] or clips[i % len(clips) :][:1]
+        out = []
+        start = time.monotonic() + (i * mean_s / n if realtime else 0.0)
+        for clip in own:
+            record = await stream_clip(
+                mqtt,
+                collector,
+                clip,
+                scenario=name,
+                device=f"sat-{i}",
+                start_at=start,
+                realtime=realtime,
+                chunk_ms=20 if realtime else 1000,
+            )
+            out.append(record)
+            start = time.monotonic() + (GAP_S if realtime else 0.0)
+        return out
+
+    per_satellite = await asyncio.gather(*(satellite(i) for i in range(n)))
+    return [record for records in per_satellite for record in records]
+
+
+async def _burst(
+    mqtt: aiomqtt.Client, collector: Collector, clips: list[Clip]
+) -> list[StreamRecord]:
+    chosen = [clips[i % len(clips)] for i in range(BURST_SIZE)]
+    longest = max(c.seconds for c in chosen)
+    end_at = time.monotonic() + longest + 0.5
+    tasks = [
+        stream_clip(
+            mqtt,
+            collector,
+            clip,
+            scenario="burst",
+            device=f"burst-{i}",
+            start_at=end_at - clip.seconds,
+        )
+        for i, clip in enumerate(chosen)
+    ]
+    return list(await asyncio.gather(*tasks))
+
+
+async def _soak(
+    mqtt: aiomqtt.Client, collector: Collector, clips: list[Clip], seconds: float
+) -> list[StreamRecord]:
+    deadline = time.monotonic() + seconds
+
+    async def satellite(i: int) -> list[StreamRecord]:
+        out = []
+        k = i
+        while time.monotonic() < deadline:
+            clip = clips[k % len(clips)]
+            out.append(
+                await stream_clip(mqtt, collector, clip, scenario="soak", device=f"soak-{i}")
+            )
+            k += 4
+            await asyncio.sleep(GAP_S)
+        return out
+
+    per_satellite = await asyncio.gather(*(satellite(i) for i in range(4)))
+    return [record for records in per_satellite for record in records]
+
+
+async def run_scenarios(
+    url: str,
+    node: NodeProcess | None,
+    clips: list[Clip],
+    scenarios: list[str],
+    *,
+    peer: Any = None,  # noqa: ANN401 - async callable(clip) or None
+    ingest_size: tuple[int, float] = (200, 12.0),
+    soak_minutes: float = 10.0,
+) -> list[ScenarioResult]:
+    """Run each scenario in turn against the node at ``url``."""
+    results = []
+    async with connect(url) as pub, connect(url) as sub:
+        collector = Collector(sub)
+        await collector.start()
+        collecting = asyncio.create_task(collector.run(), name="collector")
+        try:
+            for name in scenarios:
+                extra: dict[str, Any] = {}
+                sampler = ProcessSampler(node.process.pid) if node else None
+                if sampler:
+                    sampler.start()
+                started = time.monotonic()
+                log.info("scenario %s", name)
+                if name == "single":
+                    records = await _single(pub, collector, clips, peer)
+                elif name.startswith("concurrent-"):
+                    n = int(name.split("-", 1)[1])
+                    records = await _concurrent(pub, collector, clips, n, realtime=True)
+                elif name == "soak":
+                    records = await _soak(pub, collector, clips, soak_minutes * 60)
+                elif name == "throughput":
+                    records = await _concurrent(pub, collector, clips, 8, realtime=False)
+                elif name == "burst":
+                    records = await _burst(pub, collector, clips)
+                elif name == "ingest":
+                    assert node is not None, "ingest measures the node process: let bench start it"
+                    devices, seconds = ingest_size
+                    ingest = await run_ingest(
+                        url, node.process.pid, devices=devices, seconds=seconds
+                    )
+                    records, extra = [], dataclasses.asdict(ingest)
+                else:
+                    raise ValueError(f"unknown scenario {name!r}")
+                wall = time.monotonic() - started
+                stats = await sampler.stop() if sampler else ProcessStats(wall_s=wall)
+                results.append(ScenarioResult(name, records, stats, wall, extra))
+                await asyncio.sleep(1.0)  # let stragglers land before the next scenario
+        finally:
+            collecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await collecting
+    return results
+
+
+def temporary_workdir() -> tempfile.TemporaryDirectory[str]:
+    """Where the bench keeps its broker and node files."""
+    return tempfile.TemporaryDirectory(prefix="orac-bench-")

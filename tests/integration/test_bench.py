@@ -1,0 +1,59 @@
+"""`orac-node bench --smoke` works end to end and its numbers are sane (not timed)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import AUDIO, MODEL
+
+
+def test_bench_smoke_run(tmp_path: Path) -> None:
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orac_node.cli",
+            "bench",
+            "--smoke",
+            "--model",
+            str(MODEL),
+            "--audio",
+            str(AUDIO / "commands"),
+            "--scenario",
+            "single",
+            "--scenario",
+            "burst",
+            "--out",
+            str(out),
+            "--plot",
+            str(png),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("ORAC_NODE_")},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(out.read_text())
+    single, burst = report["scenarios"]["single"], report["scenarios"]["burst"]
+    assert (single["utterances"], single["missing_finals"]) == (3, 0)
+    assert (burst["utterances"], burst["missing_finals"]) == (20, 0)
+    for scenario in (single, burst):
+        assert scenario["chunks_received"] == scenario["chunks_sent"] > 0
+        assert 0 < scenario["latency_ms"]["p50"] <= scenario["latency_ms"]["p95"] < 60_000
+        assert 0 <= scenario["wer"] < 0.5
+        assert scenario["cpu_percent"] > 0 and scenario["rss_max_mb"] > 50
+    baselines = report["baselines"]
+    assert 0 < baselines["node_params_ms_p50"] < baselines["default_ms_p50"]
+    assert {t["id"] for t in report["targets"]} >= {"P1", "P2a", "P2b", "P3a", "P7a"}
+    assert report["startup"]["time_to_ready_s"] > report["startup"]["model_load_s"] > 0
+    assert not any(math.isnan(u["latency_ms"]) for u in report["utterances"])
+    assert png.stat().st_size > 10_000  # a real plot, not an empty file
+    assert "PASS" in done.stdout or "MISS" in done.stdout
