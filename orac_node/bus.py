@@ -25,9 +25,10 @@ from orac_node.config import BrokerSection
 
 log = logging.getLogger(__name__)
 
-INCOMING_QUEUE = 20_000
-"""Messages received but not yet handled: 2 s of the 10,000 msg/s ingest target.
-Beyond it the node is not keeping up and dropping (counted) beats unbounded
+INCOMING_QUEUE = 50_000
+"""Messages received but not yet handled: 5 s of the 10,000 msg/s ingest target
+(~50 MB at most), enough to ride out a stall without losing chunks. Beyond it
+the node is not keeping up and dropping (counted, logged) beats unbounded
 memory growth (measured: +4,100 msg/s with aiomqtt's unbounded default)."""
 
 

@@ -32,7 +32,7 @@ from orac_node.logsetup import setup_logging
 from orac_node.models import resolve_model
 from orac_node.node import Node
 from orac_node.offline import transcribe
-from orac_node.vad import VadPool
+from orac_node.vad import SileroVad
 
 log = logging.getLogger("orac_node")
 
@@ -183,9 +183,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     config = _config(args)
     setup_logging("WARNING")
     engine = WhisperEngine(model_path(config), threads=config.model.resolved_threads())
-    pool = VadPool(keep=1)
+    vad = SileroVad()
     for name in args.files:
-        result = transcribe(engine, load_audio_file(Path(name)), config, pool)
+        result = transcribe(engine, load_audio_file(Path(name)), config, vad)
         if args.json:
             d = result.decoding
             print(

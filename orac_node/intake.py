@@ -33,7 +33,7 @@ from orac_node.endpoint import EndpointRules, EndReason
 from orac_node.errors import AudioDecodeError, ContractError
 from orac_node.rawstream import RawStream
 from orac_node.session import Piece, Utterance, UtteranceKey
-from orac_node.vad import VadPool
+from orac_node.vad import SileroVad
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ CLOSED_MEMORY = 4096
 """Recently finished sessions remembered, so late chunks of a finished session
 are recognised (and dropped) instead of opening a second session of that id."""
 RAW_STREAM_FORGET_S = 60.0
-"""A raw stream silent this long gives its VAD back to the pool."""
+"""A raw stream silent this long is forgotten (its VAD state and pre-roll)."""
 
 
 class Reject(Protocol):
@@ -65,7 +65,7 @@ class Intake:
         self,
         config: NodeConfig,
         *,
-        vad: VadPool,
+        vad: SileroVad,
         on_audio: Callable[[Utterance], None],
         reject: Reject,
         spawn: Callable[[Coroutine[Any, Any, None], str], None],
@@ -119,7 +119,7 @@ class Intake:
                 ended.append(utt)
         for device, stream in list(self._raw.items()):
             if now - stream.last_data_at > RAW_STREAM_FORGET_S:
-                self._vad.release(self._raw.pop(device).close())
+                del self._raw[device]
         return ended
 
     def end_all(self, reason: EndReason, now: float) -> list[Utterance]:
@@ -182,7 +182,7 @@ class Intake:
             stream = self._raw[device] = RawStream(
                 device,
                 rules=self._rules,
-                detector=self._vad.acquire(),
+                detector=self._vad.detector(),
                 open_utterance=lambda session: self._open(
                     UtteranceKey(device, session), None, None, SAMPLE_RATE, time.monotonic()
                 ),
@@ -243,7 +243,7 @@ class Intake:
             language=lang or cfg.decode.language,
             rate=rate,
             rules=rules or self._rules,
-            detector=self._vad.acquire(),
+            detector=self._vad.detector(),
             max_samples=samples or int(cfg.endpoint.max_duration_s * SAMPLE_RATE),
             reorder_window=cfg.ingest.reorder_window,
             now=now,

@@ -44,7 +44,7 @@ from orac_node.intake import Intake
 from orac_node.publisher import TranscriptPublisher, offline_status
 from orac_node.scheduler import Decoder, InferenceScheduler
 from orac_node.session import Speculation, Utterance, UtteranceState
-from orac_node.vad import VadPool
+from orac_node.vad import SileroVad
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,6 @@ TICK_S = 0.05
 the 300 ms reorder wait and seconds of idle timeout, negligible CPU)."""
 STATUS_EVERY_S = 30.0
 """Refresh of the retained status so dashboards see current load."""
-VAD_MODELS_KEPT = 32
-"""Silero models kept for reuse: more than the streams that speak at once in a
-house, few enough (several MB each) to stay small."""
-VAD_MODELS_PREPARED = 4
-"""Created while the speech model loads, for the first utterances."""
 DRAIN_TIMEOUT_S = 20.0
 """Longest wait for in-flight finals at shutdown (systemd's stop timeout is 30 s)."""
 
@@ -72,7 +67,7 @@ class Node:
         self.node_id = config.node.id
         self._load_engines = load_engines
         self._gate = GateRules.from_config(config.gate)
-        self._vad = VadPool(keep=VAD_MODELS_KEPT)
+        self._vad = SileroVad()
         self._tasks: set[asyncio.Task[None]] = set()
         self._scheduler: InferenceScheduler | None = None
         self._state: NodeState = "starting"
@@ -110,7 +105,7 @@ class Node:
             started = time.monotonic()
             try:
                 engines = await asyncio.to_thread(self._load_engines)
-                await asyncio.to_thread(self._vad.prepare, VAD_MODELS_PREPARED)
+                await asyncio.to_thread(self._vad.load)
             except Exception:
                 # Say so on the bus instead of leaving a retained "starting" behind.
                 self._set_state("offline")
@@ -266,9 +261,7 @@ class Node:
     def _finalize_soon(self, utt: Utterance) -> None:
         """ENDPOINTED: leave the open set at once (late chunks see it closed)."""
         self.intake.close(utt)
-        detector = utt.start_final()
-        if detector is not None:
-            self._vad.release(detector)
+        utt.start_final()
         self._spawn(self._finalize(utt), f"final-{utt.key.session}")
 
     async def _finalize(self, utt: Utterance) -> None:

@@ -15,7 +15,7 @@ from orac_node.config import NodeConfig
 from orac_node.endpoint import Endpointer, EndpointRules
 from orac_node.engine import DecodeOptions, Decoding, WhisperEngine
 from orac_node.gate import GateRules, check_audio, judge
-from orac_node.vad import VadPool, speech_probabilities
+from orac_node.vad import SileroVad, speech_probabilities
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,20 +29,20 @@ class OfflineResult:
     decoding: Decoding | None
 
 
-def measure_speech(samples: Samples, config: NodeConfig, pool: VadPool) -> float:
+def measure_speech(samples: Samples, config: NodeConfig, vad: SileroVad) -> float:
     """Seconds of speech in a recording, judged exactly as a session judges it."""
     rules = EndpointRules.from_config(config.endpoint)
     whole = EndpointRules(rules.threshold, 0.0, rules.min_speech_s, math.inf, math.inf)
     endpointer = Endpointer(whole)
-    endpointer.update(speech_probabilities(samples, pool))
+    endpointer.update(speech_probabilities(samples, vad))
     return endpointer.speech_s
 
 
 def transcribe(
-    engine: WhisperEngine, samples: Samples, config: NodeConfig, pool: VadPool | None = None
+    engine: WhisperEngine, samples: Samples, config: NodeConfig, vad: SileroVad | None = None
 ) -> OfflineResult:
     """Gate, decode and judge one recording like the node's final does."""
-    speech_s = measure_speech(samples, config, pool or VadPool(keep=1))
+    speech_s = measure_speech(samples, config, vad or SileroVad())
     gate = GateRules.from_config(config.gate)
     audio_s = samples.size / 16_000
     rejection = check_audio(speech_s, gate)

@@ -75,7 +75,3 @@ class RawStream:
         self._listener = Endpointer(self._rules)
         self.utterance.append_samples(seed, now)
         return self.utterance
-
-    def close(self) -> SpeechDetector:
-        """Stop listening; hand the detector back for reuse."""
-        return self._detector

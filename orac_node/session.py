@@ -210,11 +210,10 @@ class Utterance:
             self.incomplete = True
         return reason
 
-    def start_final(self) -> SpeechDetector | None:
-        """ENDPOINTED -> FINALIZING; hands back the VAD detector for reuse."""
+    def start_final(self) -> None:
+        """ENDPOINTED -> FINALIZING; the VAD is no longer needed."""
         self.state = UtteranceState.FINALIZING
-        detector, self.detector = self.detector, None
-        return detector
+        self.detector = None
 
     def done(self) -> None:
         """FINALIZING -> DONE."""

@@ -14,6 +14,7 @@ same run, so the ratio holds on a busy machine.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 import uuid
@@ -88,6 +89,7 @@ async def offer_load(
             identifier=f"bench-ingest-{index}-{uuid.uuid4().hex[:6]}",
             max_inflight_messages=1000,
             max_queued_outgoing_messages=0,
+            logger=logging.getLogger("orac_node.mqtt"),
         ) as client:
             start = time.monotonic()
             for tick in range(ticks):
