@@ -9,6 +9,10 @@ model := env("ORAC_NODE_MODEL", shared / "models" / "ggml-tiny.en.bin")
 demo *args:
     orac-node demo --model "{{model}}" --audio "{{shared}}/audio/commands/utt001.wav" --audio "{{shared}}/audio/commands/utt002.wav" --audio "{{shared}}/audio/commands/utt013.wav" {{args}}
 
+# Benchmark the node against direct decoding (and a Wyoming peer: --compare-wyoming tcp://host:port).
+bench *args:
+    orac-node bench --model "{{model}}" --audio "{{shared}}/audio/commands" {{args}}
+
 # Everything CI checks: lint, types, then the whole test suite.
 test *args: lint
     pytest {{args}}
