@@ -213,6 +213,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from orac_node.bench.main import BenchSettings, run  # noqa: PLC0415 - needs the bench extra
 
     setup_logging("INFO" if args.verbose else "WARNING")
+    if not args.quiet:  # one line per utterance as it completes
+        logging.getLogger("orac_node.bench").setLevel(logging.INFO)
     config = _config(args)
     settings = BenchSettings(
         audio=[Path(a) for a in args.audio],
@@ -269,7 +271,8 @@ def _add_bench_parser(
     bench.add_argument("--plot", type=Path, default=Path("bench-results.png"))
     bench.add_argument("--no-plot", action="store_true")
     bench.add_argument("--no-baselines", action="store_true", help="skip direct decodes")
-    bench.add_argument("-v", "--verbose", action="store_true", help="progress lines")
+    bench.add_argument("-v", "--verbose", action="store_true", help="log everything at INFO")
+    bench.add_argument("-q", "--quiet", action="store_true", help="no per-utterance lines")
     bench.set_defaults(func=cmd_bench)
 
 

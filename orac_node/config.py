@@ -131,8 +131,9 @@ class DecodeSection(_Section):
         1,
         ge=1,
         le=8,
-        description="1 = greedy. Beam 5 measured 12.0 % vs 13.9 % WER on the shared commands"
-        " for ~45 % more decode time (docs/DECODING.md).",
+        description="1 = greedy (deterministic). Beam search can score better (8-12 % vs"
+        " 13.9 % on the shared commands) but its text varied with earlier decodes"
+        " (docs/DECODING.md).",
     )
     window_margin_s: float = Field(
         6.0,

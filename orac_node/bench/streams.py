@@ -10,6 +10,7 @@ partial covers.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from orac_node.contract import (
     Final,
     audio_topic,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -133,5 +136,16 @@ async def stream_clip(
         async with asyncio.timeout(wait_final_s):
             await done.wait()
     except TimeoutError:
-        pass  # reported as a missing final
+        log.warning("%-12s %-10s %-28s no final", scenario, device, clip.name)
+        return record  # reported as a missing final
+    final = record.final
+    assert final is not None
+    log.info(
+        "%-12s %-10s %-28s %6.0f ms  %s",
+        scenario,
+        device,
+        clip.name,
+        record.latency_ms,
+        final.text or f"({final.rejected})",
+    )
     return record
