@@ -23,15 +23,15 @@ from orac_node.bench.baselines import run_baselines
 from orac_node.bench.corpus import Clip, load_corpus
 from orac_node.bench.report import check_targets, format_table, plot, summarize, wer, write_json
 from orac_node.bench.runner import (
-    NodeProcess,
+    NODE_ID,
     ScenarioResult,
     bench_broker,
     run_scenarios,
-    start_node,
     temporary_workdir,
 )
 from orac_node.config import load_config
 from orac_node.engine import WhisperEngine
+from orac_node.nodeproc import NodeProcess, start_node
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,9 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
     peer = _peer(settings.compare_wyoming, peer_results) if settings.compare_wyoming else None
     with temporary_workdir() as tmp:
         async with bench_broker(settings.broker, Path(tmp)) as url:
-            node = await start_node(url, settings.model, Path(tmp), config_data)
+            node = await start_node(
+                url, settings.model, Path(tmp), node_id=NODE_ID, config=config_data
+            )
             log.info("node ready in %.2f s", node.time_to_ready_s)
             try:
                 results = await run_scenarios(

@@ -20,8 +20,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import signal
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -29,19 +27,18 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import yaml
 
 from orac_node.bench.corpus import Clip
 from orac_node.bench.ingest import run_ingest
 from orac_node.bench.procstats import ProcessSampler, ProcessStats
 from orac_node.bench.streams import Collector, StreamRecord, stream_clip
 from orac_node.broker import LocalBroker
-from orac_node.client import connect, wait_for_state
+from orac_node.client import connect
+from orac_node.nodeproc import NodeProcess
 
 log = logging.getLogger(__name__)
 
 NODE_ID = "bench-node"
-READY_TIMEOUT_S = 120.0
 BROKER_QUEUES = "max_queued_messages 100000\nmax_inflight_messages 100\n"
 """The queue limits of the production broker config (mosquitto/orac-node.conf):
 with Mosquitto's default of 1000 the broker, not the node, would drop chunks
@@ -60,66 +57,6 @@ class ScenarioResult:
     stats: ProcessStats
     wall_s: float
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class NodeProcess:
-    """``orac-node run`` started by the bench, with its time to ``ready``."""
-
-    process: asyncio.subprocess.Process
-    time_to_ready_s: float
-    log_path: Path
-
-    async def stop(self) -> int:
-        """SIGTERM (drain), then wait."""
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), 30)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-        return self.process.returncode or 0
-
-
-async def start_node(
-    url: str, model: Path, workdir: Path, config: dict[str, Any] | None
-) -> NodeProcess:
-    """Start the node as systemd would and wait for its retained ``ready``."""
-    config_path = workdir / "node-config.yaml"
-    config_path.write_text(yaml.safe_dump(config or {}))
-    log_path = workdir / "node.log"
-    started = time.monotonic()
-    with log_path.open("wb") as out:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "orac_node.cli",
-            "run",
-            "--broker",
-            url,
-            "--model",
-            str(model),
-            "--node-id",
-            NODE_ID,
-            "--config",
-            str(config_path),
-            stdout=out,
-            stderr=out,
-        )
-    async with connect(url) as mqtt:
-        ready = asyncio.create_task(wait_for_state(mqtt, NODE_ID, "ready"))
-        died = asyncio.create_task(process.wait())
-        done, _ = await asyncio.wait(
-            (ready, died), timeout=READY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
-        )
-        ready.cancel()
-        died.cancel()
-        if ready not in done:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            raise RuntimeError(f"node did not become ready:\n{log_path.read_text()}")
-    return NodeProcess(process, time.monotonic() - started, log_path)
 
 
 @contextlib.asynccontextmanager
