@@ -11,7 +11,7 @@ Facts about pywhispercpp 1.5.1 this module is built around (measured):
 - ``transcribe()`` releases the GIL, so decoding off the event loop is real
   parallelism.
 - The encoder window (``audio_ctx``, 50 frames per second, 1500 = 30 s) sized
-  to the utterance plus a 6 s margin is ~3.5x faster than the full window and
+  to the utterance plus a 6 s margin is ~3x faster than the full window and
   at least as accurate; a margin under ~3 s makes Whisper repeat sentences.
 - whisper.cpp pads the cross-attention cache to a multiple of 256 frames and
   reads the padding, which still holds keys from the *previous* decode. With
@@ -51,7 +51,7 @@ _OPENERS, _CLOSERS = "[(", "])"
 
 def encoder_window(n_samples: int, margin_s: float) -> int:
     """``audio_ctx`` for an utterance: frames plus margin, rounded up to 256, capped at 30 s."""
-    frames = math.ceil(n_samples / (SAMPLE_RATE / FRAMES_PER_S)) + round(margin_s * FRAMES_PER_S)
+    frames = math.ceil(n_samples / (SAMPLE_RATE / FRAMES_PER_S) + margin_s * FRAMES_PER_S)
     return min(FULL_WINDOW, math.ceil(frames / WINDOW_QUANTUM) * WINDOW_QUANTUM)
 
 
