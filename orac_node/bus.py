@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 INCOMING_QUEUE = 50_000
 """Messages received but not yet handled: 5 s of the 10,000 msg/s ingest target
-(~50 MB at most), enough to ride out a stall without losing chunks. Beyond it
+(each holds a ~0.7 KB chunk plus the client library's objects), enough to ride
+out a stall without losing chunks. Beyond it
 the node is not keeping up and dropping (counted, logged) beats unbounded
 memory growth (measured: +4,100 msg/s with aiomqtt's unbounded default)."""
 

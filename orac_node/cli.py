@@ -12,19 +12,19 @@ import json
 import logging
 import signal
 import sys
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import uvloop
 
 from orac_node import __version__
-from orac_node.audio import load_audio_file
+from orac_node.audio import Samples, load_audio_file
 from orac_node.client import Satellite, connect, format_transcript, stream_raw, transcripts
 from orac_node.config import NodeConfig, load_config
-from orac_node.contract import TRANSCRIPT_FILTER, Final, Partial, transcript_topic
+from orac_node.contract import TRANSCRIPT_FILTER, Final, transcript_topic
 from orac_node.demo import run_demo
 from orac_node.engine import WhisperEngine
 from orac_node.errors import OracNodeError
@@ -102,57 +102,63 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _send(args: argparse.Namespace) -> int:
-
     samples = await asyncio.to_thread(load_audio_file, Path(args.file))
-    session = args.session or uuid.uuid4().hex[:16]
-    done = asyncio.Event()
-    seen = asyncio.Event()
-    finals: list[Final] = []
-
-    def ours(t: Partial | Final) -> bool:
-        if args.raw:
-            return t.device == args.device and t.session.startswith(f"raw-{args.device}-")
-        return t.session == session
-
     async with connect(args.broker) as mqtt:
         await mqtt.subscribe(transcript_topic(args.topic) if args.topic else TRANSCRIPT_FILTER)
-
-        async def show() -> None:
-            async for t in transcripts(mqtt):
-                if ours(t):
-                    print(format_transcript(t), flush=True)
-                    seen.set()
-                    if isinstance(t, Final):
-                        finals.append(t)
-                        if not args.raw:
-                            done.set()
-
-        printer = asyncio.create_task(show())
         if args.raw:
-            await stream_raw(mqtt, args.device, samples, args.chunk_ms, realtime=args.realtime)
-        else:
+            finals = await _send_raw(mqtt, args, samples)
+        elif args.no_wait:
             await Satellite(mqtt, args.device).stream(
                 samples,
-                session=session,
+                session=args.session,
                 topic=args.topic,
                 chunk_ms=args.chunk_ms,
                 realtime=args.realtime,
-                stop=done,
             )
-        try:
-            if args.raw:
-                await _until_quiet(seen, RAW_QUIET_S, args.timeout)
-            elif not args.no_wait:
-                await asyncio.wait_for(done.wait(), timeout=args.timeout)
-        except TimeoutError:
-            print(f"no final within {args.timeout:g} s", file=sys.stderr)
-            return 1
-        finally:
-            printer.cancel()
+            return 0
+        else:
+            try:
+                final = await Satellite(mqtt, args.device).say(
+                    samples,
+                    session=args.session,
+                    topic=args.topic,
+                    chunk_ms=args.chunk_ms,
+                    realtime=args.realtime,
+                    timeout=args.timeout,
+                    on_transcript=lambda t: print(format_transcript(t), flush=True),
+                )
+            except TimeoutError:
+                print(f"no final within {args.timeout:g} s", file=sys.stderr)
+                return 1
+            finals = [final]
     if args.json:
         for final in finals:
             print(json.dumps(asdict(final), indent=2))
     return 0
+
+
+async def _send_raw(
+    mqtt: aiomqtt.Client, args: argparse.Namespace, samples: Samples
+) -> list[Final]:
+    """Publish bare PCM; print this device's raw-session transcripts until they stop."""
+    seen = asyncio.Event()
+    finals: list[Final] = []
+
+    async def show() -> None:
+        async for t in transcripts(mqtt):
+            if t.device == args.device and t.session.startswith(f"raw-{args.device}-"):
+                print(format_transcript(t), flush=True)
+                seen.set()
+                if isinstance(t, Final):
+                    finals.append(t)
+
+    printer = asyncio.create_task(show())
+    try:
+        await stream_raw(mqtt, args.device, samples, args.chunk_ms, realtime=args.realtime)
+        await _until_quiet(seen, RAW_QUIET_S, args.timeout)
+    finally:
+        printer.cancel()
+    return finals
 
 
 async def _until_quiet(seen: asyncio.Event, quiet_s: float, limit_s: float) -> None:

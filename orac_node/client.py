@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
@@ -115,6 +115,52 @@ class Satellite:
                 if delay > 0:
                     await asyncio.sleep(delay)
         return session
+
+    async def say(
+        self,
+        samples: Samples,
+        *,
+        on_transcript: Callable[[Partial | Final], None],
+        session: str | None = None,
+        topic: str | None = None,
+        chunk_ms: int = 20,
+        realtime: bool = False,
+        timeout: float = 60.0,  # noqa: ASYNC109 - a satellite waits this long, then gives up
+    ) -> Final:
+        """Stream one utterance and follow its transcripts until its final.
+
+        The client must already be subscribed to the transcript topic. Like a
+        real satellite, streaming stops (with end=true) once the final arrives.
+        Raises TimeoutError when no final comes within ``timeout`` seconds.
+        """
+        session = session or uuid.uuid4().hex[:16]
+        done = asyncio.Event()
+        finals: list[Final] = []
+
+        async def follow() -> None:
+            async for t in transcripts(self._client):
+                if t.session == session:
+                    on_transcript(t)
+                    if isinstance(t, Final):
+                        finals.append(t)
+                        done.set()
+                        return
+
+        follower = asyncio.create_task(follow())
+        try:
+            await self.stream(
+                samples,
+                session=session,
+                topic=topic,
+                chunk_ms=chunk_ms,
+                realtime=realtime,
+                stop=done,
+            )
+            async with asyncio.timeout(timeout):
+                await done.wait()
+        finally:
+            follower.cancel()
+        return finals[0]
 
 
 def _payload(message: aiomqtt.Message) -> bytes:

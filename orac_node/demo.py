@@ -15,16 +15,15 @@ import contextlib
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import aiomqtt
 
 from orac_node.audio import load_audio_file
 from orac_node.broker import LocalBroker, free_port, port_in_use
-from orac_node.client import Satellite, connect, format_transcript, transcripts
+from orac_node.client import Satellite, connect, format_transcript
 from orac_node.config import load_config
-from orac_node.contract import SAMPLE_RATE, TRANSCRIPT_FILTER, Final
+from orac_node.contract import SAMPLE_RATE, TRANSCRIPT_FILTER, Final, Partial
 from orac_node.models import resolve_model
 from orac_node.nodeproc import NodeStartError, start_node
 
@@ -66,27 +65,14 @@ async def run_demo(args: argparse.Namespace) -> int:
 
 async def _stream_one(mqtt: aiomqtt.Client, path: Path) -> None:
     samples = await asyncio.to_thread(load_audio_file, path)
-    session = uuid.uuid4().hex[:16]
     seconds = samples.size / SAMPLE_RATE
     print(f"\n* streaming {path.name} ({seconds:.1f} s) in real time as satellite 'kitchen'")
-    done = asyncio.Event()
     start = time.monotonic()
 
-    async def show() -> None:
-        async for t in transcripts(mqtt):
-            if t.session != session:
-                continue
-            elapsed = time.monotonic() - start
-            after = elapsed - seconds
-            when = f"+{elapsed:5.2f}s" if after < 0 else f"end+{after:4.2f}s"
-            print(f"  [{when}] {format_transcript(t)}", flush=True)
-            if isinstance(t, Final):
-                done.set()
-                return
+    def show(t: Partial | Final) -> None:
+        elapsed = time.monotonic() - start
+        after = elapsed - seconds
+        when = f"+{elapsed:5.2f}s" if after < 0 else f"end+{after:4.2f}s"
+        print(f"  [{when}] {format_transcript(t)}", flush=True)
 
-    printer = asyncio.create_task(show())
-    await Satellite(mqtt, "kitchen").stream(samples, session=session, realtime=True, stop=done)
-    try:
-        await asyncio.wait_for(done.wait(), timeout=30)
-    finally:
-        printer.cancel()
+    await Satellite(mqtt, "kitchen").say(samples, realtime=True, on_transcript=show, timeout=30)

@@ -7,6 +7,8 @@ clock conditions (idle satellite, reorder wait) live in the session.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -52,6 +54,12 @@ class EndpointRules:
             min_speech_s=section.min_speech_ms / 1000,
             max_duration_s=section.max_duration_s,
             no_speech_timeout_s=section.no_speech_timeout_s,
+        )
+
+    def for_whole_file(self) -> EndpointRules:
+        """The same VAD judgement for a complete recording: nothing may end it early."""
+        return dataclasses.replace(
+            self, silence_s=0.0, max_duration_s=math.inf, no_speech_timeout_s=math.inf
         )
 
 

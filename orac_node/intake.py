@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 import uuid
 from collections import OrderedDict
@@ -208,9 +207,7 @@ class Intake:
         # A whole file is one utterance: no silence endpoint may cut it short. It is
         # not registered as open (no idle timeout, no late chunks) while the VAD
         # runs over it in a thread.
-        rules = EndpointRules(
-            self._rules.threshold, 0.0, self._rules.min_speech_s, math.inf, math.inf
-        )
+        rules = self._rules.for_whole_file()
         now = time.monotonic()
         utt = self._new(key, None, None, SAMPLE_RATE, now, rules=rules, samples=samples.size)
         await asyncio.to_thread(utt.append_samples, samples, now)

@@ -7,11 +7,11 @@ the broker, so "streaming is as accurate as offline" is a like-for-like claim.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from orac_node.audio import Samples
 from orac_node.config import NodeConfig
+from orac_node.contract import SAMPLE_RATE
 from orac_node.endpoint import Endpointer, EndpointRules
 from orac_node.engine import DecodeOptions, Decoding, WhisperEngine
 from orac_node.gate import GateRules, check_audio, judge
@@ -31,9 +31,7 @@ class OfflineResult:
 
 def measure_speech(samples: Samples, config: NodeConfig, vad: SileroVad) -> float:
     """Seconds of speech in a recording, judged exactly as a session judges it."""
-    rules = EndpointRules.from_config(config.endpoint)
-    whole = EndpointRules(rules.threshold, 0.0, rules.min_speech_s, math.inf, math.inf)
-    endpointer = Endpointer(whole)
+    endpointer = Endpointer(EndpointRules.from_config(config.endpoint).for_whole_file())
     endpointer.update(speech_probabilities(samples, vad))
     return endpointer.speech_s
 
@@ -44,7 +42,7 @@ def transcribe(
     """Gate, decode and judge one recording like the node's final does."""
     speech_s = measure_speech(samples, config, vad or SileroVad())
     gate = GateRules.from_config(config.gate)
-    audio_s = samples.size / 16_000
+    audio_s = samples.size / SAMPLE_RATE
     rejection = check_audio(speech_s, gate)
     if rejection is not None:
         return OfflineResult("", str(rejection), speech_s, audio_s, None)

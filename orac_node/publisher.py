@@ -13,6 +13,7 @@ import time
 from orac_node import __version__
 from orac_node.bus import Bus, Outgoing
 from orac_node.contract import (
+    SAMPLE_RATE,
     ErrorReport,
     Final,
     NodeState,
@@ -50,7 +51,7 @@ class TranscriptPublisher:
         self, utt: Utterance, decoding: Decoding, decoded_samples: int, stable: str, unstable: str
     ) -> Partial:
         """Publish an interim hypothesis (dropped first if the outbox is full)."""
-        decoded_s = decoded_samples / 16_000
+        decoded_s = decoded_samples / SAMPLE_RATE
         message = Partial(
             node=self.node_id,
             model=self.model,

@@ -245,7 +245,7 @@ class Utterance:
             speculate_s > 0
             and self.receiving
             and self.paused(speculate_s)
-            and self.speculation_valid() is False
+            and not self.speculation_valid()
         )
 
     def speculation_valid(self) -> bool:

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from orac_node import __version__
 from orac_node.bench.baselines import run_baselines
 from orac_node.bench.corpus import Clip, load_corpus
@@ -75,15 +77,16 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
     clips = await asyncio.to_thread(load_corpus, settings.audio)
     if settings.smoke:
         clips = clips[:SMOKE_CLIPS]
+    # The node gets the file's contents as its config; the bench reads the same
+    # settings (threads, decode options) for its baselines.
     config_data: dict[str, Any] = {}
     if settings.node_config:
-        import yaml  # noqa: PLC0415
-
         config_data = yaml.safe_load(settings.node_config.read_text()) or {}
     config = load_config(None, config_data)
     scenarios = expand(settings.scenarios)
     peer_results: list[tuple[Clip, Any]] = []
     peer = _peer(settings.compare_wyoming, peer_results) if settings.compare_wyoming else None
+    peer_server = await _describe_peer(settings.compare_wyoming)
     with temporary_workdir() as tmp:
         async with bench_broker(settings.broker, Path(tmp)) as url:
             node = await start_node(
@@ -116,6 +119,7 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
         results=results,
         baselines=baselines,
         peer_results=peer_results,
+        peer_server=peer_server,
         node=node,
         model_load_s=model_load_s,
     )
@@ -128,6 +132,15 @@ def _peer(uri: str, sink: list[tuple[Clip, Any]]) -> Any:  # noqa: ANN401
         sink.append((clip, await wyoming_transcribe(uri, clip.samples)))
 
     return send
+
+
+async def _describe_peer(uri: str | None) -> str | None:
+    """What the peer runs (program and model), for the report; fails early if unreachable."""
+    if uri is None:
+        return None
+    from orac_node.bench.wyoming_peer import wyoming_describe  # noqa: PLC0415
+
+    return await wyoming_describe(uri)
 
 
 def _model_load_time(model: Path, config: Any) -> float:  # noqa: ANN401
@@ -145,6 +158,7 @@ def _report(
     results: list[ScenarioResult],
     baselines: list[Any],
     peer_results: list[tuple[Clip, Any]],
+    peer_server: str | None,
     node: NodeProcess,
     model_load_s: float,
 ) -> dict[str, Any]:
@@ -154,6 +168,7 @@ def _report(
         refs = [c.reference for c, _ in peer_results if c.reference]
         peer = {
             "uri": settings.compare_wyoming,
+            "server": peer_server,
             "utterances": len(peer_results),
             "latency_ms_p50": statistics.median(p.latency_ms for _, p in peer_results),
             "latency_ms_p95": sorted(p.latency_ms for _, p in peer_results)[
@@ -209,7 +224,10 @@ def _report(
             f"{baseline_summary['node_params_ms_p50']:.0f} ms"
         )
     if peer:
-        print(f"peer {peer['uri']}: p50 {peer['latency_ms_p50']:.0f} ms, WER {peer['wer']:.1%}")
+        print(
+            f"peer {peer['server']} at {peer['uri']}: p50 {peer['latency_ms_p50']:.0f} ms,"
+            f" WER {peer['wer']:.1%}"
+        )
     print(f"startup: ready after {node.time_to_ready_s:.2f} s; model load {model_load_s:.2f} s")
     print(f"results: {settings.out}" + (f", plot: {settings.plot}" if settings.plot else ""))
     return report
