@@ -262,7 +262,8 @@ def _add_bench_parser(
     bench.add_argument(
         "--scenario",
         action="append",
-        help="single, concurrent-4, concurrent-8, burst, throughput, ingest, soak, or a preset:"
+        help="single, concurrent-4, concurrent-8, burst, throughput, ingest, soak, dictation,"
+        " or a preset:"
         " quick, standard (default), full; repeat",
     )
     bench.add_argument("--broker", help="use this broker instead of starting one")

@@ -233,6 +233,15 @@ class PartialsSection(_Section):
         description="New audio between partial decodes; ~0.5 s keeps words appearing while a"
         " tiny.en decode (~150-250 ms) uses under half of one worker per stream.",
     )
+    trim_after_s: float = Field(
+        4.0,
+        ge=0,
+        le=30,
+        description="Once a partial's window holds this much audio, drop whole committed"
+        " segments from its front (whisper_streaming's buffer trimming), so partial cost stays"
+        " flat however long the user talks (4 s keeps most windows in the smallest 512-frame"
+        " encoder window); 0 never trims. Finals always decode everything.",
+    )
 
 
 class GateSection(_Section):

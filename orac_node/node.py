@@ -7,7 +7,8 @@
     ─▶ Node._after_audio: endpointed? ─▶ _finalize  (task)
                           speech, enough new audio? ─▶ _partial  (task)
     _finalize: gate on VAD speech ─▶ scheduler.final ─▶ gate on text ─▶ publisher.final
-    _partial:  scheduler.partial (newest audio) ─▶ LocalAgreement ─▶ publisher.partial
+    _partial:  scheduler.partial (window up to the newest audio) ─▶ LocalAgreement
+               ─▶ publisher.partial ─▶ trim committed segments off a long window
     _ticker:   wall-clock endpoints (idle satellite, chunk missing after end)
 
 Life cycle (:meth:`Node.run`): connect and publish ``starting``; load and warm
@@ -38,12 +39,13 @@ from orac_node.contract import (
     NodeState,
 )
 from orac_node.endpoint import EndReason
-from orac_node.engine import DecodeOptions
+from orac_node.engine import DecodeOptions, Decoding
 from orac_node.gate import GateRules, check_audio, judge, strip_annotations
 from orac_node.intake import Intake
 from orac_node.publisher import TranscriptPublisher, offline_status
 from orac_node.scheduler import Decoder, InferenceScheduler
 from orac_node.session import Speculation, Utterance, UtteranceState
+from orac_node.stabilize import trim_point
 from orac_node.vad import SileroVad
 
 log = logging.getLogger(__name__)
@@ -237,12 +239,13 @@ class Node:
 
     async def _partial(self, utt: Utterance) -> None:
         assert self._scheduler is not None
-        decoded = 0
+        window_start = utt.partial_offset
+        decoded = window_start
 
         def snapshot() -> Samples | None:
             nonlocal decoded
             audio = utt.partial_audio()
-            decoded = 0 if audio is None else audio.size
+            decoded = window_start + (0 if audio is None else audio.size)
             return audio
 
         try:
@@ -255,8 +258,21 @@ class Node:
             stable, unstable = utt.agreement.update(text)
             utt.partial_seq += 1
             self.publisher.partial(utt, decoding, decoded, stable, unstable)
+            self._trim_partial_window(utt, decoding, window_start, decoded)
         finally:
             utt.partial_pending = False
+
+    def _trim_partial_window(
+        self, utt: Utterance, decoding: Decoding, window_start: int, decoded: int
+    ) -> None:
+        """Buffer trimming: past ``trim_after_s``, drop committed segments from the window."""
+        window_s = (decoded - window_start) / SAMPLE_RATE
+        trim_after_s = self.config.partials.trim_after_s
+        if not trim_after_s or window_s < trim_after_s:
+            return
+        point = trim_point(decoding.segments, window_s, utt.agreement.window_committed)
+        if point is not None:
+            utt.trim_partial_window(window_start, *point)
 
     def _finalize_soon(self, utt: Utterance) -> None:
         """ENDPOINTED: leave the open set at once (late chunks see it closed)."""

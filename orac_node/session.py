@@ -8,9 +8,10 @@ All per-session state lives here, behind explicit transitions:
 Audio is kept in one float32 buffer that starts at :data:`INITIAL_BUFFER_S`
 and doubles when full (up to the longest allowed utterance), so a short
 command costs ~320 KB rather than the 1.9 MB of a 30 s buffer. A partial
-decodes a zero-copy view of the first *n* samples while more audio arrives
-behind it; when the buffer grows, the view keeps the old one alive until the
-decode is done.
+decodes a zero-copy view of the samples from ``partial_offset`` (the start of
+the partial window, moved forward by buffer trimming, see stabilize.py) to
+*n* while more audio arrives behind it; when the buffer grows, the view keeps
+the old one alive until the decode is done.
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ class Utterance:
         self.partial_pending = False
         self.partial_seq = 0
         self.partial_requested_n = 0
+        self.partial_offset = 0  # first sample of the partial window
         self.speculation: Speculation | None = None
 
     # -- audio ------------------------------------------------------------
@@ -260,8 +262,19 @@ class Utterance:
         return True
 
     def partial_audio(self) -> Samples | None:
-        """Newest audio for a partial decode, or None once the utterance ended."""
+        """The partial window up to the newest audio, or None once the utterance ended."""
         if not self.receiving:
             return None
         self.partial_requested_n = self._n
-        return self.audio()
+        return self._buffer[self.partial_offset : self._n]
+
+    def trim_partial_window(self, window_start: int, end_s: float, words: int) -> None:
+        """Move the partial window past ``end_s`` of a window that began at ``window_start``.
+
+        ``words`` committed words of the newest hypothesis lie before that point.
+        """
+        cut = window_start + round(end_s * SAMPLE_RATE)
+        if cut <= self.partial_offset or cut >= self._n:
+            return
+        self.partial_offset = cut
+        self.agreement.trim(words)

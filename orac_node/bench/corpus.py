@@ -5,9 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from orac_node.audio import Samples, load_audio_file
 from orac_node.contract import SAMPLE_RATE
 from orac_node.errors import OracNodeError
+from orac_node.vad import WINDOW, WINDOW_S, SileroVad, speech_probabilities
+
+SPEECH_THRESHOLD = 0.5
+"""The node's default ``endpoint.vad_threshold``."""
 
 
 @dataclass(frozen=True)
@@ -44,3 +50,45 @@ def load_corpus(folders: list[Path]) -> list[Clip]:
     if not clips:
         raise OracNodeError(f"no audio files in {', '.join(map(str, folders))}")
     return clips
+
+
+DICTATION_PAUSE_S = 0.25
+"""Pauses inside the dictation are cut to this, below the node's 0.7 s end-of-speech
+silence, so the whole dictation stays one utterance at the default settings."""
+
+
+def compress_pauses(samples: Samples, max_pause_s: float = DICTATION_PAUSE_S) -> Samples:
+    """Shorten every run of non-speech (the node's own VAD says so) to ``max_pause_s``."""
+    probs = speech_probabilities(samples, SileroVad())
+    n = probs.size
+    windows = samples[: n * WINDOW].reshape(n, WINDOW)
+    keep = np.ones(n, dtype=bool)
+    limit = round(max_pause_s / WINDOW_S)
+    run = 0
+    for i, p in enumerate(probs):
+        run = run + 1 if p < SPEECH_THRESHOLD else 0
+        keep[i] = run <= limit
+    return np.ascontiguousarray(windows[keep].reshape(-1))
+
+
+def dictation(clips: list[Clip], max_s: float) -> Clip | None:
+    """One long utterance: clips with references, pauses shortened, up to ``max_s``.
+
+    Measures what a long dictation costs the node (partial decode time as the
+    utterance grows); None when the corpus has too little referenced speech.
+    """
+    parts: list[Samples] = []
+    refs: list[str] = []
+    total = 0
+    for clip in sorted(clips, key=lambda c: -c.seconds):
+        if clip.reference is None:
+            continue
+        samples = compress_pauses(clip.samples)
+        if (total + samples.size) / SAMPLE_RATE > max_s:
+            continue
+        parts.append(samples)
+        refs.append(clip.reference)
+        total += samples.size
+    if total < SAMPLE_RATE * max_s / 2:
+        return None
+    return Clip("dictation", np.concatenate(parts), " ".join(refs))

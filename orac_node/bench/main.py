@@ -40,7 +40,15 @@ log = logging.getLogger(__name__)
 PRESETS = {
     "quick": ["single"],
     "standard": ["single", "concurrent-4", "burst"],
-    "full": ["single", "concurrent-4", "concurrent-8", "burst", "throughput", "ingest"],
+    "full": [
+        "single",
+        "concurrent-4",
+        "concurrent-8",
+        "burst",
+        "throughput",
+        "ingest",
+        "dictation",
+    ],
 }
 SMOKE_CLIPS = 3
 
@@ -115,6 +123,7 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
     )
     return _report(
         settings,
+        clips=clips,
         scenarios=scenarios,
         results=results,
         baselines=baselines,
@@ -154,6 +163,7 @@ def _model_load_time(model: Path, config: Any) -> float:  # noqa: ANN401
 def _report(
     settings: BenchSettings,
     *,
+    clips: list[Clip],
     scenarios: list[str],
     results: list[ScenarioResult],
     baselines: list[Any],
@@ -180,7 +190,7 @@ def _report(
     targets = check_targets(results, summaries, baselines, peer, startup)
     baseline_summary = {}
     if baselines:
-        by_name = {c.name: c for r in results for c in (rec.clip for rec in r.records)}
+        by_name = {c.name: c for c in clips}
         refs = [by_name[b.clip].reference or "" for b in baselines if by_name[b.clip].reference]
         with_ref = [b for b in baselines if by_name[b.clip].reference]
         baseline_summary = {

@@ -21,6 +21,11 @@ from orac_node.bench.streams import StreamRecord
 
 SHORT_COMMAND_S = 5.0
 """P2 applies to commands of at most this length."""
+EARLY_S, LATE_S = 8.0, 18.0
+"""P3c compares partials decoded within the first 8 s of the dictation with those
+past 18 s: without trimming, a window there is 2.5x longer."""
+FLAT_RATIO = 1.5
+"""P3c: late partials may cost at most this much more than early ones."""
 
 
 def pct(values: list[float], q: float) -> float:
@@ -200,6 +205,7 @@ def _stream_targets(
                 p95 <= 1.5 * base,
             )
         )
+    targets.extend(_partial_cost_target(_records(results, "dictation")))
     if peer and single:
         node_p50 = pct(lat, 50)
         ok = node_p50 <= 0.5 * peer["latency_ms_p50"] and summaries["single"].wer <= peer["wer"]
@@ -213,6 +219,25 @@ def _stream_targets(
             )
         )
     return targets
+
+
+def _partial_cost_target(records: list[StreamRecord]) -> list[Target]:
+    """P3c: partial decode time does not grow with the utterance (buffer trimming)."""
+    costs = [c for r in records for c in r.partial_costs]
+    early = [ms for audio_s, ms in costs if audio_s <= EARLY_S]
+    late = [ms for audio_s, ms in costs if audio_s >= LATE_S]
+    if not early or not late:
+        return []
+    ratio = pct(late, 50) / pct(early, 50)
+    return [
+        Target(
+            "P3c",
+            f"dictation: partial decode p50 past {LATE_S:.0f} s <= {FLAT_RATIO} x first"
+            f" {EARLY_S:.0f} s",
+            f"{pct(late, 50):.0f} ms vs {pct(early, 50):.0f} ms (ratio {ratio:.2f})",
+            ratio <= FLAT_RATIO,
+        )
+    ]
 
 
 def _capacity_targets(
@@ -353,13 +378,13 @@ def write_json(path: Path, report: dict[str, Any]) -> None:
 
 
 def plot(path: Path, results: list[ScenarioResult]) -> None:
-    """Latency CDF per scenario, and partial lag over time in the single scenario."""
+    """Latency CDF per scenario, partial lag over time (single), partial cost (dictation)."""
     import matplotlib  # noqa: PLC0415 - bench-only dependency
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    fig, (cdf, lag) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (cdf, lag, cost) = plt.subplots(1, 3, figsize=(17, 4.5))
     for result in results:
         values = sorted(r.latency_ms for r in result.records if r.final is not None)
         if values:
@@ -381,6 +406,16 @@ def plot(path: Path, results: list[ScenarioResult]) -> None:
         xlabel="time in scenario (s)", ylabel="partial lag (s)", title="Partial lag, single stream"
     )
     lag.grid(alpha=0.3)
+    for result in results:
+        points = [c for r in result.records for c in r.partial_costs]
+        if result.name == "dictation" and points:
+            cost.plot([a for a, _ in points], [ms for _, ms in points], ".-", markersize=4)
+    cost.set(
+        xlabel="audio in the utterance (s)",
+        ylabel="partial decode (ms)",
+        title="Partial cost as a dictation grows",
+    )
+    cost.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

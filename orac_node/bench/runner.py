@@ -12,6 +12,8 @@ Scenarios (each streams real audio in real time unless noted):
 - ``ingest``: 200 satellites of non-speech at 10,000 msg/s (ingest.py).
 - ``soak``: 4 satellites talking without a break for ``soak_minutes``, for
   memory drift (RSS sampled every 0.5 s).
+- ``dictation``: one 28 s utterance made of the referenced clips (pauses
+  shortened), for what partials cost as an utterance grows (buffer trimming).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 
 import aiomqtt
 
-from orac_node.bench.corpus import Clip
+from orac_node.bench.corpus import Clip, dictation
 from orac_node.bench.ingest import run_ingest
 from orac_node.bench.procstats import ProcessSampler, ProcessStats
 from orac_node.bench.streams import Collector, StreamRecord, stream_clip
@@ -44,6 +46,8 @@ BROKER_QUEUES = "max_queued_messages 100000\nmax_inflight_messages 100\n"
 with Mosquitto's default of 1000 the broker, not the node, would drop chunks
 whenever the node falls a moment behind."""
 BURST_SIZE = 20
+DICTATION_S = 28.0
+"""Just under the node's default 30 s utterance limit."""
 GAP_S = 0.3
 """Pause between a satellite's utterances (a user does not speak back to back)."""
 
@@ -192,6 +196,15 @@ async def run_scenarios(
                     records = await _concurrent(pub, collector, clips, 8, realtime=False)
                 elif name == "burst":
                     records = await _burst(pub, collector, clips)
+                elif name == "dictation":
+                    long = dictation(clips, DICTATION_S)
+                    if long is None:
+                        log.warning("dictation skipped: it needs 14 s of clips with references")
+                    records = (
+                        []
+                        if long is None
+                        else [await stream_clip(pub, collector, long, scenario=name, device="d-0")]
+                    )
                 elif name == "ingest":
                     assert node is not None, "ingest measures the node process: let bench start it"
                     devices, seconds = ingest_size

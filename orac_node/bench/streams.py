@@ -44,6 +44,7 @@ class StreamRecord:
     chunks_sent: int = 0
     sent_s: list[tuple[float, float]] = field(default_factory=list)  # (time, audio seconds sent)
     partial_lags_s: list[tuple[float, float]] = field(default_factory=list)  # (time, lag)
+    partial_costs: list[tuple[float, float]] = field(default_factory=list)  # (audio s, decode ms)
     final: Final | None = None
     final_at: float = 0.0
 
@@ -93,6 +94,7 @@ class Collector:
             else:
                 lag = max(0.0, record.audio_sent_at(now) - t.audio_s)
                 record.partial_lags_s.append((now, lag))
+                record.partial_costs.append((t.audio_s, t.decode_ms))
 
 
 async def stream_clip(
