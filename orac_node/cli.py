@@ -239,6 +239,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare_builds(args: argparse.Namespace) -> int:
+    """Decode the same clips with several pywhispercpp builds (see bench/builds.py)."""
+    from orac_node.bench.builds import compare_builds, format_builds  # noqa: PLC0415
+    from orac_node.bench.corpus import load_corpus  # noqa: PLC0415
+
+    config = _config(args)
+    clips = load_corpus([Path(a) for a in args.audio])
+    pythons = args.python or [sys.executable]
+    results = compare_builds(pythons, clips, model_path(config), config)
+    summaries = [r.summary(clips, results[0]) for r in results]
+    print(format_builds(summaries))
+    if args.out:
+        args.out.write_text(json.dumps(summaries, indent=2))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Broker + node + a satellite streaming samples in real time, transcripts printed."""
     return asyncio.run(run_demo(args))
@@ -330,6 +346,20 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_transcribe)
 
     _add_bench_parser(sub, node_options)
+
+    builds = sub.add_parser(
+        "compare-builds", help="decode the same clips with several pywhispercpp builds"
+    )
+    node_options(builds)
+    builds.add_argument("--audio", action="append", required=True, help="folder of WAVs; repeat")
+    builds.add_argument(
+        "--python",
+        action="append",
+        help="interpreter of a build (its venv has orac-node installed); repeat; the first"
+        " is the baseline",
+    )
+    builds.add_argument("--out", type=Path, help="write the figures as JSON")
+    builds.set_defaults(func=cmd_compare_builds)
 
     demo = sub.add_parser("demo", help="local broker + node + streamed samples")
     node_options(demo)
