@@ -6,6 +6,9 @@ and the tests are built on these pieces::
     async with connect("mqtt://127.0.0.1:1883") as mqtt:
         await mqtt.subscribe(TRANSCRIPT_FILTER)
         session = await Satellite(mqtt, "kitchen").stream(samples, realtime=True)
+
+On a broker set up as docs/SECURITY.md describes, a satellite logs in over TLS:
+``connect("mqtts://kitchen@broker.lan:8883", password=..., ca_file=ca)``.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
+from pathlib import Path
 
 import aiomqtt
 
 from orac_node.audio import Samples, float_to_s16
+from orac_node.brokerurl import BrokerUrl, tls_parameters
 from orac_node.contract import (
     SAMPLE_RATE,
     AudioChunk,
@@ -38,25 +42,44 @@ from orac_node.errors import BrokerError, ContractError
 
 
 @asynccontextmanager
-async def connect(url: str, *, client_id: str | None = None) -> AsyncIterator[aiomqtt.Client]:
-    """An MQTT v5 client for ``mqtt://host:port`` (translates connect failures)."""
-    parts = urlsplit(url)
-    if parts.scheme != "mqtt" or not parts.hostname:
-        raise BrokerError(f"broker url must look like mqtt://host:port, not {url!r}")
+async def connect(
+    url: str,
+    *,
+    client_id: str | None = None,
+    password: str | None = None,
+    ca_file: Path | None = None,
+    cert_file: Path | None = None,
+    key_file: Path | None = None,
+) -> AsyncIterator[aiomqtt.Client]:
+    """An MQTT v5 client for ``mqtt://[user[:password]@]host:port`` or ``mqtts://...``.
+
+    ``password`` is used when the URL names a user but no password (a password
+    typed into a URL lands in shell history and ``ps``). ``mqtts://`` verifies
+    the broker against ``ca_file`` (default: the system's trust store);
+    ``cert_file``/``key_file`` add a client certificate. Connect failures
+    become :class:`BrokerError`, whose message shows the URL without its password.
+    """
+    try:
+        parsed = BrokerUrl.parse(url)
+    except ValueError as exc:
+        raise BrokerError(str(exc)) from None
+    if not parsed.tls and (ca_file or cert_file or key_file):
+        raise BrokerError("a CA or client certificate needs an mqtts:// url")
     client = aiomqtt.Client(
-        parts.hostname,
-        parts.port or 1883,
+        parsed.host,
+        parsed.port,
         identifier=client_id or f"orac-client-{uuid.uuid4().hex[:8]}",
         protocol=aiomqtt.ProtocolVersion.V5,
-        username=parts.username,
-        password=parts.password,
+        username=parsed.username,
+        password=parsed.password if parsed.password is not None else password,
+        tls_params=tls_parameters(ca_file, cert_file, key_file) if parsed.tls else None,
         logger=logging.getLogger("orac_node.mqtt"),
     )
     try:
         async with client:
             yield client
     except aiomqtt.MqttError as exc:
-        raise BrokerError(f"{url}: {exc}") from exc
+        raise BrokerError(f"{parsed.redacted()}: {exc}") from exc
 
 
 def split_chunks(samples: Samples, chunk_ms: int) -> list[bytes]:

@@ -5,6 +5,7 @@
     ├── ModelError           the speech model cannot be found or loaded
     ├── AudioDecodeError     a file or payload could not be turned into PCM
     ├── BrokerError          the broker refused us or cannot be reached
+    ├── AccountError         a satellite account cannot be added, removed or listed
     └── ContractError        a message breaks the wire contract (carries a code)
 
 Library exceptions (yaml, pydantic, aiomqtt, ffmpeg exit codes) are translated
@@ -33,6 +34,10 @@ class AudioDecodeError(OracNodeError):
 
 class BrokerError(OracNodeError):
     """The MQTT broker could not be reached or refused the connection."""
+
+
+class AccountError(OracNodeError):
+    """A broker account (``orac-node satellite ...``) cannot be changed as asked."""
 
 
 class ContractError(OracNodeError):
