@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 import shutil
 import subprocess
 import wave
@@ -19,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
-from orac_node.contract import SAMPLE_RATE, AudioFormat
+from orac_node.contract import MAX_RATE, MIN_RATE, SAMPLE_RATE, AudioFormat
 from orac_node.errors import AudioDecodeError
 
 Samples = npt.NDArray[np.float32]
@@ -70,14 +71,23 @@ def resample(samples: Samples, rate: int) -> Samples:
     return out
 
 
-def read_wav_bytes(data: bytes) -> Samples:
-    """Decode a PCM WAV (8/16/32-bit int) held in memory, any rate or channel count."""
+def read_wav_bytes(data: bytes, max_s: float | None = None) -> Samples:
+    """Decode a PCM WAV (8/16/32-bit int) held in memory, any channel count.
+
+    Rates outside the contract's 8-192 kHz are refused (the caller may hand the
+    file to ffmpeg): resampling a header's 1 Hz to 16 kHz would multiply the
+    samples by 16,000. ``max_s`` stops reading after that much audio.
+    """
     try:
         with wave.open(io.BytesIO(data), "rb") as wav:
             channels, width, rate = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
-            frames = wav.readframes(wav.getnframes())
+            if not MIN_RATE <= rate <= MAX_RATE:
+                raise AudioDecodeError(f"WAV rate {rate} Hz outside {MIN_RATE}-{MAX_RATE}")
+            wanted = wav.getnframes() if max_s is None else math.ceil(max_s * rate)
+            frames = wav.readframes(min(wav.getnframes(), wanted))
     except (wave.Error, EOFError) as exc:
         raise AudioDecodeError(f"not a PCM WAV file: {exc}") from exc
+    frames = frames[: len(frames) - len(frames) % (width * channels)]  # a truncated last frame
     if width == 2:
         samples = np.frombuffer(frames, "<i2").astype(np.float32) * _S16_SCALE
     elif width == 4:
@@ -91,7 +101,7 @@ def read_wav_bytes(data: bytes) -> Samples:
     return resample(samples, rate)
 
 
-def _ffmpeg_command() -> list[str]:
+def _ffmpeg_command(max_s: float | None) -> list[str]:
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise AudioDecodeError("ffmpeg is not installed (needed for non-WAV audio)")
@@ -109,6 +119,8 @@ def _ffmpeg_command() -> list[str]:
         "1",
         "-ar",
         str(SAMPLE_RATE),
+        # Output duration cap: what a file claims (1 Hz, hours) cannot fill memory.
+        *([] if max_s is None else ["-t", f"{max_s:g}"]),
         "pipe:1",
     ]
 
@@ -117,31 +129,38 @@ def _is_wav(data: bytes) -> bool:
     return data[:4] == b"RIFF" and data[8:12] == b"WAVE"
 
 
-def decode_file_bytes(data: bytes, timeout_s: float = 60.0) -> Samples:
-    """Decode any audio file held in memory (blocking: call from a thread)."""
+def decode_file_bytes(
+    data: bytes, timeout_s: float = 60.0, *, max_s: float | None = None
+) -> Samples:
+    """Decode any audio file held in memory (blocking: call from a thread).
+
+    ``max_s``: decode at most this many seconds (the rest is not read).
+    """
     if _is_wav(data):
         try:
-            return read_wav_bytes(data)
+            return read_wav_bytes(data, max_s)
         except AudioDecodeError:
             pass  # e.g. a float or compressed WAV: ffmpeg knows it
     try:
         done = subprocess.run(
-            _ffmpeg_command(), input=data, capture_output=True, timeout=timeout_s, check=False
+            _ffmpeg_command(max_s), input=data, capture_output=True, timeout=timeout_s, check=False
         )
     except subprocess.TimeoutExpired as exc:
         raise AudioDecodeError(f"ffmpeg took longer than {timeout_s} s") from exc
     return _ffmpeg_output(done.returncode, done.stdout, done.stderr)
 
 
-async def decode_file_bytes_async(data: bytes, timeout_s: float = 60.0) -> Samples:
+async def decode_file_bytes_async(
+    data: bytes, timeout_s: float = 60.0, *, max_s: float | None = None
+) -> Samples:
     """Decode any audio file held in memory without blocking the event loop."""
     if _is_wav(data):
         try:
-            return await asyncio.to_thread(read_wav_bytes, data)
+            return await asyncio.to_thread(read_wav_bytes, data, max_s)
         except AudioDecodeError:
             pass
     proc = await asyncio.create_subprocess_exec(
-        *_ffmpeg_command(),
+        *_ffmpeg_command(max_s),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

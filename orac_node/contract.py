@@ -48,6 +48,9 @@ _LANG_RE = re.compile(r"auto|[a-z]{2,3}(-[A-Za-z]{2,4})?")
 MIN_RATE, MAX_RATE = 8_000, 192_000
 MAX_CHANNELS = 8
 MAX_SEQ = 2**31 - 1
+MAX_TOPIC_BYTES = 65_535
+"""MQTT's limit on a topic name (UTF-8 bytes): a device name long enough to fill
+its audio topic leaves no room for its error topic, which cannot be published."""
 
 
 class AudioKind(StrEnum):
@@ -82,8 +85,9 @@ class ErrorCode(StrEnum):
     TOO_LARGE = "too_large"
     BAD_DEVICE = "bad_device"
     SESSION_TOO_LONG = "session_too_long"
-    TOO_MANY_SESSIONS = "too_many_sessions"
+    TOO_MANY_SESSIONS = "too_many_sessions"  # the node's or the device's session limit
     DECODE_FAILED = "decode_failed"
+    RATE_LIMITED = "rate_limited"  # over the device's rate; ErrorReport.dropped says how much
 
 
 def is_valid_name(name: str) -> bool:
@@ -109,6 +113,13 @@ def status_topic(node_id: str) -> str:
 def error_topic(device: str) -> str:
     """Topic on which a device is told what was wrong with its messages."""
     return f"orac/device/{device}/error"
+
+
+def error_topic_fits(device: str) -> bool:
+    """Whether :func:`error_topic` of ``device`` is short enough to publish."""
+    if len(device) * 4 + len(error_topic("")) <= MAX_TOPIC_BYTES:
+        return True  # fits even if every character takes 4 bytes: no need to encode
+    return len(error_topic(device).encode()) <= MAX_TOPIC_BYTES
 
 
 def audio_topic_device(topic: str) -> str:
@@ -267,7 +278,8 @@ def _to_json(obj: object) -> bytes:
 def _from_json(payload: bytes | str) -> dict[str, Any]:
     try:
         data = json.loads(payload)
-    except ValueError as exc:
+    # RecursionError: thousands of nested arrays, which json's C decoder recurses into.
+    except (ValueError, RecursionError) as exc:
         raise ContractError(ErrorCode.BAD_PAYLOAD, f"not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ContractError(ErrorCode.BAD_PAYLOAD, "expected a JSON object")
@@ -429,7 +441,12 @@ class NodeStatus:
 
 @dataclass(frozen=True, slots=True)
 class ErrorReport:
-    """Why a device's message was refused, published on its error topic."""
+    """Why a device's message was refused, published on its error topic.
+
+    ``dropped`` is set only on ``rate_limited`` reports: how many of the
+    device's messages were dropped since its previous report (reports are
+    rate-limited too, so one stands for many refused messages).
+    """
 
     node: str
     device: str
@@ -438,6 +455,7 @@ class ErrorReport:
     ts: float
     session: str | None = None
     seq: int | None = None
+    dropped: int | None = None
     v: int = PROTOCOL_VERSION
 
     def encode(self) -> bytes:

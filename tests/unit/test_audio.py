@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import struct
 import subprocess
 import wave
 
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orac_node.audio import (
     Samples,
@@ -275,3 +278,107 @@ async def test_decode_file_bytes_async_garbage_is_rejected() -> None:
         await decode_file_bytes_async(b"this is not audio" * 20)
     with pytest.raises(AudioDecodeError):
         await decode_file_bytes_async(b"")
+
+
+# --- properties: raw PCM and file requests never fail with anything but AudioDecodeError ---------
+
+
+@st.composite
+def _pcm(draw: st.DrawFn) -> tuple[bytes, AudioFormat, int]:
+    fmt = draw(st.sampled_from(list(AudioFormat)))
+    channels = draw(st.integers(1, 8))
+    frames = draw(st.integers(0, 64))
+    size = frames * channels * fmt.sample_width
+    return draw(st.binary(min_size=size, max_size=size)), fmt, channels
+
+
+@settings(max_examples=300)
+@given(_pcm())
+def test_pcm_of_whole_frames_decodes_to_bounded_mono_or_bad_audio(
+    case: tuple[bytes, AudioFormat, int],
+) -> None:
+    pcm, fmt, channels = case
+    values = np.frombuffer(pcm, "<i2" if fmt is AudioFormat.S16LE else "<f4")
+    try:
+        out = pcm_to_float(pcm, fmt, channels)
+    except AudioDecodeError:
+        assert fmt is AudioFormat.F32LE and not np.isfinite(values).all()
+        return
+    assert out.dtype == np.float32
+    assert out.size == len(pcm) // (fmt.sample_width * channels)
+    assert np.isfinite(out).all() and np.abs(out).max(initial=0) <= 1.0
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=400).filter(lambda b: len(b) % 2 == 0))
+def test_any_even_raw_payload_is_audio(payload: bytes) -> None:
+    # What intake does with audio/<device>/raw once the byte count is even.
+    out = pcm_to_float(payload, AudioFormat.S16LE, 1)
+    assert out.size == len(payload) // 2
+    assert np.isfinite(out).all() and np.abs(out).max(initial=0) <= 1.0
+
+
+@st.composite
+def _riff(draw: st.DrawFn) -> bytes:
+    """WAV-shaped bytes with any header values: format, channels, width, rate, sizes."""
+    # Mostly plausible PCM headers (which reach the sample conversion), some anything.
+    fmt_tag = draw(st.just(1) | st.integers(0, 0xFFFF))
+    channels = draw(st.integers(1, 2) | st.integers(0, 12))
+    width = draw(st.sampled_from([1, 2, 4]) | st.integers(0, 6))
+    rate = draw(
+        st.sampled_from([0, 1, 7999, 8000, 16000, 192001, 2**32 - 1]) | st.integers(0, 10**6)
+    )
+    data = draw(st.binary(max_size=200))
+    claimed = draw(st.sampled_from([len(data), len(data) + 1, 2**32 - 1]) | st.integers(0, 400))
+    fmt = struct.pack(
+        "<HHIIHH",
+        fmt_tag,
+        channels,
+        rate,
+        (rate * channels * width) & 0xFFFFFFFF,
+        (channels * width) & 0xFFFF,
+        width * 8,
+    )
+    body = b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", claimed) + data
+    cut = draw(st.integers(0, len(body)))
+    body = body if draw(st.booleans()) else body[:cut]
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+@settings(max_examples=500)
+@given(_riff() | st.binary(max_size=100), st.none() | st.floats(0.001, 5))
+def test_read_wav_on_any_header_gives_bounded_audio_or_audio_decode_error(
+    data: bytes, max_s: float | None
+) -> None:
+    try:
+        out = read_wav_bytes(data, max_s)
+    except AudioDecodeError:
+        return
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    if max_s is not None:
+        # the 8 kHz floor bounds the resampling factor: at most 2x plus filter slack
+        assert out.size <= 16_000 * max_s + 64
+
+
+@settings(max_examples=25)
+@given(_riff() | st.binary(max_size=64))
+def test_decode_file_bytes_on_any_input_gives_bounded_audio_or_audio_decode_error(
+    data: bytes,
+) -> None:
+    # Runs ffmpeg for whatever the WAV reader refuses, hence few examples.
+    try:
+        out = decode_file_bytes(data, max_s=2.0)
+    except AudioDecodeError:
+        return
+    assert out.dtype == np.float32 and out.size <= 2 * 16_000 + 64
+
+
+def test_a_wav_claiming_one_hertz_cannot_blow_up_into_gigabytes() -> None:
+    """4 KB of float samples at 1 Hz would be 1000 s (64 MB) at 16 kHz; the cap stops it."""
+    fmt = struct.pack("<HHIIHH", 3, 1, 1, 4, 4, 32)
+    data = np.full(1000, 0.25, "<f4").tobytes()
+    body = b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    wav = b"RIFF" + struct.pack("<I", len(body)) + body
+    with pytest.raises(AudioDecodeError):
+        read_wav_bytes(wav)  # rate outside 8-192 kHz: left to ffmpeg
+    assert decode_file_bytes(wav, max_s=3.0).size == 3 * 16_000

@@ -29,6 +29,7 @@ from orac_node.contract import (
     audio_topic_device,
     decode_transcript,
     error_topic,
+    error_topic_fits,
     is_valid_name,
     parse_audio_topic,
     status_topic,
@@ -586,3 +587,216 @@ def test_decode_transcript_rejects_unknown_field() -> None:
     with pytest.raises(ContractError) as info:
         decode_transcript(json.dumps(data))
     assert info.value.code == ErrorCode.BAD_FIELD
+
+
+# --- properties of the JSON decoders (what clients run on transcripts, status, errors) --------
+
+_json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=16,
+)
+_transcript_keys = st.sampled_from(
+    [f.name for f in dataclasses.fields(Final)] + [f.name for f in dataclasses.fields(Partial)]
+)
+_JSON_DECODERS = [decode_transcript, NodeStatus.decode, ErrorReport.decode]
+
+
+def _only_contract_errors(payload: bytes | str) -> None:
+    codes = []
+    for decoder in _JSON_DECODERS:
+        try:
+            decoder(payload)
+        except ContractError as exc:
+            codes.append(exc.code)
+    assert set(codes) <= set(ErrorCode)
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=300))
+def test_json_decoders_on_arbitrary_bytes_raise_only_contract_errors(payload: bytes) -> None:
+    _only_contract_errors(payload)
+
+
+@settings(max_examples=300)
+@given(_json_values)
+def test_json_decoders_on_arbitrary_json_raise_only_contract_errors(value: object) -> None:
+    _only_contract_errors(json.dumps(value))
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from([_partial(), _final()]),
+    st.dictionaries(_transcript_keys, _json_values, max_size=4),
+    st.lists(_transcript_keys, max_size=3),
+)
+def test_nearly_valid_transcripts_raise_only_contract_errors(
+    valid: Partial | Final, changes: dict[str, Any], removed: list[str]
+) -> None:
+    data = json.loads(valid.encode())
+    data.update(changes)
+    for key in removed:
+        data.pop(key, None)
+    _only_contract_errors(json.dumps(data))
+
+
+@pytest.mark.parametrize("payload", [b"[" * 100_000, b'{"a":' * 50_000, b"1" * 5000])
+def test_json_nesting_and_huge_numbers_are_bad_payload(payload: bytes) -> None:
+    for decoder in _JSON_DECODERS:
+        with pytest.raises(ContractError) as info:
+            decoder(payload)
+        assert info.value.code == ErrorCode.BAD_PAYLOAD
+
+
+_finite = st.floats(allow_nan=False, allow_infinity=False)
+_short = st.text(max_size=30)
+_words = st.builds(Word, _short, _finite, _finite, _finite)
+_segments = st.builds(Segment, _finite, _finite, _short)
+
+
+@given(
+    st.builds(
+        Partial,
+        node=_short,
+        model=_short,
+        device=_short,
+        session=_short,
+        topic=_short,
+        text=_short,
+        stable=_short,
+        unstable=_short,
+        seq=st.integers(0, 2**40),
+        audio_s=_finite,
+        lag_ms=_finite,
+        decode_ms=_finite,
+        ts=_finite,
+    )
+)
+def test_any_partial_round_trips(partial: Partial) -> None:
+    assert decode_transcript(partial.encode()) == partial
+
+
+@given(
+    st.builds(
+        Final,
+        node=_short,
+        model=_short,
+        device=_short,
+        session=_short,
+        topic=_short,
+        text=st.text(max_size=200),
+        language=_short,
+        confidence=_finite,
+        reason=_short,
+        endpoint=_short,
+        rejected=st.none() | _short,
+        audio_s=_finite,
+        speech_s=_finite,
+        chunks=st.integers(0, 2**40),
+        gaps=st.integers(0, 2**40),
+        duplicates=st.integers(0, 2**40),
+        incomplete=st.booleans(),
+        latency_ms=_finite,
+        decode_ms=_finite,
+        queue_ms=_finite,
+        ts=_finite,
+        speculative=st.booleans(),
+        words=st.lists(_words, max_size=5),
+        segments=st.lists(_segments, max_size=3),
+    )
+)
+def test_any_final_round_trips(final: Final) -> None:
+    assert decode_transcript(final.encode()) == final
+
+
+@given(
+    st.builds(
+        NodeStatus,
+        node=_short,
+        state=st.sampled_from(["starting", "ready", "draining", "offline"]),
+        version=_short,
+        model=_short,
+        sessions=st.integers(0, 10**6),
+        queued=st.integers(0, 10**6),
+        ts=_finite,
+    ),
+    st.builds(
+        ErrorReport,
+        node=_short,
+        device=st.text(max_size=100),
+        code=st.sampled_from(list(ErrorCode)).map(str),
+        message=st.text(max_size=100),
+        ts=_finite,
+        session=st.none() | _short,
+        seq=st.none() | st.integers(0, MAX_SEQ),
+        dropped=st.none() | st.integers(1, 10**9),
+    ),
+)
+def test_any_status_and_error_report_round_trip(status: NodeStatus, report: ErrorReport) -> None:
+    assert NodeStatus.decode(status.encode()) == status
+    assert ErrorReport.decode(report.encode()) == report
+
+
+def test_rate_limited_report_carries_the_drop_count() -> None:
+    report = ErrorReport("n", "kitchen", ErrorCode.RATE_LIMITED, "over", 1.0, dropped=812)
+    assert json.loads(report.encode())["dropped"] == 812
+    assert ErrorReport.decode(report.encode()).dropped == 812
+
+
+# --- properties of topics and msgpack extension types ------------------------------------------
+
+
+@settings(max_examples=500)
+@given(st.text(max_size=80))
+def test_parse_audio_topic_raises_only_contract_errors(topic: str) -> None:
+    try:
+        device, _ = parse_audio_topic(topic)
+    except ContractError as exc:
+        code = exc.code
+    else:
+        assert is_valid_name(device)
+        assert device == audio_topic_device(topic)
+        return
+    assert code == ErrorCode.BAD_DEVICE
+
+
+@pytest.mark.parametrize(
+    ("device", "fits"),
+    [
+        ("kitchen", True),
+        ("k" * 65_517, True),
+        ("k" * 65_518, False),
+        ("é" * 32_758, True),
+        ("é" * 32_759, False),
+    ],
+)
+def test_error_topic_fits_mqtts_topic_limit(device: str, fits: bool) -> None:
+    assert error_topic_fits(device) is fits
+    assert (len(error_topic(device).encode()) <= 65_535) is fits
+
+
+_ext_values = st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=8)) | st.builds(
+    msgpack.Timestamp, st.integers(0, 2**32 - 1), st.integers(0, 999_999_999)
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.dictionaries(_chunk_keys, _ext_values | _msgpack_values, max_size=4),
+    st.dictionaries(_ext_values, _msgpack_values, max_size=2),
+)
+def test_decode_maps_with_extension_types_raise_only_contract_errors(
+    changes: dict[str, Any], odd_keys: dict[Any, Any]
+) -> None:
+    data: dict[Any, Any] = _valid_map(**changes)
+    data.update(odd_keys)
+    _decode_or_contract_error(_pack(data))

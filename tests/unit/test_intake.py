@@ -1,0 +1,151 @@
+"""Intake's per-device limits: sessions per device, throttled chunks, reports, odd names.
+
+Intake is driven directly (real VAD, real decoders); the node's side is two
+recorders: what it would publish (reject) and which tasks it would run (spawn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from orac_node.config import NodeConfig
+from orac_node.contract import AudioChunk, AudioFormat
+from orac_node.intake import Intake
+from orac_node.limits import REPORT_EVERY_S
+from orac_node.session import Utterance
+from orac_node.vad import SileroVad
+
+VAD = SileroVad()
+SILENCE = b"\x00\x00" * 320  # 20 ms
+
+
+@dataclass
+class Recorder:
+    errors: list[tuple[str, str, int | None]] = field(default_factory=list)
+    coros: list[Coroutine[Any, Any, None]] = field(default_factory=list)
+    audio: list[Utterance] = field(default_factory=list)
+
+    def reject(
+        self,
+        device: str,
+        code: str,
+        message: str,
+        session: str | None = None,
+        seq: int | None = None,
+        *,
+        dropped: int | None = None,
+    ) -> None:
+        assert message
+        self.errors.append((device, code, dropped))
+
+    def codes(self, device: str) -> list[str]:
+        return [code for d, code, _ in self.errors if d == device]
+
+
+def _intake(**ingest: Any) -> tuple[Intake, Recorder]:
+    rec = Recorder()
+    config = NodeConfig.model_validate({"ingest": ingest})
+    intake = Intake(
+        config,
+        vad=VAD,
+        on_audio=rec.audio.append,
+        reject=rec.reject,
+        spawn=lambda coro, _name: rec.coros.append(coro),
+    )
+    return intake, rec
+
+
+def _chunk(session: str, seq: int = 0, *, end: bool = False, pcm: bytes = SILENCE) -> bytes:
+    return AudioChunk(session, seq, 16_000, 1, AudioFormat.S16LE, pcm, end=end).encode()
+
+
+def test_a_device_may_hold_only_its_own_number_of_sessions() -> None:
+    intake, rec = _intake(device_max_sessions=2)
+    for session in ("a", "b", "c"):
+        intake.on_message("audio/kitchen/chunk", _chunk(session))
+    intake.on_message("audio/hall/chunk", _chunk("a"))  # another device is not affected
+    assert rec.codes("kitchen") == ["too_many_sessions"]
+    assert rec.codes("hall") == []
+    assert len(intake.utterances) == 3
+    first = next(u for u in intake.utterances.values() if u.key.session == "a")
+    intake.close(first)  # its final is being decoded: the device may open another
+    intake.on_message("audio/kitchen/chunk", _chunk("d"))
+    assert rec.codes("kitchen") == ["too_many_sessions"]
+    assert {u.key.session for u in intake.utterances.values() if u.key.device == "kitchen"} == {
+        "b",
+        "d",
+    }
+
+
+def test_a_flooding_device_is_held_to_its_rate_and_every_drop_is_reported() -> None:
+    intake, rec = _intake(device_chunks_per_s=20, device_burst_s=1, device_audio_s_per_s=0)
+    sent = 500
+    for seq in range(sent):
+        intake.on_message("audio/flood/chunk", _chunk("s", seq))
+    intake.on_message("audio/calm/chunk", _chunk("c"))
+    (utt,) = (u for u in intake.utterances.values() if u.key.device == "flood")
+    assert utt.chunks < 30  # the burst of 20, plus what refilled meanwhile
+    assert rec.codes("flood") == ["rate_limited"]  # one report, not 480
+    assert rec.codes("calm") == []
+    intake.tick(utt.created_at + REPORT_EVERY_S + 0.01)
+    reports = [n for d, code, n in rec.errors if d == "flood" and code == "rate_limited"]
+    assert len(reports) == 2
+    assert utt.chunks + sum(n or 0 for n in reports) == sent  # nothing unaccounted for
+
+
+def test_audio_rate_counts_seconds_not_messages() -> None:
+    intake, rec = _intake(device_chunks_per_s=0, device_audio_s_per_s=1.0, device_burst_s=2)
+    one_second = b"\x00\x00" * 16_000
+    for seq in range(4):
+        intake.on_message("audio/big/chunk", _chunk("s", seq, pcm=one_second))
+    (utt,) = intake.utterances.values()
+    assert utt.chunks == 2
+    assert rec.codes("big") == ["rate_limited"]
+    intake.on_message("audio/big/raw", one_second)  # raw audio draws on the same bucket
+    assert intake.tick(utt.created_at + REPORT_EVERY_S + 0.01) == []
+    assert [n for _, code, n in rec.errors if code == "rate_limited"] == [1, 2]
+
+
+def test_bad_payloads_within_the_rate_each_get_their_own_error() -> None:
+    intake, rec = _intake()
+    for payload in (b"", b"\xc1", _chunk("s")[:-3]):
+        intake.on_message("audio/kitchen/chunk", payload)
+    intake.on_message("audio/kitchen/raw", b"\x00")
+    assert rec.codes("kitchen") == ["bad_payload"] * 3 + ["bad_audio"]
+
+
+def test_a_device_name_too_long_for_its_error_topic_is_logged_not_answered() -> None:
+    intake, rec = _intake()
+    device = "d" * 65_520
+    intake.on_message(f"audio/{device}/raw", b"\x00")
+    intake.on_message("audio/ok/raw", b"\x00")
+    assert intake.unanswerable == 1
+    assert [d for d, _, _ in rec.errors] == ["ok"]
+
+
+@pytest.mark.parametrize("kind", ["chunk", "raw", "file"])
+def test_messages_on_an_invalid_device_count_against_that_name(kind: str) -> None:
+    intake, rec = _intake(device_chunks_per_s=5, device_burst_s=1)
+    for _ in range(50):
+        intake.on_message(f"audio/bad name/{kind}", b"x")
+    assert rec.codes("bad name") == ["bad_device"] * 5 + ["rate_limited"]
+
+
+async def test_files_being_decoded_count_as_the_devices_sessions() -> None:
+    intake, rec = _intake(device_max_sessions=2)
+    for _ in range(3):
+        intake.on_message("audio/tool/file", b"not audio at all")
+    assert rec.codes("tool") == ["too_many_sessions"]
+    assert len(rec.coros) == 2
+    await asyncio.gather(*rec.coros)  # ffmpeg refuses both
+    assert rec.codes("tool") == ["too_many_sessions", "decode_failed", "decode_failed"]
+    intake.on_message("audio/tool/chunk", _chunk("a"))
+    intake.on_message("audio/tool/chunk", _chunk("b"))
+    assert rec.codes("tool")[-1] == "decode_failed"  # both slots were given back
+    for coro in rec.coros[2:]:
+        coro.close()
