@@ -7,6 +7,7 @@ production broker config lives in the repository's ``mosquitto/`` folder.
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -63,6 +64,9 @@ class LocalBroker:
         config = self.workdir / "mosquitto.conf"
         config.write_text(
             f"listener {self.port} 127.0.0.1\n"
+            # started as root, mosquitto would switch to the `mosquitto` user and then
+            # fail to write its log and store into our (private) folder
+            f"user {getpass.getuser()}\n"
             "allow_anonymous true\n"
             "persistence false\n"
             f"log_dest file {self.log_path}\n"

@@ -7,6 +7,21 @@ produced while the broker is away is sent when it returns instead of being
 lost; the outbox is bounded and drops partials before anything else, counting
 every drop. Incoming messages land in a bounded queue whose overflow is
 counted too (aiomqtt alone would discard them with only a log line).
+
+Nothing is lost across broker or node restarts:
+
+- The session is persistent (MQTT v5 clean start off, ``session_expiry_s``)
+  under a client id derived from the node id, and audio is subscribed at QoS 1,
+  so the broker queues the audio published while the node is away and delivers
+  it when the same node returns.
+- Incoming QoS 1 messages are acknowledged *manually*, after the handler has
+  taken them (spooled them to disk, spool.py), not by paho on receipt: a message
+  the node has not taken yet is redelivered to the next process. The handler
+  may also decline a message (returns False: a new session while draining);
+  it stays unacknowledged and goes to the node's next run.
+- Messages wait in the client's queue until :meth:`open_intake`, so audio the
+  broker delivers right after connecting is not handled before the node is
+  ready for it.
 """
 
 from __future__ import annotations
@@ -20,7 +35,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
+from orac_node.brokerurl import tls_parameters
 from orac_node.config import BrokerSection
 
 log = logging.getLogger(__name__)
@@ -42,6 +60,7 @@ class Outgoing:
     qos: int = 1
     retain: bool = False
     droppable: bool = False  # partials: worthless once stale, first to go when full
+    on_sent: Callable[[], None] | None = None  # after the broker has it (PUBACK at QoS 1)
 
 
 def _counting_queue(on_drop: Callable[[], None]) -> type[asyncio.Queue[aiomqtt.Message]]:
@@ -66,7 +85,7 @@ class Bus:
         client_id: str,
         will: Outgoing,
         subscriptions: list[tuple[str, int]],
-        on_message: Callable[[aiomqtt.Message], None],
+        on_message: Callable[[aiomqtt.Message], bool],
         on_connected: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
@@ -80,6 +99,7 @@ class Bus:
         self._stopping = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self._intake_open = False
+        self._consuming = asyncio.Event()
         self.connected = asyncio.Event()
         self.outbox_dropped = 0
         self.incoming_dropped = 0
@@ -114,23 +134,14 @@ class Bus:
         return True
 
     async def open_intake(self) -> None:
-        """Subscribe to the input topics once connected, and after every reconnect."""
+        """Start handling input; subscribe once connected, and after every reconnect."""
         self._intake_open = True
+        self._consuming.set()
         await self.connected.wait()
         client = self._client
         if client is not None:
             for topic, qos in self._subscriptions:
                 await client.subscribe(topic, qos)
-
-    async def close_intake(self) -> None:
-        """Unsubscribe from all input (first step of draining); publishing goes on."""
-        self._intake_open = False
-        client = self._client
-        if client is not None and self.connected.is_set():
-            try:
-                await client.unsubscribe([topic for topic, _ in self._subscriptions])
-            except aiomqtt.MqttError as exc:
-                log.warning("unsubscribe failed: %s", exc)
 
     async def run(self) -> None:
         """Stay connected until :meth:`stop`; returns once the outbox is flushed."""
@@ -162,14 +173,19 @@ class Bus:
             self._settings.port,
             identifier=self._client_id,
             username=self._settings.username,
-            password=self._settings.password,
+            password=secret.get_secret_value() if (secret := self._settings.password) else None,
             protocol=aiomqtt.ProtocolVersion.V5,
             keepalive=self._settings.keepalive_s,
             will=aiomqtt.Will(will.topic, will.payload, will.qos, will.retain),
+            clean_start=False,  # resume the node's session: audio queued while away
+            properties=_session_properties(self._settings.session_expiry_s),
+            tls_params=_tls(self._settings),
             queue_type=_counting_queue(self._count_incoming_drop),
             max_queued_incoming_messages=INCOMING_QUEUE,
             logger=logging.getLogger("orac_node.mqtt"),
         )
+        # aiomqtt 2.x has no option for it; paho's own switch, before connecting.
+        client._client.manual_ack_set(True)
         async with client:
             self._client = client
             self.connects += 1
@@ -187,11 +203,15 @@ class Bus:
         self._client = None
 
     async def _receive(self, client: aiomqtt.Client) -> None:
+        await self._consuming.wait()  # queued (bounded) until the node is ready for input
         async for message in client.messages:
             try:
-                self._on_message(message)
+                taken = self._on_message(message)
             except Exception:  # the last line of defence: one message must not stop intake
                 log.exception("handling a message on %s failed", message.topic)
+                taken = True  # redelivering it would only fail again
+            if taken and message.qos > 0:
+                client._client.ack(message.mid, message.qos)
 
     async def _send(self, client: aiomqtt.Client, receiver: asyncio.Task[None]) -> None:
         while True:
@@ -202,6 +222,11 @@ class Bus:
                 )
                 if self._outbox and self._outbox[0] is message:
                     self._outbox.popleft()
+                if message.on_sent is not None:
+                    try:
+                        message.on_sent()
+                    except Exception:
+                        log.exception("after publishing on %s", message.topic)
             if self._stopping.is_set():
                 receiver.cancel()
                 return
@@ -218,6 +243,20 @@ class Bus:
         """Ask :meth:`run` to flush the outbox, disconnect cleanly and return."""
         self._stopping.set()
         self._outbox_ready.set()
+
+
+def _tls(settings: BrokerSection) -> aiomqtt.TLSParameters | None:
+    """TLS for an mqtts:// URL, always verifying the broker (see brokerurl)."""
+    if not settings.tls:
+        return None
+    return tls_parameters(settings.ca_file, settings.cert_file, settings.key_file)
+
+
+def _session_properties(expiry_s: int) -> Properties:
+    """CONNECT properties: keep the session (and its queued audio) for ``expiry_s``."""
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = expiry_s
+    return properties
 
 
 def _backoff(attempt: int, settings: BrokerSection) -> float:

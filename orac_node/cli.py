@@ -1,4 +1,4 @@
-"""The ``orac-node`` command: run, send, listen, transcribe, demo.
+"""The ``orac-node`` command: run, send, listen, transcribe, demo, satellite.
 
 Each sub-command is a thin shell over the package: argument parsing and
 printing here, behaviour in the modules they call.
@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from typing import Any
 import aiomqtt
 import uvloop
 
-from orac_node import __version__
+from orac_node import __version__, access
 from orac_node.audio import Samples, load_audio_file
 from orac_node.client import Satellite, connect, format_transcript, stream_raw, transcripts
 from orac_node.config import NodeConfig, load_config
@@ -63,7 +66,7 @@ def load_engines(config: NodeConfig, path: Path) -> list[WhisperEngine]:
     """Load and warm up one engine per worker (blocking: run it in a thread)."""
     use_gpu = config.model.device != "cpu"
     engines = []
-    for _ in range(config.model.workers):
+    for _ in range(config.model.resolved_workers()):
         engine = WhisperEngine(path, threads=config.model.resolved_threads(), use_gpu=use_gpu)
         engine.warm_up()
         engines.append(engine)
@@ -93,17 +96,33 @@ async def _run_node(config: NodeConfig) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the node until SIGINT/SIGTERM."""
     config = _config(args)
-    setup_logging(config.logging.level, json_format=config.logging.json_format)
+    setup_logging(config.logging.level, json_format=config.logging.format == "json")
+    # systemd's watchdog kills a wedged node with SIGABRT: dump every thread's stack
+    # to stderr (the journal) first, so the wedge can be diagnosed afterwards.
+    faulthandler.enable()
     uvloop.run(_run_node(config))
     return 0
 
 
 # -- send / listen ------------------------------------------------------------
 
+PASSWORD_ENV = "ORAC_NODE_BROKER__PASSWORD"  # noqa: S105 - a variable name, not a secret
+CA_FILE_ENV = "ORAC_NODE_BROKER__CA_FILE"
+
+
+def _connect(args: argparse.Namespace) -> AbstractAsyncContextManager[aiomqtt.Client]:
+    """The broker connection of send/listen.
+
+    When ``--broker`` names a user but no password, the password comes from
+    ORAC_NODE_BROKER__PASSWORD (the node's own setting), which keeps it out of
+    ``ps`` and shell history.
+    """
+    return connect(args.broker, password=os.environ.get(PASSWORD_ENV), ca_file=args.ca_file)
+
 
 async def _send(args: argparse.Namespace) -> int:
     samples = await asyncio.to_thread(load_audio_file, Path(args.file))
-    async with connect(args.broker) as mqtt:
+    async with _connect(args) as mqtt:
         await mqtt.subscribe(transcript_topic(args.topic) if args.topic else TRANSCRIPT_FILTER)
         if args.raw:
             finals = await _send_raw(mqtt, args, samples)
@@ -174,7 +193,7 @@ async def _until_quiet(seen: asyncio.Event, quiet_s: float, limit_s: float) -> N
 
 async def _listen(args: argparse.Namespace) -> int:
 
-    async with connect(args.broker) as mqtt:
+    async with _connect(args) as mqtt:
         await mqtt.subscribe(transcript_topic(args.topic) if args.topic else TRANSCRIPT_FILTER)
         async for t in transcripts(mqtt):
             print(json.dumps(asdict(t)) if args.json else format_transcript(t), flush=True)
@@ -279,7 +298,7 @@ def _add_bench_parser(
         "--scenario",
         action="append",
         help="single, concurrent-4, concurrent-8, burst, throughput, ingest, soak, dictation,"
-        " or a preset:"
+        " flood, or a preset:"
         " quick, standard (default), full; repeat",
     )
     bench.add_argument("--broker", help="use this broker instead of starting one")
@@ -313,14 +332,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the node until SIGINT/SIGTERM")
     node_options(run)
-    run.add_argument("--broker", help=f"mqtt://host:port (default {DEFAULT_BROKER})")
+    run.add_argument(
+        "--broker", help=f"mqtt://host:port or mqtts://host:port (default {DEFAULT_BROKER})"
+    )
     run.add_argument("--node-id", help="node id (status topic, MQTT client id)")
     run.set_defaults(func=cmd_run)
 
     send = sub.add_parser("send", help="stream an audio file as a satellite would")
     send.add_argument("device", help="device name: publishes on audio/<device>/chunk")
     send.add_argument("file", help="WAV, or anything ffmpeg reads")
-    send.add_argument("--broker", default=DEFAULT_BROKER)
+    _client_broker_options(send)
     send.add_argument("--realtime", action="store_true", help="pace chunks at capture speed")
     send.add_argument(
         "--raw", action="store_true", help="publish bare PCM on audio/<device>/raw instead"
@@ -335,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     listen = sub.add_parser("listen", help="print transcripts as they arrive")
     listen.add_argument("topic", nargs="?", help="transcript topic (default: all)")
-    listen.add_argument("--broker", default=DEFAULT_BROKER)
+    _client_broker_options(listen)
     listen.add_argument("--json", action="store_true", help="one JSON object per line")
     listen.set_defaults(func=lambda a: asyncio.run(_listen(a)))
 
@@ -366,7 +387,81 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--audio", action="append", required=True, help="file to stream (repeat)")
     demo.add_argument("--broker", help="use this broker instead of starting one")
     demo.set_defaults(func=cmd_demo)
+
+    _add_satellite_parser(sub)
     return parser
+
+
+def _client_broker_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--broker",
+        default=DEFAULT_BROKER,
+        help=f"mqtt://[user@]host:port, or mqtts://[user@]host:8883 for TLS (default"
+        f" {DEFAULT_BROKER}); the password comes from ${PASSWORD_ENV}",
+    )
+    ca_file = os.environ.get(CA_FILE_ENV)
+    p.add_argument(
+        "--ca-file",
+        type=Path,
+        default=Path(ca_file) if ca_file else None,
+        help=f"CA certificate of an mqtts:// broker (default ${CA_FILE_ENV}, else the"
+        " system's trust store)",
+    )
+
+
+# -- satellite accounts ---------------------------------------------------------
+
+
+def cmd_satellite(args: argparse.Namespace) -> int:
+    """Add, remove or list satellite users in the broker's password file."""
+    file = args.password_file
+    if args.action == "list":
+        for name in access.list_satellites(file):
+            print(name)
+        return 0
+    if args.action == "remove":
+        access.remove_satellite(args.name, file)
+        print(f"removed satellite {args.name!r} from {file}")
+    else:
+        password = access.add_satellite(
+            args.name, file, password=args.password, replace=args.replace
+        )
+        print(f"added satellite {args.name!r} to {file}")
+        if args.password is None:  # never echo a password the user typed themselves
+            print(f"password (shown only now; store it on the satellite): {password}")
+        print(
+            f"it may publish audio/{args.name}/# and read orac/device/{args.name}/error,"
+            " connecting to mqtts://<broker>:8883 with the broker's CA certificate"
+        )
+    print("reload the broker to apply: sudo systemctl reload mosquitto (or SIGHUP mosquitto)")
+    return 0
+
+
+def _add_satellite_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sat = sub.add_parser("satellite", help="add, remove or list satellite accounts on the broker")
+    actions = sat.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="create a broker user for a satellite")
+    add.add_argument("name", help="satellite = user = device name (audio/<name>/...)")
+    add.add_argument(
+        "--password",
+        help="use this password (at least 12 characters; visible in ps and shell history);"
+        " default: generate one and print it once",
+    )
+    add.add_argument(
+        "--replace", action="store_true", help="give an existing satellite a new password"
+    )
+    remove = actions.add_parser("remove", help="delete a satellite's broker user")
+    remove.add_argument("name")
+    listing = actions.add_parser("list", help="print the satellite users")
+    for p in (add, remove, listing):
+        p.add_argument(
+            "--password-file",
+            type=Path,
+            default=access.DEFAULT_PASSWORD_FILE,
+            help=f"Mosquitto password file (default {access.DEFAULT_PASSWORD_FILE},"
+            " as in mosquitto/orac-node.conf)",
+        )
+        p.set_defaults(func=cmd_satellite)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

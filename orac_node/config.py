@@ -15,11 +15,20 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from orac_node.brokerurl import BrokerUrl
 from orac_node.contract import is_valid_name
 from orac_node.errors import ConfigError
 
@@ -59,12 +68,32 @@ class NodeSection(_Section):
 class BrokerSection(_Section):
     """Where the MQTT broker is and how to talk to it."""
 
-    url: str = Field("mqtt://127.0.0.1:1883", description="mqtt://host:port of the broker.")
+    url: str = Field(
+        "mqtt://127.0.0.1:1883",
+        description="mqtt://host:port of the broker, or mqtts://host:port for TLS (port 8883"
+        " when none is given).",
+    )
     username: str | None = Field(None, description="Username, when the broker wants one.")
-    password: str | None = Field(None, description="Password for username.")
+    password: SecretStr | None = Field(
+        None, description="Password for username (kept out of logs and reprs)."
+    )
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive.")
     reconnect_min_s: float = Field(0.5, gt=0, le=60, description="First reconnect delay.")
-    reconnect_max_s: float = Field(15.0, gt=0, le=600, description="Reconnect delay cap.")
+    reconnect_max_s: float = Field(
+        4.0,
+        gt=0,
+        le=600,
+        description="Reconnect delay cap: a restarted broker is back in service within it"
+        " (the delay is jittered between half the cap and the cap).",
+    )
+    session_expiry_s: int = Field(
+        600,
+        ge=0,
+        le=86_400,
+        description="How long the broker keeps the node's session (subscriptions and the"
+        " QoS 1 audio queued for it) while the node is away: a restart or crash within it"
+        " loses no audio. 0 ends the session at every disconnect.",
+    )
     outbox_size: int = Field(
         10_000,
         ge=100,
@@ -72,24 +101,60 @@ class BrokerSection(_Section):
         description="Messages held for the broker while disconnected; beyond it the oldest"
         " partials are dropped first, then anything (counted, logged).",
     )
+    ca_file: FilePath | None = Field(
+        None,
+        description="PEM CA certificate the broker's TLS certificate must chain to (mqtts://"
+        " only); null = the system's trust store.",
+    )
+    cert_file: FilePath | None = Field(
+        None,
+        description="PEM client certificate, for a broker that requires one (mqtts:// only).",
+    )
+    key_file: FilePath | None = Field(
+        None, description="Unencrypted PEM key of cert_file; null when cert_file holds it."
+    )
 
     @field_validator("url")
     @classmethod
     def _mqtt_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme != "mqtt" or not parts.hostname:
-            raise ValueError("broker url must look like mqtt://host:port")
+        url = BrokerUrl.parse(value)
+        if url.username is not None or url.password is not None:
+            # The node would log them with the URL; they belong in username/password.
+            raise ValueError("put credentials in broker.username and broker.password, not the url")
         return value
+
+    @model_validator(mode="after")
+    def _tls_files_need_tls(self) -> BrokerSection:
+        # Certificates with a plain mqtt:// URL would be ignored and the password
+        # sent in clear: refuse rather than guess which one was meant.
+        if not self.tls and (self.ca_file or self.cert_file or self.key_file):
+            raise ValueError("ca_file, cert_file and key_file need an mqtts:// url")
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file needs cert_file")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """Whether the URL asks for TLS (mqtts://)."""
+        return BrokerUrl.parse(self.url).tls
 
     @property
     def host(self) -> str:
         """Broker host name from the URL."""
-        return urlsplit(self.url).hostname or "127.0.0.1"
+        return BrokerUrl.parse(self.url).host
 
     @property
     def port(self) -> int:
-        """Broker port from the URL (1883 when absent)."""
-        return urlsplit(self.url).port or 1883
+        """Broker port from the URL (1883, or 8883 for mqtts://, when absent)."""
+        return BrokerUrl.parse(self.url).port
+
+
+CORES_PER_WORKER = 4
+"""Auto-sized worker pools get one model instance per this many cores. Measured on 2
+cores (docs/BENCHMARKS.md, P5): a second instance raised throughput 1.75x but worsened
+the 4-stream tail and cost ~130 MB, so small boxes keep one; on bigger boxes whisper.cpp's
+threads scale sublinearly past ~4, where a second instance pays. A heuristic: the bench's
+throughput and concurrent-4 scenarios are how to check it on a given machine."""
 
 
 class ModelSection(_Section):
@@ -106,21 +171,30 @@ class ModelSection(_Section):
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Inference device.")
     workers: int = Field(
-        1,
-        ge=1,
+        0,
+        ge=0,
         le=16,
         description="Model instances, each with its own thread (pywhispercpp has no shared"
-        " weights: ~100-150 MB each for tiny.en). One is right for a single 2-core box.",
+        " weights: ~100-150 MB each for tiny.en). 0 = auto: one per 4 CPU cores (one on 2-4"
+        " cores, two on 8), one on CUDA; see docs/BENCHMARKS.md before raising it.",
     )
     threads: int = Field(
         0, ge=0, le=64, description="Threads per instance; 0 = CPU cores / workers."
     )
 
+    def resolved_workers(self) -> int:
+        """Model instances: as set, or one per ``CORES_PER_WORKER`` cores (one on a GPU)."""
+        if self.workers:
+            return self.workers
+        if self.device == "cuda":
+            return 1  # one GPU runs one decode at a time well; more contexts only cost memory
+        return max(1, (os.cpu_count() or 1) // CORES_PER_WORKER)
+
     def resolved_threads(self) -> int:
         """Threads per worker: split the cores evenly when not set."""
         if self.threads:
             return self.threads
-        return max(1, (os.cpu_count() or 1) // self.workers)
+        return max(1, (os.cpu_count() or 1) // self.resolved_workers())
 
 
 class DecodeSection(_Section):
@@ -176,6 +250,42 @@ class IngestSection(_Section):
     )
     reorder_wait_ms: int = Field(
         300, ge=0, le=10_000, description="After end, how long to wait for missing chunks."
+    )
+    device_max_sessions: int = Field(
+        4,
+        ge=1,
+        le=1024,
+        description="Concurrent open sessions of one device (chunk sessions, a raw stream's"
+        " utterance, files being decoded). A satellite has one, briefly two when it starts"
+        " the next utterance at once; 4 leaves room, while a device that opens a session per"
+        " chunk cannot take the node's max_sessions from everyone else.",
+    )
+    device_chunks_per_s: float = Field(
+        150.0,
+        ge=0,
+        le=1_000_000,
+        description="Messages per second one device may send (chunk, raw and file alike);"
+        " 0 = no limit. Normal is 50/s (20 ms chunks), 100/s with 10 ms chunks; 150 leaves"
+        " headroom for those and drains a backlog at 3x (20 ms), while a 10x flood (500/s)"
+        " is throttled.",
+    )
+    device_audio_s_per_s: float = Field(
+        3.0,
+        ge=0,
+        le=10_000,
+        description="Seconds of audio per second one device may send on chunk and raw; 0 = no"
+        " limit. Live audio is 1.0; 3.0 lets a replayed backlog catch up at 3x real time."
+        " Bounds what big chunks (up to max_chunk_bytes) can cost. Files are bounded by"
+        " max_file_s and device_max_sessions instead.",
+    )
+    device_burst_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Depth of both per-device buckets in seconds of their rate: 1500 messages"
+        " and 30 s of audio by default, i.e. a whole max-length (30 s) utterance replayed by"
+        " a satellite after a network blip, or 30 s of 20 ms chunks redelivered at once by a"
+        " persistent MQTT session. A 10x flood is throttled after ~4 s.",
     )
 
     @field_validator("default_topic")
@@ -264,7 +374,49 @@ class LoggingSection(_Section):
     """Log output."""
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Level.")
-    json_format: bool = Field(False, description="One JSON object per line.")
+    format: Literal["text", "json"] = Field(
+        "text",
+        description="text: readable lines; json: one JSON object per line, with device and"
+        " session keys on a session's records, for log collectors.",
+    )
+
+
+class SpoolSection(_Section):
+    """In-flight session audio kept on disk, so a killed node loses no utterance (spool.py)."""
+
+    enabled: bool = Field(True, description="Spool in-flight sessions to disk.")
+    dir: Path | None = Field(
+        None,
+        description="Spool directory; empty: $XDG_STATE_HOME (~/.local/state)"
+        "/orac-node/<node id>/spool. The systemd unit sets /var/lib/orac-node/spool.",
+    )
+    max_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Spool size limit; beyond it new sessions are served but not spooled"
+        " (counted, logged). A 30 s session is ~1 MB, so 256 MiB holds ~250 of them.",
+    )
+    fsync_interval_ms: int = Field(
+        1000,
+        ge=0,
+        le=60_000,
+        description="fsync spooled audio this often (0: after every chunk). Writes reach the"
+        " kernel at once, so a killed process loses nothing; this bounds what a power cut"
+        " loses, at the cost of SD-card writes.",
+    )
+    finished_ttl_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Finalized sessions are remembered this long (across restarts) so a"
+        " redelivered chunk never produces a second final.",
+    )
+
+    def resolved_dir(self, node_id: str) -> Path:
+        """The spool directory of a node."""
+        if self.dir is not None:
+            return self.dir
+        state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(state) / "orac-node" / node_id / "spool"
 
 
 class NodeConfig(_Section):
@@ -279,6 +431,7 @@ class NodeConfig(_Section):
     partials: PartialsSection = Field(default_factory=PartialsSection)
     gate: GateSection = Field(default_factory=GateSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
+    spool: SpoolSection = Field(default_factory=SpoolSection)
 
 
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -332,4 +485,16 @@ def load_config(
     try:
         return NodeConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration:\n{exc}") from exc
+        raise ConfigError(f"invalid configuration:\n{_describe(exc)}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """Where each error is and what is wrong, without the offending value.
+
+    pydantic's own message quotes the input, and the input may be a password
+    (``password: 12345678`` is an int in YAML): this text ends up in the journal.
+    """
+    return "\n".join(
+        f"  {'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+        for error in exc.errors(include_url=False, include_input=False, include_context=False)
+    )

@@ -5,6 +5,17 @@ size, decodes the payload (chunk, raw PCM or whole file), finds or opens the
 session's :class:`~orac_node.session.Utterance` and feeds it; then it hands
 the utterance to the node (``on_audio``), which decides about partials and
 finals. Refusals go to ``reject``, which publishes them to the sender.
+
+Per-device limits are applied here too, cheapest first: the device's message
+rate before the payload is parsed, its audio rate once a chunk's length is
+known, its open sessions before one more is opened (limits.py holds the
+buckets). A throttled chunk of an open session leaves a hole, which the
+reorderer counts as a gap: that session's final comes out ``incomplete``.
+
+Every chunk an utterance accepts is appended to the session's spool file
+(spool.py) before ``on_message`` returns, and so before the broker gets its
+acknowledgement; at start-up the node replays what the spool holds through
+:meth:`Intake.on_message` with ``replaying`` set.
 """
 
 from __future__ import annotations
@@ -13,7 +24,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
@@ -26,12 +37,16 @@ from orac_node.contract import (
     AudioKind,
     ErrorCode,
     audio_topic_device,
+    error_topic_fits,
     parse_audio_topic,
 )
 from orac_node.endpoint import EndpointRules, EndReason
 from orac_node.errors import AudioDecodeError, ContractError
+from orac_node.limits import DeviceLimits, DeviceThrottle
+from orac_node.logsetup import session_fields
 from orac_node.rawstream import RawStream
 from orac_node.session import Piece, Utterance, UtteranceKey
+from orac_node.spool import Spool
 from orac_node.vad import SileroVad
 
 log = logging.getLogger(__name__)
@@ -53,6 +68,8 @@ class Reject(Protocol):
         message: str,
         session: str | None = None,
         seq: int | None = None,
+        *,
+        dropped: int | None = None,
     ) -> None:
         """Publish the refusal."""
 
@@ -68,42 +85,74 @@ class Intake:
         on_audio: Callable[[Utterance], None],
         reject: Reject,
         spawn: Callable[[Coroutine[Any, Any, None], str], None],
+        spool: Spool | None = None,
     ) -> None:
         self.config = config
         self._rules = EndpointRules.from_config(config.endpoint)
         self._vad = vad
         self._on_audio = on_audio
-        self._reject = reject
+        self._tell = reject
         self._spawn = spawn
+        self._throttle = DeviceThrottle(DeviceLimits.from_config(config.ingest))
+        self._device_sessions: Counter[str] = Counter()  # open sessions and files per device
+        self._files: set[UtteranceKey] = set()  # files being decoded (not in utterances)
+        self.unanswerable = 0  # refusals whose error topic would be too long to publish
         self.utterances: dict[UtteranceKey, Utterance] = {}
         self._closed: OrderedDict[UtteranceKey, EndReason] = OrderedDict()
         self._raw: dict[str, RawStream] = {}
         self.late_chunks = 0
+        self._spool = spool
+        self.replaying = False  # feeding spooled chunks back in: they are on disk already
+        self.draining = False  # new sessions are declined (left for the node's next run)
 
-    def on_message(self, topic: str, payload: bytes) -> None:
-        """Route one message from ``audio/#``; never raises for bad input."""
+    def on_message(self, topic: str, payload: bytes) -> bool:
+        """Route one message from ``audio/#``; never raises for bad input.
+
+        Returns False only to decline a message (a new session while draining):
+        it is not acknowledged, so the broker keeps it for the node's next run.
+        """
+        if not self.replaying and not self._admit(audio_topic_device(topic), time.monotonic()):
+            return True  # over the device's message rate: dropped unread, counted
         try:
             device, kind = parse_audio_topic(topic)
         except ContractError as exc:
             self._reject(audio_topic_device(topic), exc.code, exc.message)
-            return
+            return True
         if kind is None:
             log.debug("ignoring %s: not an audio kind of contract v1", topic)
-            return
+            return True
         limits = self.config.ingest
         max_bytes = limits.max_file_bytes if kind is AudioKind.FILE else limits.max_chunk_bytes
         if len(payload) > max_bytes:
             self._reject(device, ErrorCode.TOO_LARGE, f"{len(payload)} bytes > {max_bytes}")
         elif kind is AudioKind.CHUNK:
-            self._on_chunk(device, payload)
+            return self._on_chunk(device, topic, payload)
         elif kind is AudioKind.RAW:
             self._on_raw(device, payload)
-        else:
-            self._spawn(self._on_file(device, payload), f"file-{device}")
+        elif self._may_open(device, None, None):
+            key = UtteranceKey(device, f"file-{uuid.uuid4().hex[:12]}")
+            self._files.add(key)
+            self._device_sessions[device] += 1
+            self._spawn(self._on_file(key, payload), f"file-{device}")
+        return True
+
+    def remember_finished(self, keys: list[tuple[str, str]]) -> None:
+        """Sessions an earlier run finalized (the spool's finished log): their chunks are late."""
+        for device, session in keys:
+            self._closed[UtteranceKey(device, session)] = EndReason.END
+        while len(self._closed) > CLOSED_MEMORY:
+            self._closed.popitem(last=False)
+
+    def resume(self, now: float) -> None:
+        """The broker connection is back: idle clocks restart (the silence was ours)."""
+        for utt in self.utterances.values():
+            utt.last_chunk_at = now
+            if utt.end_seen_at is not None:
+                utt.end_seen_at = now
 
     def close(self, utt: Utterance) -> None:
         """The utterance endpointed: later chunks of its session are late."""
-        self.utterances.pop(utt.key, None)
+        self._release(utt.key)
         self._closed[utt.key] = utt.reason or EndReason.END
         while len(self._closed) > CLOSED_MEMORY:
             self._closed.popitem(last=False)
@@ -119,6 +168,8 @@ class Intake:
         for device, stream in list(self._raw.items()):
             if now - stream.last_data_at > RAW_STREAM_FORGET_S:
                 del self._raw[device]
+        for report in self._throttle.reports_due(now):
+            self._report_throttled(report.device, report.dropped)
         return ended
 
     def end_all(self, reason: EndReason, now: float) -> list[Utterance]:
@@ -131,36 +182,101 @@ class Intake:
                 ended.append(utt)
         return ended
 
+    # -- per-device limits -------------------------------------------------
+
+    def _admit(self, device: str, now: float, audio_s: float | None = None) -> bool:
+        """Charge one message (or, given ``audio_s``, its audio) to the device's rates."""
+        throttle = self._throttle
+        admitted = (
+            throttle.admit_message(device, now)
+            if audio_s is None
+            else throttle.admit_audio(device, audio_s, now)
+        )
+        if not admitted and (report := throttle.report(device, now)) is not None:
+            self._report_throttled(device, report.dropped)  # the first drop in a while
+        return admitted
+
+    def _report_throttled(self, device: str, dropped: int) -> None:
+        limits = self._throttle.limits.describe()
+        message = f"{dropped} message(s) dropped: over this device's limit ({limits})"
+        self._reject(device, ErrorCode.RATE_LIMITED, message, dropped=dropped)
+
+    def _may_open(self, device: str, session: str | None, seq: int | None) -> bool:
+        """Whether one more session fits the node's and the device's limits (else told)."""
+        ingest = self.config.ingest
+        if len(self.utterances) + len(self._files) >= ingest.max_sessions:
+            message = "node is at its session limit"
+        elif self._device_sessions[device] >= ingest.device_max_sessions:
+            limit = ingest.device_max_sessions
+            message = f"device has {limit} open sessions, its limit"
+        else:
+            return True
+        self._reject(device, ErrorCode.TOO_MANY_SESSIONS, message, session, seq)
+        return False
+
+    def _release(self, key: UtteranceKey) -> None:
+        """A session or file leaves the open set: it no longer counts for its device."""
+        if self.utterances.pop(key, None) is None and key not in self._files:
+            return
+        self._files.discard(key)
+        self._device_sessions[key.device] -= 1
+        if self._device_sessions[key.device] <= 0:
+            del self._device_sessions[key.device]
+
+    def _reject(
+        self,
+        device: str,
+        code: str,
+        message: str,
+        session: str | None = None,
+        seq: int | None = None,
+        *,
+        dropped: int | None = None,
+    ) -> None:
+        """Tell the device, unless its name leaves no room for an error topic (then log)."""
+        if not error_topic_fits(device):
+            self.unanswerable += 1
+            log.warning(
+                "cannot answer a device named %d chars: %s (%s)", len(device), message, code
+            )
+            return
+        self._tell(device, code, message, session, seq, dropped=dropped)
+
     # -- the three kinds of audio -----------------------------------------
 
-    def _on_chunk(self, device: str, payload: bytes) -> None:
+    def _on_chunk(self, device: str, topic: str, payload: bytes) -> bool:  # noqa: PLR0911
         now = time.monotonic()
         try:
             chunk = AudioChunk.decode(payload)
             samples = pcm_to_float(chunk.pcm, chunk.format, chunk.channels)
         except ContractError as exc:
             self._reject(device, exc.code, exc.message)
-            return
+            return True
         except AudioDecodeError as exc:
             self._reject(device, ErrorCode.BAD_AUDIO, str(exc))
-            return
+            return True
+        if not self.replaying and not self._admit(device, now, chunk.frames / chunk.rate):
+            return True  # over the device's audio rate: a gap in its session
         key = UtteranceKey(device, chunk.session)
         utt = self.utterances.get(key)
         if utt is None:
             if key in self._closed:
                 self._late_chunk(key, chunk.seq)
-                return
-            if len(self.utterances) >= self.config.ingest.max_sessions:
-                message = "node is at its session limit"
-                self._reject(device, ErrorCode.TOO_MANY_SESSIONS, message, chunk.session, chunk.seq)
-                return
+                return True
+            if self.draining:
+                return False
+            if not self._may_open(device, chunk.session, chunk.seq):
+                return True
             utt = self._open(key, chunk.topic, chunk.lang, chunk.rate, now)
         elif chunk.rate != utt.rate:
             message = f"rate changed from {utt.rate} to {chunk.rate} Hz within the session"
             self._reject(device, ErrorCode.BAD_RATE, message, chunk.session, chunk.seq)
-            return
+            return True
+        if self._spool is not None and not self.replaying:
+            self._spool.append(device, chunk.session, topic, payload)  # before the ack
         utt.accept(chunk.seq, Piece(samples, chunk.end), now)
         self._on_audio(utt)
+        return True
 
     def _late_chunk(self, key: UtteranceKey, seq: int) -> None:
         """A chunk for a session that already has its final: dropped, counted."""
@@ -176,6 +292,8 @@ class Intake:
             self._reject(device, ErrorCode.BAD_AUDIO, "raw payload must be whole s16le samples")
             return
         now = time.monotonic()
+        if not self._admit(device, now, len(payload) / 2 / SAMPLE_RATE):
+            return
         stream = self._raw.get(device)
         if stream is None:
             stream = self._raw[device] = RawStream(
@@ -191,22 +309,33 @@ class Intake:
         if utt is not None:
             self._on_audio(utt)
 
-    async def _on_file(self, device: str, payload: bytes) -> None:
-        key = UtteranceKey(device, f"file-{uuid.uuid4().hex[:12]}")
+    async def _on_file(self, key: UtteranceKey, payload: bytes) -> None:
+        """Decode and hand over one file; it counts as the device's open session till then."""
         try:
-            samples = await decode_file_bytes_async(payload)
+            await self._decode_file(key, payload)
+        except Exception as exc:  # a file nobody foresaw still gets its answer
+            log.exception("file %s/%s failed", key.device, key.session)
+            self._reject(key.device, ErrorCode.DECODE_FAILED, f"file failed: {exc}", key.session)
+        finally:
+            self._release(key)  # a no-op if close() already did it
+
+    async def _decode_file(self, key: UtteranceKey, payload: bytes) -> None:
+        device = key.device
+        limit_s = self.config.ingest.max_file_s
+        try:
+            # Decoding stops just past the limit: a header claiming 1 Hz would
+            # otherwise resample a small file into gigabytes of samples.
+            samples = await decode_file_bytes_async(payload, max_s=limit_s + 1)
         except AudioDecodeError as exc:
             self._reject(device, ErrorCode.DECODE_FAILED, str(exc), key.session)
             return
-        limit_s = self.config.ingest.max_file_s
         if samples.size > limit_s * SAMPLE_RATE:
-            seconds = samples.size / SAMPLE_RATE
-            message = f"file is {seconds:.0f} s of audio, more than {limit_s:g} s"
+            message = f"file is more than {limit_s:g} s of audio"
             self._reject(device, ErrorCode.TOO_LARGE, message, key.session)
             return
         # A whole file is one utterance: no silence endpoint may cut it short. It is
-        # not registered as open (no idle timeout, no late chunks) while the VAD
-        # runs over it in a thread.
+        # not in the open table (no idle timeout, no late chunks) while the VAD runs
+        # over it in a thread, but counts among its device's sessions (_files).
         rules = self._rules.for_whole_file()
         now = time.monotonic()
         utt = self._new(key, None, None, SAMPLE_RATE, now, rules=rules, samples=samples.size)
@@ -219,7 +348,9 @@ class Intake:
     ) -> Utterance:
         utt = self._new(key, topic, lang, rate, now)
         self.utterances[key] = utt
-        log.debug("session %s/%s opened", key.device, key.session)
+        self._device_sessions[key.device] += 1
+        fields = session_fields(key.device, key.session)
+        log.debug("session %s/%s opened", key.device, key.session, extra=fields)
         return utt
 
     def _new(

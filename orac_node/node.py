@@ -11,10 +11,15 @@
                ─▶ publisher.partial ─▶ trim committed segments off a long window
     _ticker:   wall-clock endpoints (idle satellite, chunk missing after end)
 
-Life cycle (:meth:`Node.run`): connect and publish ``starting``; load and warm
-the models off the event loop; subscribe; publish ``ready``; serve until
-:meth:`Node.stop`; then drain: ``draining``, unsubscribe, finish every open
-utterance (reason ``shutdown``), publish ``offline`` and disconnect.
+Life cycle (:meth:`Node.run`): connect (resuming the node's persistent broker
+session) and publish ``starting``; load and warm the models off the event
+loop; replay the spool (sessions a killed run left, spool.py); start taking
+input; publish ``ready``; serve until :meth:`Node.stop`; then drain:
+``draining``, new sessions left to the broker for the next run, open ones
+given a few seconds to end and then ended (reason ``shutdown``), publish
+``offline`` and disconnect. docs/RELIABILITY.md has the guarantees. Under
+systemd the same steps are reported as ``READY=1``, ``STATUS=`` and
+``STOPPING=1``, with watchdog pings from this event loop (sdnotify.py).
 """
 
 from __future__ import annotations
@@ -42,9 +47,12 @@ from orac_node.endpoint import EndReason
 from orac_node.engine import DecodeOptions, Decoding
 from orac_node.gate import GateRules, check_audio, judge, strip_annotations
 from orac_node.intake import Intake
+from orac_node.logsetup import session_fields
 from orac_node.publisher import TranscriptPublisher, offline_status
 from orac_node.scheduler import Decoder, InferenceScheduler
+from orac_node.sdnotify import Notifier
 from orac_node.session import Speculation, Utterance, UtteranceState
+from orac_node.spool import Spool
 from orac_node.stabilize import trim_point
 from orac_node.vad import SileroVad
 
@@ -57,6 +65,10 @@ STATUS_EVERY_S = 30.0
 """Refresh of the retained status so dashboards see current load."""
 DRAIN_TIMEOUT_S = 20.0
 """Longest wait for in-flight finals at shutdown (systemd's stop timeout is 30 s)."""
+DRAIN_LISTEN_S = 5.0
+"""At shutdown, how long open sessions may go on receiving to end on their own (a
+user mid-sentence) before they are cut with reason ``shutdown``; 5 s + the 20 s
+above stays inside systemd's 30 s stop timeout."""
 
 
 class Node:
@@ -74,14 +86,27 @@ class Node:
         self._scheduler: InferenceScheduler | None = None
         self._state: NodeState = "starting"
         self._stop = asyncio.Event()
+        self._systemd = Notifier.from_env()  # a no-op unless systemd started us
         self.errors: Counter[str] = Counter()
         self.finals = 0
+        spool = config.spool
+        self.spool = (
+            Spool(
+                spool.resolved_dir(self.node_id),
+                max_bytes=spool.max_bytes,
+                finished_ttl_s=spool.finished_ttl_s,
+                fsync_each=spool.fsync_interval_ms == 0,
+            )
+            if spool.enabled
+            else None
+        )
         self.intake = Intake(
             config,
             vad=self._vad,
             on_audio=self._after_audio,
             reject=self._reject,
             spawn=self._spawn,
+            spool=self.spool,
         )
         self.bus = Bus(
             config.broker,
@@ -103,6 +128,8 @@ class Node:
         """Serve until :meth:`stop`, then drain and disconnect."""
         async with asyncio.TaskGroup() as group:
             bus_task = group.create_task(self.bus.run(), name="mqtt")
+            # Pings from this loop (from READY=1 on): if it wedges they stop, systemd restarts us.
+            watchdog = group.create_task(self._systemd.watchdog(), name="systemd-watchdog")
             self._publish_status()
             started = time.monotonic()
             try:
@@ -117,9 +144,11 @@ class Node:
             log.info(
                 "model ready in %.2f s (%d worker(s))", time.monotonic() - started, len(engines)
             )
-            cores = self.config.model.workers * self.config.model.resolved_threads()
+            model = self.config.model
+            cores = model.resolved_workers() * model.resolved_threads()
             self._scheduler = InferenceScheduler(list(engines), cores=cores)
             scheduler_task = group.create_task(self._scheduler.run(), name="inference")
+            self._recover()
             ticker_task = group.create_task(self._ticker(), name="ticker")
             intake = group.create_task(self.bus.open_intake(), name="open-intake")
             stop = group.create_task(self._stop.wait(), name="stop-wait")
@@ -130,6 +159,7 @@ class Node:
                 # walk it again and again as the per-message objects churn.
                 gc.freeze()
                 self._set_state("ready")
+                self._systemd.ready()  # models loaded, subscriptions acknowledged
                 await stop
             intake.cancel()
             await self._drain()
@@ -137,10 +167,41 @@ class Node:
             scheduler_task.cancel()
             self.bus.stop()
             await bus_task
+            watchdog.cancel()
+
+    def _recover(self) -> None:
+        """Replay what an earlier run left in the spool, before any new input is taken."""
+        if self.spool is None:
+            return
+        finished = self.spool.finished()
+        self.intake.remember_finished(finished)
+        done = set(finished)
+        replayed = chunks = 0
+        self.intake.replaying = True
+        try:
+            for found in self.spool.recover():
+                if (found.device, found.session) in done:
+                    self.spool.finish(found.device, found.session)  # killed after its final
+                    continue
+                replayed += 1
+                chunks += len(found.payloads)
+                for payload in found.payloads:
+                    self.intake.on_message(found.topic, payload)
+        finally:
+            self.intake.replaying = False
+        if replayed:
+            log.info("recovered %d session(s), %d chunk(s), from the spool", replayed, chunks)
 
     async def _drain(self) -> None:
+        self._systemd.stopping("draining: finishing open utterances")
         self._set_state("draining")
-        await self.bus.close_intake()
+        # No unsubscribe: the persistent session keeps queueing audio for the next run,
+        # and new sessions are declined (left unacknowledged) rather than taken.
+        self.intake.draining = True
+        deadline = time.monotonic() + DRAIN_LISTEN_S
+        # polling: the session table has no event to wait on, and 50 ms is plenty
+        while self.intake.utterances and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(TICK_S)  # open sessions may still end on their own
         for utt in self.intake.end_all(EndReason.SHUTDOWN, time.monotonic()):
             self._finalize_soon(utt)
         if self._tasks:
@@ -160,13 +221,27 @@ class Node:
 
     def _publish_status(self) -> None:
         queued = self._scheduler.queued if self._scheduler else 0
-        self.publisher.status(self._state, sessions=len(self.intake.utterances), queued=queued)
+        sessions = len(self.intake.utterances)
+        self.publisher.status(self._state, sessions=sessions, queued=queued)
+        self._systemd.status(f"{self._state}: {sessions} open session(s), {queued} queued")
 
     async def _ticker(self) -> None:
         next_status = time.monotonic() + STATUS_EVERY_S
+        fsync_s = self.config.spool.fsync_interval_ms / 1000
+        next_sync = time.monotonic() + fsync_s
+        offline = False
         while True:
             await asyncio.sleep(TICK_S)
             now = time.monotonic()
+            if self.spool is not None and fsync_s and now >= next_sync:
+                next_sync = now + fsync_s
+                await asyncio.to_thread(self.spool.sync)
+            if not self.bus.connected.is_set():
+                offline = True  # cut off from the broker: no satellite is idle, we are
+                continue
+            if offline:
+                offline = False
+                self.intake.resume(now)
             for utt in self.intake.tick(now):
                 self._finalize_soon(utt)
             if now >= next_status:
@@ -181,14 +256,14 @@ class Node:
 
     # -- intake -----------------------------------------------------------
 
-    def on_message(self, message: aiomqtt.Message) -> None:
-        """Hand one incoming MQTT message to intake (while ready)."""
-        if self._state != "ready":
-            return  # draining: the subscription is going away
+    def on_message(self, message: aiomqtt.Message) -> bool:
+        """Hand one incoming MQTT message to intake; False: leave it for the next run."""
+        if self._state == "offline":
+            return False  # stopping: it stays with the broker for the next run
         payload = message.payload
         if not isinstance(payload, bytes | bytearray):
             payload = b"" if payload is None else str(payload).encode()
-        self.intake.on_message(message.topic.value, bytes(payload))
+        return self.intake.on_message(message.topic.value, bytes(payload))
 
     def _reject(
         self,
@@ -197,10 +272,18 @@ class Node:
         message: str,
         session: str | None = None,
         seq: int | None = None,
+        *,
+        dropped: int | None = None,
     ) -> None:
         self.errors[code] += 1
-        log.warning("rejected message from %s: %s (%s)", device, message, code)
-        self.publisher.error(device, code, message, session=session, seq=seq)
+        log.warning(
+            "rejected message from %s: %s (%s)",
+            device,
+            message,
+            code,
+            extra=session_fields(device, session),
+        )
+        self.publisher.error(device, code, message, session=session, seq=seq, dropped=dropped)
 
     def _after_audio(self, utt: Utterance) -> None:
         if utt.state is UtteranceState.ENDPOINTED:
@@ -295,7 +378,11 @@ class Node:
                         utt.audio(), self._options(utt, final=True)
                     )
             except Exception as exc:  # a failed decode still owes the sender its final
-                log.exception("final decode of %s failed", utt.key.session)
+                log.exception(
+                    "final decode of %s failed",
+                    utt.key.session,
+                    extra=session_fields(utt.key.device, utt.key.session),
+                )
                 self._reject(
                     utt.key.device,
                     ErrorCode.DECODE_FAILED,
@@ -313,6 +400,7 @@ class Node:
             rejection=rejection,
             queue_ms=queue_ms,
             speculative=speculation is not None and decoding is not None,
+            on_sent=self._finished_callback(utt),
         )
         utt.done()
         self.finals += 1
@@ -325,7 +413,16 @@ class Node:
             final.latency_ms,
             final.confidence,
             final.text,
+            extra=session_fields(final.device, final.session),
         )
+
+    def _finished_callback(self, utt: Utterance) -> Callable[[], None] | None:
+        """Once the broker has the final, the spool forgets the session's audio."""
+        spool = self.spool
+        if spool is None:
+            return None
+        device, session = utt.key.device, utt.key.session
+        return lambda: spool.finish(device, session)
 
 
 def _consume_exception(task: asyncio.Task[object]) -> None:

@@ -60,8 +60,11 @@ async def start_node(
     url: str, model: Path, workdir: Path, *, node_id: str, config: dict[str, Any] | None = None
 ) -> NodeProcess:
     """Start ``orac-node run`` against ``url`` and wait for its retained ``ready``."""
+    config = dict(config or {})
+    # each node process its own spool, inside the caller's working folder
+    config["spool"] = {"dir": str(workdir / f"{node_id}-spool"), **config.get("spool", {})}
     config_path = workdir / f"{node_id}.yaml"
-    config_path.write_text(yaml.safe_dump(config or {}))
+    config_path.write_text(yaml.safe_dump(config))
     log_path = workdir / f"{node_id}.log"
     started = time.monotonic()
     with log_path.open("wb") as out:

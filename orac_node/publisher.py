@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from orac_node import __version__
 from orac_node.bus import Bus, Outgoing
@@ -81,8 +82,9 @@ class TranscriptPublisher:
         rejection: str | None,
         queue_ms: float,
         speculative: bool = False,
+        on_sent: Callable[[], None] | None = None,
     ) -> Final:
-        """Publish the session's one final transcript."""
+        """Publish the session's one final transcript; ``on_sent`` runs on the broker's PUBACK."""
         endpoint = str(utt.reason)
         endpoint_at = utt.endpoint_at if utt.endpoint_at is not None else time.monotonic()
         message = Final(
@@ -111,7 +113,9 @@ class TranscriptPublisher:
             words=list(decoding.words) if decoding and not rejection else [],
             segments=list(decoding.segments) if decoding and not rejection else [],
         )
-        self._bus.publish(Outgoing(transcript_topic(utt.topic), message.encode(), qos=1))
+        self._bus.publish(
+            Outgoing(transcript_topic(utt.topic), message.encode(), qos=1, on_sent=on_sent)
+        )
         return message
 
     def error(
@@ -122,6 +126,7 @@ class TranscriptPublisher:
         *,
         session: str | None = None,
         seq: int | None = None,
+        dropped: int | None = None,
     ) -> None:
         """Tell a device what was wrong with its message."""
         report = ErrorReport(
@@ -132,6 +137,7 @@ class TranscriptPublisher:
             ts=time.time(),
             session=session,
             seq=seq,
+            dropped=dropped,
         )
         self._bus.publish(Outgoing(error_topic(device), report.encode(), qos=1))
 

@@ -26,6 +26,8 @@ EARLY_S, LATE_S = 8.0, 18.0
 past 18 s: without trimming, a window there is 2.5x longer."""
 FLAT_RATIO = 1.5
 """P3c: late partials may cost at most this much more than early ones."""
+FLOOD_RATIO = 1.10
+"""R1: the issue allows the other devices' final latency to rise by 10 % under a flood."""
 
 
 def pct(values: list[float], q: float) -> float:
@@ -124,6 +126,7 @@ def check_targets(
         *_stream_targets(results, summaries, single, peer),
         *_capacity_targets(results, summaries, baselines),
         *_resource_targets(results, startup, single),
+        *_flood_target(results),
     ]
 
 
@@ -332,6 +335,27 @@ def _resource_targets(
                 )
             )
     return targets
+
+
+def _flood_target(results: list[ScenarioResult]) -> list[Target]:
+    """R1: a device flooding at 10x its rate barely slows the other devices' finals."""
+    flood = next((r for r in results if r.name == "flood"), None)
+    if flood is None or not flood.extra.get("quiet_p50_ms") or not flood.extra["flood_p50_ms"]:
+        return []
+    quiet, flooded = flood.extra["quiet_p50_ms"], flood.extra["flood_p50_ms"]
+    f = flood.extra["flooder"]
+    return [
+        Target(
+            "R1",
+            f"flood: other devices' final p50 <= {FLOOD_RATIO:.2f} x without flood",
+            f"{flooded:.0f} ms vs {quiet:.0f} ms (ratio {flooded / quiet:.2f}; p95"
+            f" {flood.extra['flood_p95_ms']:.0f} vs {flood.extra['quiet_p95_ms']:.0f} ms; in"
+            f" the node p50 {flood.extra['flood_node_p50_ms']:.1f} vs"
+            f" {flood.extra['quiet_node_p50_ms']:.1f} ms); flooder sent {f['sent']} at"
+            f" {f['rate']:.0f}/s, {f['dropped']} dropped, told in {f['reports']} report(s)",
+            flooded <= FLOOD_RATIO * quiet,
+        )
+    ]
 
 
 def _clips(results: list[ScenarioResult]) -> list[Any]:

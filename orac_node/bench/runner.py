@@ -10,10 +10,12 @@ Scenarios (each streams real audio in real time unless noted):
 - ``throughput``: 8 satellites streaming as fast as the node takes it, for the
   aggregate audio-seconds per second the node can finalize.
 - ``ingest``: 200 satellites of non-speech at 10,000 msg/s (ingest.py).
-- ``soak``: 4 satellites talking without a break for ``soak_minutes``, for
-  memory drift (RSS sampled every 0.5 s).
+- ``soak``: 8 satellites talking (with a 0.3 s pause between utterances) for
+  ``soak_minutes``: lost utterances and memory drift (RSS sampled every 0.5 s).
 - ``dictation``: one 28 s utterance made of the referenced clips (pauses
   shortened), for what partials cost as an utterance grows (buffer trimming).
+- ``flood``: the ``single`` clips once alone and once while another device
+  floods at 10x a satellite's rate, for what a throttled flood costs (flood.py).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 import aiomqtt
 
 from orac_node.bench.corpus import Clip, dictation
+from orac_node.bench.flood import run_flood
 from orac_node.bench.ingest import run_ingest
 from orac_node.bench.procstats import ProcessSampler, ProcessStats
 from orac_node.bench.streams import Collector, StreamRecord, stream_clip
@@ -49,6 +52,8 @@ BURST_SIZE = 20
 DICTATION_S = 28.0
 """Just under the node's default 30 s utterance limit."""
 GAP_S = 0.3
+SOAK_SATELLITES = 8
+"""A large household all talking at once, for as long as the soak runs."""
 """Pause between a satellite's utterances (a user does not speak back to back)."""
 
 
@@ -153,12 +158,22 @@ async def _soak(
             out.append(
                 await stream_clip(mqtt, collector, clip, scenario="soak", device=f"soak-{i}")
             )
-            k += 4
+            k += SOAK_SATELLITES
             await asyncio.sleep(GAP_S)
         return out
 
-    per_satellite = await asyncio.gather(*(satellite(i) for i in range(4)))
+    per_satellite = await asyncio.gather(*(satellite(i) for i in range(SOAK_SATELLITES)))
     return [record for records in per_satellite for record in records]
+
+
+async def _dictation(
+    mqtt: aiomqtt.Client, collector: Collector, clips: list[Clip]
+) -> list[StreamRecord]:
+    long = dictation(clips, DICTATION_S)
+    if long is None:
+        log.warning("dictation skipped: it needs 14 s of clips with references")
+        return []
+    return [await stream_clip(mqtt, collector, long, scenario="dictation", device="d-0")]
 
 
 async def run_scenarios(
@@ -197,14 +212,9 @@ async def run_scenarios(
                 elif name == "burst":
                     records = await _burst(pub, collector, clips)
                 elif name == "dictation":
-                    long = dictation(clips, DICTATION_S)
-                    if long is None:
-                        log.warning("dictation skipped: it needs 14 s of clips with references")
-                    records = (
-                        []
-                        if long is None
-                        else [await stream_clip(pub, collector, long, scenario=name, device="d-0")]
-                    )
+                    records = await _dictation(pub, collector, clips)
+                elif name == "flood":
+                    records, extra = await run_flood(url, pub, collector, clips)
                 elif name == "ingest":
                     assert node is not None, "ingest measures the node process: let bench start it"
                     devices, seconds = ingest_size

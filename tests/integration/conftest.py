@@ -17,6 +17,7 @@ from orac_node.audio import Samples, load_audio_file
 from orac_node.broker import LocalBroker
 from tests.conftest import AUDIO, MODEL
 from tests.integration.harness import RunningNode, start_node
+from tests.integration.secure_broker import Certificates
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +31,12 @@ def node(
     yield running
     code = running.stop(signal.SIGTERM)
     assert code == 0, f"node exited with {code}:\n{running.log()}"
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    """A test CA with server (127.0.0.1) and client certificates, fresh per session."""
+    return Certificates.create(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.fixture

@@ -53,14 +53,28 @@ class RunningNode:
 
 
 def start_node(
-    url: str, workdir: Path, model: Path, node_id: str, config: dict[str, Any]
+    url: str,
+    workdir: Path,
+    model: Path,
+    node_id: str,
+    config: dict[str, Any],
+    *,
+    env: dict[str, str] | None = None,
+    watch_url: str | None = None,
 ) -> RunningNode:
-    """Start the real entry point as a subprocess and wait for its ``ready`` status."""
+    """Start the real entry point as a subprocess and wait for its ``ready`` status.
+
+    ``env`` adds variables to the child's environment (e.g. ``NOTIFY_SOCKET``).
+    ``watch_url`` is where the test reads the status when ``url`` does not do
+    for it (the node's TLS listener, credentials in its config file).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
+    config = {"spool": {"dir": str(workdir / "spool")}, **config}  # a spool per node
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     log_path = workdir / "node.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORAC_NODE_")}
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("ORAC_NODE_")}
+    child_env.update(env or {})
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
@@ -79,11 +93,11 @@ def start_node(
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=child_env,
         )
     node = RunningNode(url, node_id, process, log_path)
     try:
-        asyncio.run(_wait_ready(url, node_id, process))
+        asyncio.run(_wait_ready(watch_url or url, node_id, process))
     except BaseException:
         node.stop(signal.SIGKILL)
         raise RuntimeError(f"node did not become ready:\n{node.log()}") from None

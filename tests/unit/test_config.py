@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ def test_config_error_is_an_orac_node_error() -> None:
         ("broker", "keepalive_s", 3601, 3600),
         ("broker", "reconnect_min_s", 0, 0.01),
         ("broker", "outbox_size", 99, 100),
-        ("model", "workers", 0, 1),
+        ("model", "workers", -1, 0),
         ("model", "workers", 17, 16),
         ("model", "threads", -1, 0),
         ("model", "device", "tpu", "cuda"),
@@ -180,3 +181,15 @@ def test_repository_config_yaml_is_the_defaults() -> None:
         exclude={"node": {"id"}}
     )
     assert loaded.node.id
+
+
+def test_auto_workers_follow_the_cores_and_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    for cores, workers, threads in ((2, 1, 2), (4, 1, 4), (8, 2, 4), (16, 4, 4), (1, 1, 1)):
+        monkeypatch.setattr(os, "cpu_count", lambda n=cores: n)
+        model = load_config(None, {}).model
+        assert (model.resolved_workers(), model.resolved_threads()) == (workers, threads)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    cuda = load_config(None, {"model": {"device": "cuda"}}).model
+    assert cuda.resolved_workers() == 1 and cuda.resolved_threads() == 16
+    fixed = load_config(None, {"model": {"workers": 3, "threads": 2}}).model
+    assert (fixed.resolved_workers(), fixed.resolved_threads()) == (3, 2)

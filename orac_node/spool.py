@@ -1,0 +1,244 @@
+"""On-disk spool of in-flight sessions, so a killed node loses no utterance.
+
+Every accepted chunk of an open session is appended, as the exact MQTT payload
+it arrived in, to that session's spool file before the node acknowledges the
+message to the broker (manual acks, bus.py). When the node starts, each file
+left behind is read back and its payloads replayed through the normal intake
+path; chunks the satellite sent while the node was down wait in the node's
+persistent broker session and follow. When the session's final has been
+acknowledged by the broker (PUBACK), the session is added to the *finished*
+log and its file deleted, so a late or redelivered chunk of it can never open
+a second session and publish a second final, even after a restart.
+
+File format (one file per session, append-only)::
+
+    record  := length:u32le  crc32:u32le  data[length]
+    first record: JSON header {"v": 1, "device": ..., "session": ..., "topic": ...}
+    then one record per chunk: the raw msgpack payload
+
+A record cut short by a crash fails its length or CRC check and ends the file
+there: everything before it is replayed.
+
+Durability: writes go straight to the kernel (``os.write`` on an ``O_APPEND``
+descriptor, no user-space buffer), so a killed or crashed *process* loses
+nothing written. Against power loss, files written to are ``fsync``-ed every
+``spool.fsync_interval_ms`` (default 1 s) and the finished log on every entry:
+a power cut can cost the last second of in-flight audio.
+
+The window the spool cannot close: between the broker's PUBACK of a final and
+the finished-log entry written right after it (a few microseconds of Python,
+one fsync), a kill leaves the session to be replayed and finalized again; the
+duplicate final carries the same ``session`` id, by which consumers can drop it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import struct
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_RECORD = struct.Struct("<II")  # length, crc32
+SUFFIX = ".spool"
+FINISHED_LOG = "finished.log"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledSession:
+    """A session found in the spool at start-up: what to replay."""
+
+    device: str
+    session: str
+    topic: str
+    payloads: list[bytes]
+    path: Path
+
+
+@dataclass
+class _Open:
+    fd: int
+    path: Path
+    dirty: bool = False
+
+
+@dataclass
+class Spool:
+    """The spool directory of one node: per-session files and the finished log."""
+
+    directory: Path
+    max_bytes: int
+    finished_ttl_s: float
+    fsync_each: bool = False  # fsync after every chunk (spool.fsync_interval_ms: 0)
+    _open: dict[tuple[str, str], _Open] = field(default_factory=dict)
+    _bytes: int = 0
+    _finished_fd: int = -1
+    refused: int = 0  # sessions not spooled because the spool was full
+
+    def __post_init__(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._bytes = sum(p.stat().st_size for p in self.directory.glob(f"*{SUFFIX}"))
+
+    # -- start-up -----------------------------------------------------------
+
+    def finished(self) -> list[tuple[str, str]]:
+        """Sessions finalized within ``finished_ttl_s``; compacts the log to them."""
+        path = self.directory / FINISHED_LOG
+        now = time.time()
+        keep: list[tuple[float, str, str]] = []
+        if path.exists():
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    at, device, session = json.loads(line)
+                except (ValueError, TypeError):
+                    continue  # a line cut short by a crash
+                if now - float(at) < self.finished_ttl_s:
+                    keep.append((float(at), str(device), str(session)))
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(entry) + "\n" for entry in keep), encoding="utf-8")
+        tmp.replace(path)
+        self._finished_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return [(device, session) for _, device, session in keep]
+
+    def recover(self) -> list[SpooledSession]:
+        """Every session file left by an earlier process, oldest first, reopened for appending."""
+        found = []
+        for path in sorted(self.directory.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime):
+            records, valid_bytes = _read_records(path)
+            header = _header(records[0]) if records else None
+            if header is None:
+                log.warning("spool file %s has no valid header: removed", path.name)
+                self._unlink(path)
+                continue
+            device, session, topic = header
+            with contextlib.suppress(OSError):
+                os.truncate(path, valid_bytes)  # drop a torn last record before appending
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            self._open[(device, session)] = _Open(fd, path)
+            found.append(SpooledSession(device, session, topic, records[1:], path))
+        return found
+
+    # -- while serving ------------------------------------------------------
+
+    def append(self, device: str, session: str, topic: str, payload: bytes) -> bool:
+        """Add one accepted chunk; opens the session's file on its first chunk.
+
+        Returns False when the session is not spooled (spool full, or a disk
+        error): the node still serves it, it only would not survive a kill.
+        """
+        key = (device, session)
+        entry = self._open.get(key)
+        try:
+            if entry is None:
+                if self._bytes + len(payload) > self.max_bytes:
+                    self.refused += 1
+                    if self.refused in (1, 10, 100) or self.refused % 1000 == 0:
+                        log.warning(
+                            "spool full (%d bytes): %d sessions not spooled",
+                            self._bytes,
+                            self.refused,
+                        )
+                    return False
+                path = self.directory / _file_name(device, session)
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o600)
+                entry = self._open[key] = _Open(fd, path)
+                header = {"v": FORMAT_VERSION, "device": device, "session": session, "topic": topic}
+                self._write(entry, json.dumps(header).encode())
+            self._write(entry, payload)
+        except OSError:
+            log.exception("spool write for %s/%s failed", device, session)
+            return False
+        return True
+
+    def _write(self, entry: _Open, data: bytes) -> None:
+        record = _RECORD.pack(len(data), zlib.crc32(data)) + data
+        os.write(entry.fd, record)
+        if self.fsync_each:
+            os.fsync(entry.fd)
+        else:
+            entry.dirty = True
+        self._bytes += len(record)
+
+    def sync(self) -> None:
+        """Flush the files written since the last call to disk (blocking: run it in a thread)."""
+        for entry in list(self._open.values()):
+            if entry.dirty:
+                entry.dirty = False
+                with contextlib.suppress(OSError):  # closed meanwhile
+                    os.fsync(entry.fd)
+
+    def finish(self, device: str, session: str) -> None:
+        """The session's final was acknowledged: remember it, drop its audio."""
+        if self._finished_fd >= 0:
+            line = json.dumps([round(time.time(), 3), device, session]) + "\n"
+            os.write(self._finished_fd, line.encode())
+            os.fsync(self._finished_fd)
+        entry = self._open.pop((device, session), None)
+        if entry is not None:
+            os.close(entry.fd)
+            self._unlink(entry.path)
+
+    def close(self) -> None:
+        """Close every descriptor (files stay for the next start)."""
+        for entry in self._open.values():
+            os.close(entry.fd)
+        self._open.clear()
+        if self._finished_fd >= 0:
+            os.close(self._finished_fd)
+            self._finished_fd = -1
+
+    @property
+    def open_sessions(self) -> int:
+        """Sessions with a spool file."""
+        return len(self._open)
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes in session files."""
+        return self._bytes
+
+    def _unlink(self, path: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            size = path.stat().st_size
+            path.unlink()
+            self._bytes = max(0, self._bytes - size)
+
+
+def _file_name(device: str, session: str) -> str:
+    """A safe file name for any device and session id (both are sender-chosen)."""
+    digest = hashlib.sha256(f"{device}\0{session}".encode()).hexdigest()[:32]
+    return f"{digest}{SUFFIX}"
+
+
+def _read_records(path: Path) -> tuple[list[bytes], int]:
+    """The file's intact records, and how many bytes they span."""
+    data = path.read_bytes()
+    records = []
+    offset = 0
+    while offset + _RECORD.size <= len(data):
+        length, crc = _RECORD.unpack_from(data, offset)
+        start = offset + _RECORD.size
+        body = data[start : start + length]
+        if len(body) < length or zlib.crc32(body) != crc:
+            break
+        records.append(body)
+        offset = start + length
+    return records, offset
+
+
+def _header(record: bytes) -> tuple[str, str, str] | None:
+    try:
+        header = json.loads(record)
+        if header.get("v") != FORMAT_VERSION:
+            return None
+        return str(header["device"]), str(header["session"]), str(header["topic"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
