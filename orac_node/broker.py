@@ -71,6 +71,7 @@ class LocalBroker:
             "persistence false\n"
             f"log_dest file {self.log_path}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
+            "set_tcp_nodelay true\n"  # as mosquitto/orac-node.conf
             f"{self.extra_config}\n",
             encoding="utf-8",
         )

@@ -38,7 +38,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from orac_node.brokerurl import tls_parameters
+from orac_node.brokerurl import NO_DELAY, tls_parameters
 from orac_node.config import BrokerSection
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,7 @@ class Bus:
             clean_start=False,  # resume the node's session: audio queued while away
             properties=_session_properties(self._settings.session_expiry_s),
             tls_params=_tls(self._settings),
+            socket_options=NO_DELAY,
             queue_type=_counting_queue(self._count_incoming_drop),
             max_queued_incoming_messages=INCOMING_QUEUE,
             logger=logging.getLogger("orac_node.mqtt"),

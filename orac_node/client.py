@@ -24,7 +24,7 @@ from pathlib import Path
 import aiomqtt
 
 from orac_node.audio import Samples, float_to_s16
-from orac_node.brokerurl import BrokerUrl, tls_parameters
+from orac_node.brokerurl import NO_DELAY, BrokerUrl, tls_parameters
 from orac_node.contract import (
     SAMPLE_RATE,
     AudioChunk,
@@ -73,6 +73,7 @@ async def connect(
         username=parsed.username,
         password=parsed.password if parsed.password is not None else password,
         tls_params=tls_parameters(ca_file, cert_file, key_file) if parsed.tls else None,
+        socket_options=NO_DELAY,
         logger=logging.getLogger("orac_node.mqtt"),
     )
     try:
