@@ -49,6 +49,15 @@ INCOMING_QUEUE = 50_000
 out a stall without losing chunks. Beyond it
 the node is not keeping up and dropping (counted, logged) beats unbounded
 memory growth (measured: +4,100 msg/s with aiomqtt's unbounded default)."""
+RECEIVE_MAXIMUM = 10_000
+"""QoS 1 messages the broker may send the node before it acknowledges them (MQTT v5
+Receive Maximum; 65,535 when a client does not say). Acks are manual, after intake
+has taken a message, so this is the node's backpressure: 1 s of the ingest target
+in flight, a fifth of :data:`INCOMING_QUEUE`, so QoS 1 audio can never overflow the
+queue; when the node falls behind, the rest waits in the broker's queue for the
+session instead. (Measured: with a window as large as the queue, the queue
+overflowed at 10,000 msg/s, and every dropped, never-acknowledged message held a
+slot of the window until the node stalled at exactly 50,000 messages.)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +72,15 @@ class Outgoing:
     on_sent: Callable[[], None] | None = None  # after the broker has it (PUBACK at QoS 1)
 
 
-def _counting_queue(on_drop: Callable[[], None]) -> type[asyncio.Queue[aiomqtt.Message]]:
+def _counting_queue(
+    on_drop: Callable[[aiomqtt.Message], None],
+) -> type[asyncio.Queue[aiomqtt.Message]]:
     """A queue class for aiomqtt's incoming messages that reports each discard."""
 
     class CountingQueue(asyncio.Queue[aiomqtt.Message]):
         def put_nowait(self, item: aiomqtt.Message) -> None:
             if self.full():
-                on_drop()
+                on_drop(item)
             super().put_nowait(item)  # raises QueueFull, which aiomqtt handles
 
     return CountingQueue
@@ -105,7 +116,11 @@ class Bus:
         self.incoming_dropped = 0
         self.connects = 0
 
-    def _count_incoming_drop(self) -> None:
+    def _count_incoming_drop(self, message: aiomqtt.Message) -> None:
+        client = self._client
+        if message.qos > 0 and client is not None:
+            # lost either way; unacknowledged it would also hold a slot of the window
+            client._client.ack(message.mid, message.qos)
         self.incoming_dropped += 1
         if self.incoming_dropped in (1, 10, 100) or self.incoming_dropped % 1000 == 0:
             log.warning("node behind: %d incoming messages dropped", self.incoming_dropped)
@@ -178,7 +193,7 @@ class Bus:
             keepalive=self._settings.keepalive_s,
             will=aiomqtt.Will(will.topic, will.payload, will.qos, will.retain),
             clean_start=False,  # resume the node's session: audio queued while away
-            properties=_session_properties(self._settings.session_expiry_s),
+            properties=_connect_properties(self._settings.session_expiry_s),
             tls_params=_tls(self._settings),
             socket_options=NO_DELAY,
             queue_type=_counting_queue(self._count_incoming_drop),
@@ -253,10 +268,15 @@ def _tls(settings: BrokerSection) -> aiomqtt.TLSParameters | None:
     return tls_parameters(settings.ca_file, settings.cert_file, settings.key_file)
 
 
-def _session_properties(expiry_s: int) -> Properties:
-    """CONNECT properties: keep the session (and its queued audio) for ``expiry_s``."""
+def _connect_properties(expiry_s: int) -> Properties:
+    """CONNECT properties: keep the session for ``expiry_s``; flow control.
+
+    Receive Maximum bounds the QoS 1 messages the broker sends before the
+    node acknowledges them (:data:`RECEIVE_MAXIMUM`).
+    """
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.SessionExpiryInterval = expiry_s
+    properties.ReceiveMaximum = RECEIVE_MAXIMUM
     return properties
 
 
