@@ -253,6 +253,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         plot=None if args.no_plot else args.plot,
         baselines=not args.no_baselines,
         soak_minutes=args.soak_minutes,
+        ingest_seconds=args.ingest_seconds,
     )
     uvloop.run(run(settings))
     return 0
@@ -309,6 +310,9 @@ def _add_bench_parser(
     )
     bench.add_argument("--smoke", action="store_true", help="3 clips only: does it work?")
     bench.add_argument("--soak-minutes", type=float, default=10.0, help="length of `soak`")
+    bench.add_argument(
+        "--ingest-seconds", type=float, default=12.0, help="length of `ingest` (>= 10 s: P4)"
+    )
     bench.add_argument("--out", type=Path, default=Path("bench-results.json"))
     bench.add_argument("--plot", type=Path, default=Path("bench-results.png"))
     bench.add_argument("--no-plot", action="store_true")

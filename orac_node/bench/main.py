@@ -68,6 +68,7 @@ class BenchSettings:
     plot: Path | None = Path("bench-results.png")
     baselines: bool = True
     soak_minutes: float = 10.0
+    ingest_seconds: float = 12.0
 
 
 def expand(scenarios: list[str]) -> list[str]:
@@ -112,7 +113,7 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
                     clips,
                     scenarios,
                     peer=peer,
-                    ingest_size=(20, 3.0) if settings.smoke else (200, 12.0),
+                    ingest_size=(20, 3.0) if settings.smoke else (200, settings.ingest_seconds),
                     soak_minutes=0.25 if settings.smoke else settings.soak_minutes,
                 )
             finally:
