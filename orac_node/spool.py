@@ -21,14 +21,15 @@ there: everything before it is replayed.
 
 Durability: writes go straight to the kernel (``os.write`` on an ``O_APPEND``
 descriptor, no user-space buffer), so a killed or crashed *process* loses
-nothing written. Against power loss, files written to are ``fsync``-ed every
-``spool.fsync_interval_ms`` (default 1 s) and the finished log on every entry:
-a power cut can cost the last second of in-flight audio.
+nothing written. Against power loss, the files written to (session files and
+the finished log) are ``fsync``-ed every ``spool.fsync_interval_ms`` (default
+1 s), in a thread: a power cut can cost the last second of in-flight audio, or
+replay a session finalized in that second (a duplicate final, same ``session``).
 
 The window the spool cannot close: between the broker's PUBACK of a final and
-the finished-log entry written right after it (a few microseconds of Python,
-one fsync), a kill leaves the session to be replayed and finalized again; the
-duplicate final carries the same ``session`` id, by which consumers can drop it.
+the finished-log entry written right after it (a few microseconds of Python),
+a kill leaves the session to be replayed and finalized again; the duplicate
+final carries the same ``session`` id, by which consumers can drop it.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class Spool:
     _open: dict[tuple[str, str], _Open] = field(default_factory=dict)
     _bytes: int = 0
     _finished_fd: int = -1
+    _finished_dirty: bool = False
     refused: int = 0  # sessions not spooled because the spool was full
 
     def __post_init__(self) -> None:
@@ -169,6 +171,10 @@ class Spool:
 
     def sync(self) -> None:
         """Flush the files written since the last call to disk (blocking: run it in a thread)."""
+        if self._finished_dirty and self._finished_fd >= 0:
+            self._finished_dirty = False
+            with contextlib.suppress(OSError):
+                os.fsync(self._finished_fd)
         for entry in list(self._open.values()):
             if entry.dirty:
                 entry.dirty = False
@@ -180,7 +186,10 @@ class Spool:
         if self._finished_fd >= 0:
             line = json.dumps([round(time.time(), 3), device, session]) + "\n"
             os.write(self._finished_fd, line.encode())
-            os.fsync(self._finished_fd)
+            if self.fsync_each:
+                os.fsync(self._finished_fd)
+            else:
+                self._finished_dirty = True  # flushed by the next sync(), off the event loop
         entry = self._open.pop((device, session), None)
         if entry is not None:
             os.close(entry.fd)
