@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict
@@ -30,7 +31,7 @@ from orac_node.config import NodeConfig, load_config
 from orac_node.contract import TRANSCRIPT_FILTER, Final, transcript_topic
 from orac_node.demo import run_demo
 from orac_node.engine import WhisperEngine
-from orac_node.errors import OracNodeError
+from orac_node.errors import BrokerError, OracNodeError
 from orac_node.logsetup import setup_logging
 from orac_node.models import resolve_model
 from orac_node.node import Node
@@ -200,6 +201,21 @@ async def _listen(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _health(args: argparse.Namespace) -> int:
+    from orac_node import ops  # noqa: PLC0415 - only this command needs it
+
+    try:
+        async with _connect(args) as mqtt:
+            statuses = await ops.read_statuses(mqtt, args.timeout)
+    except BrokerError as exc:
+        print(f"orac-node health: {exc}", file=sys.stderr)
+        return ops.UNREACHABLE
+    health = ops.judge(statuses, args.node or [])
+    now = time.time()
+    print(health.to_json(now) if args.json else health.to_text(now))
+    return health.code
+
+
 # -- transcribe ---------------------------------------------------------------
 
 
@@ -321,6 +337,20 @@ def _add_bench_parser(
     bench.add_argument("-q", "--quiet", action="store_true", help="no per-utterance lines")
     bench.set_defaults(func=cmd_bench)
 
+    """``orac-node health``: the fleet at a glance, with an exit code for scripts (ops.py)."""
+
+
+def _add_health_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    health = sub.add_parser(
+        "health",
+        help="every node's status; exit 0 healthy, 1 no node ready, 2 broker unreachable",
+    )
+    _client_broker_options(health)
+    health.add_argument("--node", action="append", help="require this node to be ready (repeat)")
+    health.add_argument("--json", action="store_true", help="one JSON object")
+    health.add_argument("--timeout", type=float, default=3.0, help="longest wait for statuses (s)")
+    health.set_defaults(func=lambda a: asyncio.run(_health(a)))
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every sub-command."""
@@ -363,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     _client_broker_options(listen)
     listen.add_argument("--json", action="store_true", help="one JSON object per line")
     listen.set_defaults(func=lambda a: asyncio.run(_listen(a)))
+
+    _add_health_parser(sub)
 
     tr = sub.add_parser("transcribe", help="transcribe files locally (no broker)")
     node_options(tr)
