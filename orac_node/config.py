@@ -419,6 +419,17 @@ class SpoolSection(_Section):
         return Path(state) / "orac-node" / node_id / "spool"
 
 
+class MetricsSection(_Section):
+    """Prometheus exposition (metrics.py)."""
+
+    enabled: bool = Field(False, description="Serve /metrics over HTTP.")
+    host: str = Field(
+        "127.0.0.1",
+        description="Address to listen on; 0.0.0.0 lets a Prometheus on another machine scrape.",
+    )
+    port: int = Field(9464, ge=1, le=65535, description="Port of /metrics.")
+
+
 class NodeConfig(_Section):
     """Everything ``orac-node run`` needs."""
 
@@ -432,6 +443,7 @@ class NodeConfig(_Section):
     gate: GateSection = Field(default_factory=GateSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
     spool: SpoolSection = Field(default_factory=SpoolSection)
+    metrics: MetricsSection = Field(default_factory=MetricsSection)
 
 
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

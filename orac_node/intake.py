@@ -136,6 +136,11 @@ class Intake:
             self._spawn(self._on_file(key, payload), f"file-{device}")
         return True
 
+    @property
+    def throttled(self) -> int:
+        """Messages dropped for being over a device's limits, since start."""
+        return self._throttle.dropped
+
     def remember_finished(self, keys: list[tuple[str, str]]) -> None:
         """Sessions an earlier run finalized (the spool's finished log): their chunks are late."""
         for device, session in keys:

@@ -48,6 +48,7 @@ from orac_node.engine import DecodeOptions, Decoding
 from orac_node.gate import GateRules, check_audio, judge, strip_annotations
 from orac_node.intake import Intake
 from orac_node.logsetup import session_fields
+from orac_node.metrics import MESSAGE_KINDS, NodeMetrics
 from orac_node.publisher import TranscriptPublisher, offline_status
 from orac_node.scheduler import Decoder, InferenceScheduler
 from orac_node.sdnotify import Notifier
@@ -88,6 +89,7 @@ class Node:
         self._stop = asyncio.Event()
         self._systemd = Notifier.from_env()  # a no-op unless systemd started us
         self.errors: Counter[str] = Counter()
+        self.received: Counter[str] = Counter()  # audio messages by kind (chunk, raw, file)
         self.finals = 0
         spool = config.spool
         self.spool = (
@@ -117,6 +119,12 @@ class Node:
             on_connected=self._publish_status,
         )
         self.publisher = TranscriptPublisher(self.bus, node_id=self.node_id, model=model_name)
+        self.metrics = NodeMetrics(self)
+
+    @property
+    def queue_depth(self) -> int:
+        """Decode jobs waiting for a worker."""
+        return self._scheduler.queued if self._scheduler else 0
 
     # -- life cycle -------------------------------------------------------
 
@@ -128,6 +136,8 @@ class Node:
         """Serve until :meth:`stop`, then drain and disconnect."""
         async with asyncio.TaskGroup() as group:
             bus_task = group.create_task(self.bus.run(), name="mqtt")
+            if self.config.metrics.enabled:
+                self.metrics.serve(self.config.metrics.host, self.config.metrics.port)
             # Pings from this loop (from READY=1 on): if it wedges they stop, systemd restarts us.
             watchdog = group.create_task(self._systemd.watchdog(), name="systemd-watchdog")
             self._publish_status()
@@ -141,9 +151,9 @@ class Node:
                 self.bus.stop()
                 await bus_task
                 raise
-            log.info(
-                "model ready in %.2f s (%d worker(s))", time.monotonic() - started, len(engines)
-            )
+            load_s = time.monotonic() - started
+            self.metrics.model_load.set(load_s)
+            log.info("model ready in %.2f s (%d worker(s))", load_s, len(engines))
             model = self.config.model
             cores = model.resolved_workers() * model.resolved_threads()
             self._scheduler = InferenceScheduler(list(engines), cores=cores)
@@ -220,7 +230,7 @@ class Node:
         self._publish_status()
 
     def _publish_status(self) -> None:
-        queued = self._scheduler.queued if self._scheduler else 0
+        queued = self.queue_depth
         sessions = len(self.intake.utterances)
         self.publisher.status(self._state, sessions=sessions, queued=queued)
         self._systemd.status(f"{self._state}: {sessions} open session(s), {queued} queued")
@@ -263,7 +273,10 @@ class Node:
         payload = message.payload
         if not isinstance(payload, bytes | bytearray):
             payload = b"" if payload is None else str(payload).encode()
-        return self.intake.on_message(message.topic.value, bytes(payload))
+        topic = message.topic.value
+        kind = topic.rpartition("/")[2]
+        self.received[kind if kind in MESSAGE_KINDS else "other"] += 1
+        return self.intake.on_message(topic, bytes(payload))
 
     def _reject(
         self,
@@ -340,7 +353,8 @@ class Node:
                 return
             stable, unstable = utt.agreement.update(text)
             utt.partial_seq += 1
-            self.publisher.partial(utt, decoding, decoded, stable, unstable)
+            partial = self.publisher.partial(utt, decoding, decoded, stable, unstable)
+            self.metrics.observe_partial(partial)
             self._trim_partial_window(utt, decoding, window_start, decoded)
         finally:
             utt.partial_pending = False
@@ -404,6 +418,7 @@ class Node:
         )
         utt.done()
         self.finals += 1
+        self.metrics.observe_final(final)
         log.info(
             "final %s/%s %s %.1fs audio, %.0f ms after endpoint, conf %.2f: %r",
             final.device,

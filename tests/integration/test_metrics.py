@@ -1,0 +1,68 @@
+"""Prometheus metrics of a real node: traffic in, scrape, the counts match what was sent."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from collections import Counter
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from orac_node.broker import free_port
+from orac_node.client import split_chunks
+from tests.conftest import AUDIO
+from tests.integration.conftest import load
+from tests.integration.harness import RunningNode, harness
+
+PORT = free_port()
+NODE_CONFIG: dict[str, object] = {"metrics": {"enabled": True, "port": PORT}}
+CLIPS = [AUDIO / "commands" / "utt005.wav", AUDIO / "commands" / "utt019.wav"]
+
+
+def _scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_counts_match_the_traffic(node: RunningNode, device: str) -> None:
+    before = _scrape()
+
+    def delta(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    chunks, partials = 0, 0
+    reasons: Counter[str] = Counter()
+    async with harness(node.url) as h:
+        for clip in CLIPS:  # in real time, so partials are published too
+            samples = load(clip)
+            chunks += len(split_chunks(samples, 20))
+            result = await h.session(device, samples, realtime=True)
+            assert result.final is not None
+            reasons[result.final.reason] += 1
+            partials += len(result.partials)
+        for payload in (b"not msgpack", b"", b"\x81\xa3seq\xa1x"):
+            await h.mqtt.publish(f"audio/{device}/chunk", payload, qos=1)
+        async with asyncio.timeout(10):
+            while len(h.errors[device]) < 3:
+                await asyncio.sleep(0.05)
+    after = _scrape()
+    assert delta("orac_node_messages_received_total", kind="chunk") == chunks + 3
+    for reason, count in reasons.items():
+        assert delta("orac_node_finals_total", reason=reason) == count
+    assert delta("orac_node_final_latency_seconds_count") == 2
+    assert delta("orac_node_decode_seconds_count", kind="final") == 2
+    assert delta("orac_node_errors_total", code="bad_payload") == 2  # not msgpack, empty
+    assert delta("orac_node_errors_total", code="bad_field") == 1  # seq is a string
+    assert delta("orac_node_messages_dropped_total", cause="queue_full") == 0
+    assert after[("orac_node_sessions_active", ())] == 0
+    assert after[("orac_node_model_load_seconds", ())] > 0
+    assert after[("orac_node_broker_connects_total", ())] >= 1
+    assert partials > 0
+    assert delta("orac_node_partial_lag_seconds_count") == partials
+    assert delta("orac_node_decode_seconds_count", kind="partial") == partials
