@@ -216,6 +216,24 @@ async def _health(args: argparse.Namespace) -> int:
     return health.code
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """Fetch a node's /metrics and print a summary (``--json`` for scripts)."""
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    from orac_node import ops  # noqa: PLC0415
+
+    try:
+        with urllib.request.urlopen(args.url, timeout=args.timeout) as response:  # noqa: S310
+            text = response.read().decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"orac-node metrics: {args.url}: {exc}", file=sys.stderr)
+        return ops.UNREACHABLE
+    summary = ops.summarize_metrics(text)
+    print(json.dumps(summary) if args.json else ops.format_metrics(summary))
+    return 0
+
+
 # -- transcribe ---------------------------------------------------------------
 
 
@@ -337,10 +355,10 @@ def _add_bench_parser(
     bench.add_argument("-q", "--quiet", action="store_true", help="no per-utterance lines")
     bench.set_defaults(func=cmd_bench)
 
-    """``orac-node health``: the fleet at a glance, with an exit code for scripts (ops.py)."""
+    """``orac-node health`` and ``metrics``: the fleet at a glance, for people and scripts."""
 
 
-def _add_health_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_ops_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     health = sub.add_parser(
         "health",
         help="every node's status; exit 0 healthy, 1 no node ready, 2 broker unreachable",
@@ -350,6 +368,16 @@ def _add_health_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     health.add_argument("--json", action="store_true", help="one JSON object")
     health.add_argument("--timeout", type=float, default=3.0, help="longest wait for statuses (s)")
     health.set_defaults(func=lambda a: asyncio.run(_health(a)))
+
+    metrics = sub.add_parser("metrics", help="a node's Prometheus metrics, summarized")
+    metrics.add_argument(
+        "--url",
+        default="http://127.0.0.1:9464/metrics",
+        help="the node's metrics endpoint (config: metrics.host/port)",
+    )
+    metrics.add_argument("--json", action="store_true", help="one JSON object")
+    metrics.add_argument("--timeout", type=float, default=5.0, help="HTTP timeout (s)")
+    metrics.set_defaults(func=cmd_metrics)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -394,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--json", action="store_true", help="one JSON object per line")
     listen.set_defaults(func=lambda a: asyncio.run(_listen(a)))
 
-    _add_health_parser(sub)
+    _add_ops_parsers(sub)
 
     tr = sub.add_parser("transcribe", help="transcribe files locally (no broker)")
     node_options(tr)

@@ -1,4 +1,4 @@
-"""``orac-node health``: every node's retained status, readable and scriptable.
+"""Ops commands: ``orac-node health`` (every node's status) and ``orac-node metrics``.
 
 Nodes publish a retained status (``orac/node/<id>/status``: starting, ready,
 draining, offline; the Last Will says offline when a process dies), so one
@@ -9,6 +9,10 @@ exit code is what a script, a cron job or a container health check wants:
   is ``ready``);
 - 1: unhealthy: no node ready (or a named node is not ready, or unknown);
 - 2: the broker could not be reached.
+
+``orac-node metrics`` reads one node's Prometheus endpoint (metrics.py) and
+prints the figures a person asks for first, with quantiles estimated from the
+histogram buckets the way PromQL's ``histogram_quantile`` does.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import aiomqtt
+from prometheus_client.parser import text_string_to_metric_families
 
 from orac_node.contract import STATUS_FILTER, NodeStatus
 from orac_node.errors import ContractError
@@ -100,3 +107,92 @@ def _age(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+# -- metrics --------------------------------------------------------------------
+
+
+def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
+    """Estimate a quantile from cumulative ``(upper bound, count)`` buckets, as PromQL does.
+
+    Linear interpolation inside the bucket the quantile falls in; NaN without
+    observations; the last finite bound when it falls in the +Inf bucket.
+    """
+    buckets = sorted(buckets)
+    total = buckets[-1][1] if buckets else 0.0
+    if not total:
+        return math.nan
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound
+            width = count - lower_count
+            return lower_bound + (bound - lower_bound) * (
+                (rank - lower_count) / width if width else 0
+            )
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def summarize_metrics(text: str) -> dict[str, Any]:
+    """The figures a person asks for first, from a node's /metrics text."""
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+
+    def by(name: str, label: str) -> dict[str, float]:
+        return {labels[label]: value for labels, value in samples.get(name, []) if label in labels}
+
+    def one(name: str) -> float:
+        values = samples.get(name, [])
+        return values[0][1] if values else math.nan
+
+    def quantiles(name: str, **match: str) -> dict[str, float]:
+        buckets = [
+            (float(labels["le"]), value)
+            for labels, value in samples.get(f"{name}_bucket", [])
+            if all(labels.get(k) == v for k, v in match.items())
+        ]
+        return {f"p{int(q * 100)}": histogram_quantile(q, buckets) for q in (0.5, 0.95)}
+
+    return {
+        "messages_received": by("orac_node_messages_received_total", "kind"),
+        "messages_dropped": by("orac_node_messages_dropped_total", "cause"),
+        "finals": by("orac_node_finals_total", "reason"),
+        "errors": by("orac_node_errors_total", "code"),
+        "final_latency_s": quantiles("orac_node_final_latency_seconds"),
+        "final_decode_s": quantiles("orac_node_decode_seconds", kind="final"),
+        "partial_lag_s": quantiles("orac_node_partial_lag_seconds"),
+        "sessions_active": one("orac_node_sessions_active"),
+        "queue_depth": one("orac_node_queue_depth"),
+        "broker_connects": one("orac_node_broker_connects_total"),
+    }
+
+
+def format_metrics(summary: dict[str, Any]) -> str:
+    """The summary for people."""
+
+    def counts(values: dict[str, float]) -> str:
+        return ", ".join(f"{k} {v:.0f}" for k, v in sorted(values.items())) or "none"
+
+    def times(values: dict[str, float]) -> str:
+        return "  ".join(
+            f"{k} {v * 1000:.0f} ms" if not math.isnan(v) else f"{k} -" for k, v in values.items()
+        )
+
+    return "\n".join(
+        [
+            f"messages received   {counts(summary['messages_received'])}",
+            f"messages dropped    {counts(summary['messages_dropped'])}",
+            f"finals              {counts(summary['finals'])}",
+            f"errors sent         {counts(summary['errors'])}",
+            f"final latency       {times(summary['final_latency_s'])}   (histogram estimate)",
+            f"final decode        {times(summary['final_decode_s'])}",
+            f"partial lag         {times(summary['partial_lag_s'])}",
+            f"open sessions {summary['sessions_active']:.0f}, decode queue "
+            f"{summary['queue_depth']:.0f}, broker connects {summary['broker_connects']:.0f}",
+        ]
+    )

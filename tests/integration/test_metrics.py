@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import urllib.request
 from collections import Counter
 
@@ -66,3 +69,42 @@ async def test_counts_match_the_traffic(node: RunningNode, device: str) -> None:
     assert partials > 0
     assert delta("orac_node_partial_lag_seconds_count") == partials
     assert delta("orac_node_decode_seconds_count", kind="partial") == partials
+
+
+def test_orac_node_metrics_summarizes_the_same_page(node: RunningNode) -> None:
+    page = _scrape()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orac_node.cli",
+            "metrics",
+            "--json",
+            "--url",
+            f"http://127.0.0.1:{PORT}/metrics",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    finals = {dict(k[1])["reason"]: v for k, v in page.items() if k[0] == "orac_node_finals_total"}
+    assert summary["finals"] == finals
+    assert summary["sessions_active"] == page[("orac_node_sessions_active", ())]
+    unreachable = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orac_node.cli",
+            "metrics",
+            "--url",
+            f"http://127.0.0.1:{free_port()}/metrics",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert unreachable.returncode == 2
