@@ -32,6 +32,7 @@ SYSTEM_PROGRAMS = {
     "mosquitto": "mosquitto",
     "mosquitto_sub": "mosquitto-clients",  # what people watch transcripts with
     "ffmpeg": "ffmpeg",
+    "redis-server": "redis-server",  # the tests of the shared response cache start their own
 }
 
 

@@ -216,6 +216,37 @@ async def _health(args: argparse.Namespace) -> int:
     return health.code
 
 
+def cmd_cache_clear(args: argparse.Namespace) -> int:
+    """Empty the shared (Redis) response cache the config names."""
+    from redis.exceptions import RedisError  # noqa: PLC0415
+
+    from orac_node.cache import RedisCache  # noqa: PLC0415
+
+    config = _config(args)
+    if config.cache.backend != "redis":
+        print(
+            f"orac-node cache clear: the {config.cache.backend} cache lives inside each node"
+            " process and empties when the node restarts; only a redis cache is shared",
+            file=sys.stderr,
+        )
+        return 1
+
+    async def clear() -> int:
+        cache = RedisCache(config.cache.redis_url, config.cache.ttl_s)
+        try:
+            return await cache.clear()
+        finally:
+            await cache.close()
+
+    try:
+        removed = asyncio.run(clear())
+    except (RedisError, OSError) as exc:
+        print(f"orac-node cache clear: redis: {exc}", file=sys.stderr)
+        return 2
+    print(f"removed {removed} cached transcript(s)")
+    return 0
+
+
 def cmd_metrics(args: argparse.Namespace) -> int:
     """Fetch a node's /metrics and print a summary (``--json`` for scripts)."""
     import urllib.error  # noqa: PLC0415
@@ -378,6 +409,12 @@ def _add_ops_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     metrics.add_argument("--json", action="store_true", help="one JSON object")
     metrics.add_argument("--timeout", type=float, default=5.0, help="HTTP timeout (s)")
     metrics.set_defaults(func=cmd_metrics)
+
+    cache = sub.add_parser("cache", help="the response cache")
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True)
+    clear = cache_sub.add_parser("clear", help="empty the shared (redis) cache of config.cache")
+    clear.add_argument("--config", type=Path, help="YAML config file (see config.yaml)")
+    clear.set_defaults(func=cmd_cache_clear)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -419,6 +419,21 @@ class SpoolSection(_Section):
         return Path(state) / "orac-node" / node_id / "spool"
 
 
+class CacheSection(_Section):
+    """Response cache: identical audio decoded the same way is not decoded twice (cache.py)."""
+
+    backend: Literal["memory", "redis", "off"] = Field(
+        "memory", description="memory: in the node; redis: shared by all nodes; off."
+    )
+    max_entries: int = Field(
+        1000, ge=1, le=1_000_000, description="memory: entries kept (least recently used go)."
+    )
+    ttl_s: float = Field(3600.0, gt=0, description="How long an entry is kept.")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="redis: the server (redis:// or rediss://)."
+    )
+
+
 class MetricsSection(_Section):
     """Prometheus exposition (metrics.py)."""
 
@@ -444,6 +459,7 @@ class NodeConfig(_Section):
     logging: LoggingSection = Field(default_factory=LoggingSection)
     spool: SpoolSection = Field(default_factory=SpoolSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
+    cache: CacheSection = Field(default_factory=CacheSection)
 
 
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -136,6 +136,12 @@ class _LiveCollector(Collector):
         for code, count in sorted(dict(node.errors).items()):
             errors.add_metric([code], count)
         yield errors
+        cache = CounterMetricFamily(
+            "orac_node_cache_lookups", "Response cache lookups, by result.", labels=["result"]
+        )
+        cache.add_metric(["hit"], node.cache_hits)
+        cache.add_metric(["miss"], node.cache_misses)
+        yield cache
         yield CounterMetricFamily(
             "orac_node_broker_connects", "Connections made to the broker.", value=node.bus.connects
         )

@@ -36,6 +36,7 @@ import aiomqtt
 
 from orac_node.audio import Samples
 from orac_node.bus import Bus
+from orac_node.cache import cache_key, make_cache
 from orac_node.config import NodeConfig
 from orac_node.contract import (
     AUDIO_FILTER,
@@ -50,7 +51,7 @@ from orac_node.intake import Intake
 from orac_node.logsetup import session_fields
 from orac_node.metrics import MESSAGE_KINDS, NodeMetrics
 from orac_node.publisher import TranscriptPublisher, offline_status
-from orac_node.scheduler import Decoder, InferenceScheduler
+from orac_node.scheduler import Decoder, FinalDecoding, InferenceScheduler
 from orac_node.sdnotify import Notifier
 from orac_node.session import Speculation, Utterance, UtteranceState
 from orac_node.spool import Spool
@@ -90,6 +91,8 @@ class Node:
         self._systemd = Notifier.from_env()  # a no-op unless systemd started us
         self.errors: Counter[str] = Counter()
         self.received: Counter[str] = Counter()  # audio messages by kind (chunk, raw, file)
+        self._cache = make_cache(config.cache)
+        self.cache_hits = self.cache_misses = 0
         self.finals = 0
         spool = config.spool
         self.spool = (
@@ -178,6 +181,8 @@ class Node:
             self.bus.stop()
             await bus_task
             watchdog.cancel()
+            if self._cache is not None:
+                await self._cache.close()
 
     def _recover(self) -> None:
         """Replay what an earlier run left in the spool, before any new input is taken."""
@@ -315,7 +320,7 @@ class Node:
         """Decode the final now, at a pause; the endpoint may confirm it (speculative final)."""
         assert self._scheduler is not None
         task = asyncio.create_task(
-            self._scheduler.final(utt.audio(), self._options(utt, final=True)),
+            self._decode_final(utt.audio(), self._options(utt, final=True)),
             name=f"speculate-{utt.key.session}",
         )
         task.add_done_callback(_consume_exception)
@@ -371,6 +376,23 @@ class Node:
         if point is not None:
             utt.trim_partial_window(window_start, *point)
 
+    async def _decode_final(self, audio: Samples, options: DecodeOptions) -> FinalDecoding:
+        """A final's decoding: from the response cache when the same audio was decoded alike."""
+        assert self._scheduler is not None
+        cache = self._cache
+        if cache is None:
+            return await self._scheduler.final(audio, options)
+        key = cache_key(audio, model=self.publisher.model, options=options)
+        cached = await cache.get(key)
+        if cached is not None:
+            self.cache_hits += 1
+            return FinalDecoding(cached, queue_ms=0.0)
+        self.cache_misses += 1
+        result = await self._scheduler.final(audio, options)
+        if not result.decoding.aborted:
+            await cache.put(key, result.decoding)
+        return result
+
     def _finalize_soon(self, utt: Utterance) -> None:
         """ENDPOINTED: leave the open set at once (late chunks see it closed)."""
         self.intake.close(utt)
@@ -388,9 +410,7 @@ class Node:
                 if speculation is not None:
                     result = await speculation.task  # decoded while the user fell silent
                 else:
-                    result = await self._scheduler.final(
-                        utt.audio(), self._options(utt, final=True)
-                    )
+                    result = await self._decode_final(utt.audio(), self._options(utt, final=True))
             except Exception as exc:  # a failed decode still owes the sender its final
                 log.exception(
                     "final decode of %s failed",

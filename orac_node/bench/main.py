@@ -95,6 +95,8 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
     # `throughput` streams audio as fast as the node takes it, which a fast machine
     # would otherwise see throttled by the per-device audio limit (its file can say).
     ingest.setdefault("device_audio_s_per_s", 0)
+    # Scenarios stream the same clips again and again: cached finals would not be decoded.
+    config_data.setdefault("cache", {}).setdefault("backend", "off")
     config = load_config(None, config_data)
     scenarios = expand(settings.scenarios)
     peer_results: list[tuple[Clip, Any]] = []
