@@ -12,33 +12,40 @@ from pathlib import Path
 from tests.conftest import AUDIO, MODEL
 
 
-def test_bench_smoke_run(tmp_path: Path) -> None:
-    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
-    done = subprocess.run(
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    """``orac-node bench`` on the shared model and commands, with the given options."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
             "orac_node.cli",
             "bench",
-            "--smoke",
             "--model",
             str(MODEL),
             "--audio",
             str(AUDIO / "commands"),
-            "--scenario",
-            "single",
-            "--scenario",
-            "burst",
-            "--out",
-            str(out),
-            "--plot",
-            str(png),
+            *args,
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=400,
         check=False,
         env={k: v for k, v in os.environ.items() if not k.startswith("ORAC_NODE_")},
+    )
+
+
+def test_bench_smoke_run(tmp_path: Path) -> None:
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    done = _bench(
+        "--smoke",
+        "--scenario",
+        "single",
+        "--scenario",
+        "burst",
+        "--out",
+        str(out),
+        "--plot",
+        str(png),
     )
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(out.read_text())
@@ -62,30 +69,15 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
 def test_one_minute_soak_of_eight_satellites_loses_no_utterance(tmp_path: Path) -> None:
     """The CI soak (issue: 1 minute here, 1 hour once in docs/BENCHMARKS.md)."""
     out = tmp_path / "soak.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "orac_node.cli",
-            "bench",
-            "--model",
-            str(MODEL),
-            "--audio",
-            str(AUDIO / "commands"),
-            "--scenario",
-            "soak",
-            "--soak-minutes",
-            "1",
-            "--no-baselines",
-            "--no-plot",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith("ORAC_NODE_")},
+    done = _bench(
+        "--scenario",
+        "soak",
+        "--soak-minutes",
+        "1",
+        "--no-baselines",
+        "--no-plot",
+        "--out",
+        str(out),
     )
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(out.read_text())
