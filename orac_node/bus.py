@@ -109,8 +109,7 @@ class Bus:
         self._outbox_ready = asyncio.Event()
         self._stopping = asyncio.Event()
         self._client: aiomqtt.Client | None = None
-        self._intake_open = False
-        self._consuming = asyncio.Event()
+        self._consuming = asyncio.Event()  # set once the node takes input (open_intake)
         self.connected = asyncio.Event()
         self.outbox_dropped = 0
         self.incoming_dropped = 0
@@ -150,7 +149,6 @@ class Bus:
 
     async def open_intake(self) -> None:
         """Start handling input; subscribe once connected, and after every reconnect."""
-        self._intake_open = True
         self._consuming.set()
         await self.connected.wait()
         client = self._client
@@ -205,7 +203,7 @@ class Bus:
         async with client:
             self._client = client
             self.connects += 1
-            if self._intake_open:
+            if self._consuming.is_set():
                 for topic, qos in self._subscriptions:
                     await client.subscribe(topic, qos)
             self.connected.set()

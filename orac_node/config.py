@@ -152,9 +152,9 @@ class BrokerSection(_Section):
 CORES_PER_WORKER = 4
 """Auto-sized worker pools get one model instance per this many cores. Measured on 2
 cores (docs/BENCHMARKS.md, P5): a second instance raised throughput 1.75x but worsened
-the 4-stream tail and cost ~130 MB, so small boxes keep one; on bigger boxes whisper.cpp's
-threads scale sublinearly past ~4, where a second instance pays. A heuristic: the bench's
-throughput and concurrent-4 scenarios are how to check it on a given machine."""
+the 4-stream tail and cost ~130 MB, so small boxes keep one. That a second instance pays
+from 8 cores on is an assumption, not measured (no bigger machine was available): the
+bench's throughput and concurrent-4 scenarios are how to check it on a given machine."""
 
 
 class ModelSection(_Section):

@@ -144,9 +144,7 @@ class Intake:
     def remember_finished(self, keys: list[tuple[str, str]]) -> None:
         """Sessions an earlier run finalized (the spool's finished log): their chunks are late."""
         for device, session in keys:
-            self._closed[UtteranceKey(device, session)] = EndReason.END
-        while len(self._closed) > CLOSED_MEMORY:
-            self._closed.popitem(last=False)
+            self._remember_closed(UtteranceKey(device, session), EndReason.END)
 
     def resume(self, now: float) -> None:
         """The broker connection is back: idle clocks restart (the silence was ours)."""
@@ -158,7 +156,11 @@ class Intake:
     def close(self, utt: Utterance) -> None:
         """The utterance endpointed: later chunks of its session are late."""
         self._release(utt.key)
-        self._closed[utt.key] = utt.reason or EndReason.END
+        self._remember_closed(utt.key, utt.reason or EndReason.END)
+
+    def _remember_closed(self, key: UtteranceKey, reason: EndReason) -> None:
+        """Late chunks of ``key`` are recognised; the oldest beyond CLOSED_MEMORY are forgotten."""
+        self._closed[key] = reason
         while len(self._closed) > CLOSED_MEMORY:
             self._closed.popitem(last=False)
 

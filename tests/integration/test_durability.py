@@ -22,7 +22,9 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from orac_node.bench.runner import BROKER_QUEUES
 from orac_node.broker import LocalBroker
+from orac_node.brokerurl import BrokerUrl
 from orac_node.client import connect, split_chunks, wait_for_state
 from orac_node.contract import (
     SAMPLE_RATE,
@@ -48,7 +50,7 @@ def _persistent_broker(workdir: Path, port: int | None = None) -> LocalBroker:
     """Mosquitto with persistence on, saving on shutdown (what mosquitto/ ships)."""
     store = workdir / "store"
     store.mkdir(parents=True, exist_ok=True)
-    extra = f"persistence true\npersistence_location {store}/\nmax_queued_messages 100000\n"
+    extra = f"persistence true\npersistence_location {store}/\n{BROKER_QUEUES}"
     return LocalBroker(workdir, port=port, extra_config=extra).start()
 
 
@@ -74,12 +76,12 @@ class Listener:
     async def run(self) -> None:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = 600
-        host, port = self.url.removeprefix("mqtt://").split(":")
+        url = BrokerUrl.parse(self.url)
         while True:
             try:
                 async with aiomqtt.Client(
-                    host,
-                    int(port),
+                    url.host,
+                    url.port,
                     identifier=self.client_id,
                     protocol=aiomqtt.ProtocolVersion.V5,
                     clean_start=False,
