@@ -181,6 +181,21 @@ class ModelSection(_Section):
     threads: int = Field(
         0, ge=0, le=64, description="Threads per instance; 0 = CPU cores / workers."
     )
+    extra: dict[str, Path] = Field(
+        default_factory=dict,
+        description="Other ggml models, by name, that retranscribe/transcribe requests and"
+        " topic configs may ask for (e.g. {base.en: /models/ggml-base.en.bin}). Loaded on"
+        " first use, one at a time beside the main model; a name not listed here (or the"
+        " main model's) is refused with unknown_model.",
+    )
+
+    @field_validator("extra")
+    @classmethod
+    def _extra_names(cls, value: dict[str, Path]) -> dict[str, Path]:
+        for name in value:
+            if not is_valid_name(name):
+                raise ValueError("model names must be one topic level of [A-Za-z0-9_.-]")
+        return value
 
     def resolved_workers(self) -> int:
         """Model instances: as set, or one per ``CORES_PER_WORKER`` cores (one on a GPU)."""
@@ -445,6 +460,178 @@ class MetricsSection(_Section):
     port: int = Field(9464, ge=1, le=65535, description="Port of /metrics.")
 
 
+class RequestsSection(_Section):
+    """Request/response for ORAC Core on orac/request/... (rpc.py)."""
+
+    enabled: bool = Field(True, description="Answer requests (describe, transcribe, retranscribe).")
+    recent_sessions: int = Field(
+        64,
+        ge=0,
+        le=10_000,
+        description="Finished sessions whose audio is kept for retranscribe (16-bit, so a"
+        " 30 s session is ~1 MB; 64 of them at most ~60 MB); 0 keeps none.",
+    )
+    recent_ttl_s: float = Field(
+        600.0,
+        gt=0,
+        le=86_400,
+        description="How long a session's audio stays retranscribable. Core retries a"
+        " low-confidence final within seconds; 10 minutes leaves room for a person.",
+    )
+    max_in_flight: int = Field(
+        4,
+        ge=1,
+        le=256,
+        description="Requests decoded at once; more are answered busy (a burst of"
+        " retranscribes must not starve live finals of the workers).",
+    )
+
+
+class ContextSection(_Section):
+    """Conversation context from ORAC Core, used as the prompt of finals (context.py)."""
+
+    enabled: bool = Field(True, description="Use context published on orac/context/...")
+    max_entries: int = Field(
+        1024,
+        ge=1,
+        le=1_000_000,
+        description="Devices and topics with context held at once (oldest go first): bounds"
+        " what a stream of context messages can cost.",
+    )
+
+
+class WebhookTarget(_Section):
+    """One webhook receiver of a topic's finals."""
+
+    url: str = Field(description="http:// or https:// URL that receives the POST.")
+    secret: str | None = Field(
+        None,
+        repr=False,
+        description="HMAC-SHA256 key: each POST carries X-Orac-Signature (docs/WEBHOOKS.md)."
+        " Kept out of logs; the retained topic config holding it is readable only by the"
+        " node and admins under the shipped ACL.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit  # noqa: PLC0415 - only validation needs it
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("webhook url must be http:// or https:// with a host")
+        if parts.username or parts.password:
+            raise ValueError("no credentials in a webhook url: use secret")
+        return value
+
+
+class TopicConfig(_Section):
+    """Settings of one transcript topic.
+
+    Set in config.yaml (``registry.topics``) or retained on
+    ``orac/config/topic/<topic>`` (the topics registry, shared by every node).
+    """
+
+    enabled: bool = Field(
+        True, description="false: audio for this topic is refused with topic_disabled."
+    )
+    model: str | None = Field(
+        None, description="Model for this topic's finals (the node's, or one of model.extra)."
+    )
+    language: str | None = Field(
+        None, description="Language of this topic's sessions unless a chunk names one."
+    )
+    prompt: str = Field(
+        "",
+        max_length=4000,
+        description="Vocabulary/prompt for this topic's finals (names, rooms, devices),"
+        " before any context Core sends.",
+    )
+    wake_words: list[str] = Field(
+        default_factory=list,
+        description="Wake words stripped from the start of this topic's transcripts"
+        ' ("computer, turn on..." is published as "Turn on...").',
+    )
+    webhooks: list[WebhookTarget] = Field(
+        default_factory=list, description="Receivers of this topic's finals."
+    )
+
+    @field_validator("wake_words")
+    @classmethod
+    def _words(cls, value: list[str]) -> list[str]:
+        if any(not word.strip() for word in value):
+            raise ValueError("wake words must not be empty")
+        return value
+
+
+class RegistrySection(_Section):
+    """The topics registry and satellites' heartbeats (registry.py)."""
+
+    enabled: bool = Field(
+        True, description="Follow retained topic configs and satellite heartbeats."
+    )
+    topics: dict[str, TopicConfig] = Field(
+        default_factory=dict,
+        description="Topic configs from this file; a retained config of the same topic"
+        " (orac-node topics set) replaces it.",
+    )
+    register_topics: bool = Field(
+        True,
+        description="A topic a satellite's heartbeat names that has no config gets a"
+        " default one published (lazy registration), so it shows in orac-node topics list.",
+    )
+
+    @field_validator("topics")
+    @classmethod
+    def _topic_names(cls, value: dict[str, TopicConfig]) -> dict[str, TopicConfig]:
+        for name in value:
+            if not is_valid_name(name):
+                raise ValueError("topic names must be one topic level of [A-Za-z0-9_.-]")
+        return value
+
+
+class WebhooksSection(_Section):
+    """Delivery of finals to HTTP receivers (webhooks.py)."""
+
+    timeout_s: float = Field(5.0, gt=0, le=120, description="Per-POST timeout.")
+    max_attempts: int = Field(
+        8,
+        ge=1,
+        le=100,
+        description="Attempts before an event is dead-lettered (with the default backoff,"
+        " about 4 minutes of retrying).",
+    )
+    backoff_initial_s: float = Field(
+        1.0, gt=0, le=3600, description="Delay before the first retry; doubles each time."
+    )
+    backoff_max_s: float = Field(60.0, gt=0, le=86_400, description="Longest retry delay.")
+    outbox_max: int = Field(
+        10_000,
+        ge=1,
+        le=10_000_000,
+        description="Events waiting for delivery, kept on disk; beyond it the oldest are"
+        " dead-lettered (counted, logged).",
+    )
+    dir: Path | None = Field(
+        None,
+        description="Outbox and dead letters (SQLite); empty: beside the spool, in"
+        " $XDG_STATE_HOME/orac-node/<node id>/webhooks.",
+    )
+    allow: list[str] = Field(
+        default_factory=list,
+        description="Destination allowlist: host names and CIDR networks. Empty: any"
+        " destination except loopback, link-local, multicast and unspecified addresses;"
+        " otherwise only these (list 127.0.0.0/8 to allow a receiver on this machine).",
+    )
+
+    def resolved_dir(self, node_id: str) -> Path:
+        """The outbox directory of a node."""
+        if self.dir is not None:
+            return self.dir
+        state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(state) / "orac-node" / node_id / "webhooks"
+
+
 class NodeConfig(_Section):
     """Everything ``orac-node run`` needs."""
 
@@ -460,6 +647,10 @@ class NodeConfig(_Section):
     spool: SpoolSection = Field(default_factory=SpoolSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     cache: CacheSection = Field(default_factory=CacheSection)
+    requests: RequestsSection = Field(default_factory=RequestsSection)
+    context: ContextSection = Field(default_factory=ContextSection)
+    registry: RegistrySection = Field(default_factory=RegistrySection)
+    webhooks: WebhooksSection = Field(default_factory=WebhooksSection)
 
 
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
