@@ -1,4 +1,7 @@
-"""The ``orac-node`` command: run, send, listen, transcribe, demo, satellite.
+"""The ``orac-node`` command: the node, its tools, and the ops commands.
+
+run, send, listen, transcribe, demo, bench, compare-builds; health, metrics,
+cache, topics, satellite.
 
 Each sub-command is a thin shell over the package: argument parsing and
 printing here, behaviour in the modules they call.
@@ -24,7 +27,7 @@ from typing import Any
 import aiomqtt
 import uvloop
 
-from orac_node import __version__, access
+from orac_node import __version__, access, topicadmin
 from orac_node.audio import Samples, load_audio_file
 from orac_node.client import Satellite, connect, format_transcript, stream_raw, transcripts
 from orac_node.config import NodeConfig, load_config
@@ -275,7 +278,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     engine = WhisperEngine(model_path(config), threads=config.model.resolved_threads())
     vad = SileroVad()
     for name in args.files:
-        result = transcribe(engine, load_audio_file(Path(name)), config, vad)
+        result = transcribe(engine, load_audio_file(Path(name)), config, vad, prompt=args.prompt)
         if args.json:
             d = result.decoding
             print(
@@ -296,6 +299,20 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         else:
             print(result.text if not result.rejected else f"(no text: {result.rejected})")
     return 0
+
+
+def _add_transcribe_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    node_options: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    tr = sub.add_parser("transcribe", help="transcribe files locally (no broker)")
+    node_options(tr)
+    tr.add_argument("files", nargs="+", help="audio files")
+    tr.add_argument("--json", action="store_true", help="one JSON object per file")
+    tr.add_argument(
+        "--prompt", default="", help="initial prompt (vocabulary or context, as Core sends it)"
+    )
+    tr.set_defaults(func=cmd_transcribe)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -416,6 +433,8 @@ def _add_ops_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     clear.add_argument("--config", type=Path, help="YAML config file (see config.yaml)")
     clear.set_defaults(func=cmd_cache_clear)
 
+    _add_topics_parser(sub)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every sub-command."""
@@ -461,11 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_ops_parsers(sub)
 
-    tr = sub.add_parser("transcribe", help="transcribe files locally (no broker)")
-    node_options(tr)
-    tr.add_argument("files", nargs="+", help="audio files")
-    tr.add_argument("--json", action="store_true", help="one JSON object per file")
-    tr.set_defaults(func=cmd_transcribe)
+    _add_transcribe_parser(sub, node_options)
 
     _add_bench_parser(sub, node_options)
 
@@ -563,6 +578,128 @@ def _add_satellite_parser(sub: argparse._SubParsersAction[argparse.ArgumentParse
             " as in mosquitto/orac-node.conf)",
         )
         p.set_defaults(func=cmd_satellite)
+
+
+# -- topics registry --------------------------------------------------------------
+
+WEBHOOK_SECRET_ENV = "ORAC_WEBHOOK_SECRET"  # noqa: S105 - a variable name, not a secret
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    """List, show, add, change or remove topic configs (behaviour in topicadmin.py)."""
+    try:
+        if args.name is not None:
+            topicadmin.check_name(args.name)
+        edit = _topic_edit(args) if args.action in ("add", "set") else topicadmin.ConfigEdit()
+        outcome = asyncio.run(_topics(args, edit))
+    except OracNodeError as exc:  # invalid input, broker unreachable
+        print(f"orac-node topics: {exc}", file=sys.stderr)
+        return topicadmin.FAILED
+    if outcome.code != topicadmin.OK:
+        print(f"orac-node topics: {outcome.text}", file=sys.stderr)
+    else:
+        print(json.dumps(outcome.data) if args.json else outcome.text)
+    return outcome.code
+
+
+async def _topics(args: argparse.Namespace, edit: topicadmin.ConfigEdit) -> topicadmin.Outcome:
+    async with _connect(args) as mqtt:
+        if args.action == "list":
+            return await topicadmin.list_topics(mqtt, args.timeout)
+        if args.action == "show":
+            return await topicadmin.show_topic(mqtt, args.name, args.timeout)
+        if args.action == "add":
+            return await topicadmin.add_topic(mqtt, args.name, edit, args.timeout)
+        if args.action == "set":
+            return await topicadmin.set_topic(mqtt, args.name, edit, args.timeout)
+        return await topicadmin.remove_topic(mqtt, args.name, args.timeout)
+
+
+def _topic_edit(args: argparse.Namespace) -> topicadmin.ConfigEdit:
+    """The changes asked for; the webhook secret from the option or, for new webhooks, the env."""
+    text = sys.stdin.read() if args.config_json == "-" else args.config_json
+    secret = args.secret
+    if secret is None and args.webhook:
+        secret = os.environ.get(WEBHOOK_SECRET_ENV)
+    return topicadmin.ConfigEdit(
+        enabled=args.enabled,
+        model=args.model,
+        language=args.language,
+        prompt=args.prompt,
+        wake_words=[] if args.no_wake_words else args.wake_word,
+        webhooks=[] if args.no_webhooks else args.webhook,
+        secret=secret,
+        base=None if text is None else topicadmin.parse_config_json(text),
+    )
+
+
+def _add_topics_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    topics = sub.add_parser(
+        "topics", help="the topics registry: list, show, add, set, rm topic configs"
+    )
+    actions = topics.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="every topic with a config or used by a satellite")
+    listing.set_defaults(name=None)
+    show = actions.add_parser("show", help="one topic's config and the satellites using it")
+    add = actions.add_parser("add", help="publish a new topic's config (exit 1 if it has one)")
+    change = actions.add_parser(
+        "set", help="change a topic's config: the options given, merged into the current one"
+    )
+    remove = actions.add_parser("rm", help="remove a topic's config (exit 1 if it has none)")
+    for p in (show, add, change, remove):
+        p.add_argument("name", metavar="TOPIC", help="topic name, as in transcript/<topic>")
+    for p in (add, change):
+        _topic_edit_options(p)
+    for p in (listing, show, add, change, remove):
+        _client_broker_options(p)
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+        p.add_argument(
+            "--timeout",
+            type=float,
+            default=3.0,
+            help="longest wait for retained messages and for the broker to confirm (s)",
+        )
+        p.set_defaults(func=cmd_topics)
+
+
+def _topic_edit_options(p: argparse.ArgumentParser) -> None:
+    enabled = p.add_mutually_exclusive_group()
+    enabled.add_argument(
+        "--enable", dest="enabled", action="store_const", const=True, help="accept its audio"
+    )
+    enabled.add_argument(
+        "--disable",
+        dest="enabled",
+        action="store_const",
+        const=False,
+        help="refuse its audio (topic_disabled)",
+    )
+    p.add_argument("--model", metavar="NAME", help='model for its finals ("": the node\'s)')
+    p.add_argument("--language", metavar="CODE", help='language of its sessions ("": auto)')
+    p.add_argument("--prompt", metavar="TEXT", help="vocabulary/prompt for its finals")
+    words = p.add_mutually_exclusive_group()
+    words.add_argument(
+        "--wake-word", action="append", metavar="WORD", help="replaces the list; repeat"
+    )
+    words.add_argument("--no-wake-words", action="store_true", help="empty the list")
+    hooks = p.add_mutually_exclusive_group()
+    hooks.add_argument(
+        "--webhook", action="append", metavar="URL", help="replaces the list; repeat"
+    )
+    hooks.add_argument("--no-webhooks", action="store_true", help="empty the list")
+    p.add_argument(
+        "--secret",
+        metavar="S",
+        help=f'HMAC key of the --webhook URLs (without --webhook: of the existing ones; "":'
+        f" none); visible in ps and shell history, so prefer ${WEBHOOK_SECRET_ENV}, used for"
+        " --webhook URLs when --secret is not given",
+    )
+    p.add_argument(
+        "--config-json",
+        metavar="JSON",
+        help="a whole config as JSON ('-': read it from stdin) instead of the current one;"
+        " the other options then change it",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

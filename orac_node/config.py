@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from orac_node.brokerurl import BrokerUrl
-from orac_node.contract import is_valid_name
+from orac_node.contract import is_valid_language, is_valid_name
 from orac_node.errors import ConfigError
 
 ENV_PREFIX = "ORAC_NODE_"
@@ -555,6 +555,20 @@ class TopicConfig(_Section):
     webhooks: list[WebhookTarget] = Field(
         default_factory=list, description="Receivers of this topic's finals."
     )
+
+    @field_validator("model")
+    @classmethod
+    def _model_name(cls, value: str | None) -> str | None:
+        if value is not None and not is_valid_name(value):
+            raise ValueError("model must be a model name such as base.en")
+        return value
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str | None) -> str | None:
+        if value is not None and not is_valid_language(value):
+            raise ValueError("language must be a code such as en, de or auto")
+        return value
 
     @field_validator("wake_words")
     @classmethod

@@ -113,6 +113,11 @@ def is_valid_name(name: str) -> bool:
     return _NAME_RE.fullmatch(name) is not None
 
 
+def is_valid_language(code: str) -> bool:
+    """Whether ``code`` is a language code this contract accepts (``en``, ``pt-BR``, ``auto``)."""
+    return _LANG_RE.fullmatch(code) is not None
+
+
 def audio_topic(device: str, kind: AudioKind = AudioKind.CHUNK) -> str:
     """Topic a satellite publishes audio on."""
     return f"audio/{device}/{kind.value}"
@@ -373,7 +378,9 @@ class Final:
     ``max_duration``, ``idle``, ``shutdown``) or, when the session was rejected
     as non-speech, why (``no_speech``, ``non_speech``, ``low_confidence``,
     ``hallucination``); ``endpoint`` always holds the end reason and
-    ``rejected`` the rejection reason or null. ``latency_ms`` runs from the
+    ``rejected`` the rejection reason or null (also ``wake_word_only``: the
+    text was nothing but the topic's wake word, which ``wake_word`` names when
+    one was stripped). ``latency_ms`` runs from the
     moment the endpoint was known (the ``end`` chunk, the last chunk of the
     trailing silence, the idle deadline) to publication.
     """
@@ -402,6 +409,7 @@ class Final:
     speculative: bool = False
     words: list[Word] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
+    wake_word: str | None = None
     type: Literal["final"] = "final"
     v: int = PROTOCOL_VERSION
 

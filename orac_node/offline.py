@@ -37,9 +37,17 @@ def measure_speech(samples: Samples, config: NodeConfig, vad: SileroVad) -> floa
 
 
 def transcribe(
-    engine: WhisperEngine, samples: Samples, config: NodeConfig, vad: SileroVad | None = None
+    engine: WhisperEngine,
+    samples: Samples,
+    config: NodeConfig,
+    vad: SileroVad | None = None,
+    *,
+    prompt: str = "",
 ) -> OfflineResult:
-    """Gate, decode and judge one recording like the node's final does."""
+    """Gate, decode and judge one recording like the node's final does.
+
+    ``prompt`` is whisper's initial prompt, as context from Core would be.
+    """
     speech_s = measure_speech(samples, config, vad or SileroVad())
     gate = GateRules.from_config(config.gate)
     audio_s = samples.size / SAMPLE_RATE
@@ -53,6 +61,7 @@ def transcribe(
             language=decode.language,
             beam_size=decode.beam_size,
             window_margin_s=decode.window_margin_s,
+            prompt=prompt,
             temperature_fallback=decode.temperature_fallback,
         ),
     )

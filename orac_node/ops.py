@@ -60,7 +60,7 @@ class Health:
         for n in self.nodes:
             lines.append(
                 f"{n.node:<24}{n.state:<10}{n.model:<12}{n.sessions:>9}{n.queued:>8}"
-                f"  {_age(now - n.ts)} ago"
+                f"  {age(now - n.ts)} ago"
             )
         lines.extend(f"{name:<24}{'unknown':<10}(never reported)" for name in self.missing)
         lines.append("healthy" if self.code == HEALTHY else "UNHEALTHY")
@@ -100,7 +100,8 @@ async def read_statuses(client: aiomqtt.Client, timeout_s: float) -> list[NodeSt
     return list(found.values())
 
 
-def _age(seconds: float) -> str:
+def age(seconds: float) -> str:
+    """A duration as people read it: "42 s", "5 min", "3.1 h"."""
     seconds = max(0.0, seconds)
     if seconds < 120:
         return f"{seconds:.0f} s"

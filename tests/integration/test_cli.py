@@ -50,6 +50,23 @@ def test_transcribe_prints_text_and_json() -> None:
     assert lines[1]["words"][0]["word"] == "And"
 
 
+def test_transcribe_with_a_prompt_as_core_context_would_give() -> None:
+    vocabulary = "Turn on the kitchen lights. Set the thermostat. Play the radio."
+    television = AUDIO / "commands" / "utt006.wav"  # "switch off the television"
+    runs = [
+        subprocess.run(
+            [*CLI, "transcribe", "--model", str(MODEL), *extra, str(television)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=_env(),
+            timeout=60,
+        ).stdout.strip()
+        for extra in ([], ["--prompt", vocabulary])
+    ]
+    assert runs == ["We're chaff in the television.", "Switch off the television."]
+
+
 def test_transcribe_reports_a_missing_model_clearly() -> None:
     done = subprocess.run(
         [*CLI, "transcribe", "--model", "/nonexistent/model.bin", str(COMMAND)],
