@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from orac_node.allowlist import Allowlist
 from orac_node.brokerurl import BrokerUrl
 from orac_node.contract import is_valid_language, is_valid_name
 from orac_node.errors import ConfigError
@@ -609,11 +610,12 @@ class WebhooksSection(_Section):
 
     timeout_s: float = Field(5.0, gt=0, le=120, description="Per-POST timeout.")
     max_attempts: int = Field(
-        8,
+        10,
         ge=1,
         le=100,
-        description="Attempts before an event is dead-lettered (with the default backoff,"
-        " about 4 minutes of retrying).",
+        description="Attempts before an event is dead-lettered: with the default backoff"
+        " the nine waits add up to 2-4 minutes, so a receiver down for a minute or two"
+        " still gets everything.",
     )
     backoff_initial_s: float = Field(
         1.0, gt=0, le=3600, description="Delay before the first retry; doubles each time."
@@ -637,6 +639,12 @@ class WebhooksSection(_Section):
         " destination except loopback, link-local, multicast and unspecified addresses;"
         " otherwise only these (list 127.0.0.0/8 to allow a receiver on this machine).",
     )
+
+    @field_validator("allow")
+    @classmethod
+    def _allow_entries(cls, value: list[str]) -> list[str]:
+        Allowlist.parse(value)  # ValueError names the entry that is neither name nor network
+        return value
 
     def resolved_dir(self, node_id: str) -> Path:
         """The outbox directory of a node."""
