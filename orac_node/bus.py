@@ -70,6 +70,7 @@ class Outgoing:
     retain: bool = False
     droppable: bool = False  # partials: worthless once stale, first to go when full
     on_sent: Callable[[], None] | None = None  # after the broker has it (PUBACK at QoS 1)
+    properties: Properties | None = None  # MQTT v5 (a response's correlation data)
 
 
 def _counting_queue(
@@ -123,6 +124,18 @@ class Bus:
         self.incoming_dropped += 1
         if self.incoming_dropped in (1, 10, 100) or self.incoming_dropped % 1000 == 0:
             log.warning("node behind: %d incoming messages dropped", self.incoming_dropped)
+
+    def add_subscriptions(self, subscriptions: list[tuple[str, int]]) -> None:
+        """More topic filters, subscribed with the others (before :meth:`open_intake`)."""
+        self._subscriptions += subscriptions
+
+    async def unsubscribe(self, topic: str) -> None:
+        """Stop receiving ``topic`` (also after reconnects); a no-op while disconnected."""
+        self._subscriptions = [(t, q) for t, q in self._subscriptions if t != topic]
+        client = self._client
+        if client is not None and self.connected.is_set():
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.unsubscribe(topic)
 
     @property
     def outbox_size(self) -> int:
@@ -232,7 +245,11 @@ class Bus:
             while self._outbox:
                 message = self._outbox[0]
                 await client.publish(
-                    message.topic, message.payload, qos=message.qos, retain=message.retain
+                    message.topic,
+                    message.payload,
+                    qos=message.qos,
+                    retain=message.retain,
+                    properties=message.properties,
                 )
                 if self._outbox and self._outbox[0] is message:
                     self._outbox.popleft()

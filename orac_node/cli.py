@@ -246,7 +246,9 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
     except (RedisError, OSError) as exc:
         print(f"orac-node cache clear: redis: {exc}", file=sys.stderr)
         return 2
-    print(f"removed {removed} cached transcript(s)")
+    print(
+        json.dumps({"removed": removed}) if args.json else f"removed {removed} cached transcript(s)"
+    )
     return 0
 
 
@@ -431,6 +433,7 @@ def _add_ops_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     cache_sub = cache.add_subparsers(dest="cache_command", required=True)
     clear = cache_sub.add_parser("clear", help="empty the shared (redis) cache of config.cache")
     clear.add_argument("--config", type=Path, help="YAML config file (see config.yaml)")
+    clear.add_argument("--json", action="store_true", help="one JSON object")
     clear.set_defaults(func=cmd_cache_clear)
 
     _add_topics_parser(sub)

@@ -501,6 +501,10 @@ REQUEST_ANY = "any"
 exactly one of them answers."""
 SHARE_GROUP = "orac-node"
 """MQTT v5 shared-subscription group of all nodes, for requests to ``any``."""
+SHARED_REQUEST_FILTER = f"$share/{SHARE_GROUP}/orac/request/{REQUEST_ANY}/+"
+"""The shared subscription through which nodes take turns answering ``any``. A
+stopping node leaves it: its persistent session would otherwise go on taking its
+share of the requests, queued, while the node is away."""
 RESPONSE_PREFIX = "orac/response/"
 """Nodes publish responses only under this prefix: a request cannot make a node
 publish on a transcript or status topic by naming it as its response topic."""
@@ -524,7 +528,7 @@ def request_topic(method: Method, target: str = REQUEST_ANY) -> str:
 
 def request_subscriptions(node_id: str) -> list[str]:
     """What a node subscribes to for requests: its own, and its share of ``any``."""
-    return [f"orac/request/{node_id}/+", f"$share/{SHARE_GROUP}/orac/request/{REQUEST_ANY}/+"]
+    return [f"orac/request/{node_id}/+", SHARED_REQUEST_FILTER]
 
 
 def parse_request_topic(topic: str) -> tuple[str, str]:

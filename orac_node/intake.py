@@ -29,7 +29,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from orac_node.audio import decode_file_bytes_async, pcm_to_float
-from orac_node.config import NodeConfig
+from orac_node.config import NodeConfig, TopicConfig
 from orac_node.contract import (
     SAMPLE_RATE,
     AudioChunk,
@@ -86,8 +86,10 @@ class Intake:
         reject: Reject,
         spawn: Callable[[Coroutine[Any, Any, None], str], None],
         spool: Spool | None = None,
+        topic_config: Callable[[str], TopicConfig] = lambda _topic: TopicConfig(),
     ) -> None:
         self.config = config
+        self._topic_config = topic_config  # the topics registry's view of a topic
         self._rules = EndpointRules.from_config(config.endpoint)
         self._vad = vad
         self._on_audio = on_audio
@@ -127,6 +129,8 @@ class Intake:
             self._reject(device, ErrorCode.TOO_LARGE, f"{len(payload)} bytes > {max_bytes}")
         elif kind is AudioKind.CHUNK:
             return self._on_chunk(device, topic, payload)
+        elif not self._topic_enabled(device, limits.topic_for(device)):
+            pass  # raw and file audio go to the device's default topic
         elif kind is AudioKind.RAW:
             self._on_raw(device, payload)
         elif self._may_open(device, None, None):
@@ -221,6 +225,16 @@ class Intake:
         self._reject(device, ErrorCode.TOO_MANY_SESSIONS, message, session, seq)
         return False
 
+    def _topic_enabled(
+        self, device: str, topic: str, session: str | None = None, seq: int | None = None
+    ) -> bool:
+        """Whether the topic takes audio (registry ``enabled``); the sender is told if not."""
+        if self._topic_config(topic).enabled:
+            return True
+        message = f"topic {topic} is disabled"
+        self._reject(device, ErrorCode.TOPIC_DISABLED, message, session, seq)
+        return False
+
     def _release(self, key: UtteranceKey) -> None:
         """A session or file leaves the open set: it no longer counts for its device."""
         if self.utterances.pop(key, None) is None and key not in self._files:
@@ -272,6 +286,9 @@ class Intake:
                 return True
             if self.draining:
                 return False
+            topic_name = chunk.topic or self.config.ingest.topic_for(device)
+            if not self._topic_enabled(device, topic_name, chunk.session, chunk.seq):
+                return True
             if not self._may_open(device, chunk.session, chunk.seq):
                 return True
             utt = self._open(key, chunk.topic, chunk.lang, chunk.rate, now)
@@ -360,6 +377,14 @@ class Intake:
         log.debug("session %s/%s opened", key.device, key.session, extra=fields)
         return utt
 
+    def whole_file(
+        self, key: UtteranceKey, *, topic: str, language: str | None, samples: int
+    ) -> Utterance:
+        """An utterance for a whole file sent as a request (not in the open table)."""
+        now = time.monotonic()
+        rules = self._rules.for_whole_file()
+        return self._new(key, topic, language, SAMPLE_RATE, now, rules=rules, samples=samples)
+
     def _new(
         self,
         key: UtteranceKey,
@@ -374,8 +399,8 @@ class Intake:
         cfg = self.config
         return Utterance(
             key,
-            topic=topic or cfg.ingest.topic_for(key.device),
-            language=lang or cfg.decode.language,
+            topic=(topic := topic or cfg.ingest.topic_for(key.device)),
+            language=lang or self._topic_config(topic).language or cfg.decode.language,
             rate=rate,
             rules=rules or self._rules,
             detector=self._vad.detector(),

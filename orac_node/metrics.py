@@ -157,3 +157,50 @@ class _LiveCollector(Collector):
             "Audio held in the spool.",
             value=spool.size_bytes if spool else 0,
         )
+        yield from _consumer_metrics(node)
+
+
+def _consumer_metrics(node: Node) -> Iterator[Metric]:
+    """Webhooks, requests, context and the topics registry."""
+    webhooks = node.webhooks
+    deliveries = CounterMetricFamily(
+        "orac_node_webhook_deliveries",
+        "Webhook outcomes (delivered: a 2xx; failed: an attempt that will be retried or"
+        " dead-lettered; dead: given up, kept as a dead letter; lost: could not be written"
+        " to the outbox).",
+        labels=["result"],
+    )
+    deliveries.add_metric(["delivered"], webhooks.delivered)
+    deliveries.add_metric(["failed"], webhooks.failed_attempts)
+    deliveries.add_metric(["dead"], webhooks.dead)
+    deliveries.add_metric(["lost"], webhooks.lost)
+    yield deliveries
+    yield GaugeMetricFamily(
+        "orac_node_webhook_outbox", "Webhook deliveries waiting (on disk).", value=webhooks.queued
+    )
+    requests = CounterMetricFamily(
+        "orac_node_requests",
+        "Requests answered, by method and outcome (ok or the error code).",
+        labels=["method", "outcome"],
+    )
+    for (method, outcome), count in sorted(dict(node.requests.handled).items()):
+        requests.add_metric([method, outcome], count)
+    yield requests
+    yield GaugeMetricFamily(
+        "orac_node_recent_sessions",
+        "Finished sessions held for retranscribe.",
+        value=len(node.recent),
+    )
+    yield CounterMetricFamily(
+        "orac_node_context_updates",
+        "Context messages applied (refused ones are in orac_node_config_refused).",
+        value=node.context.updates,
+    )
+    refused = CounterMetricFamily(
+        "orac_node_config_refused",
+        "Invalid context, topic config or heartbeat messages refused.",
+        labels=["kind"],
+    )
+    refused.add_metric(["context"], node.context_refused)
+    refused.add_metric(["registry"], node.registry.invalid)
+    yield refused

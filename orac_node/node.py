@@ -28,35 +28,55 @@ import asyncio
 import gc
 import logging
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import aiomqtt
 
-from orac_node.audio import Samples
+from orac_node import __version__
+from orac_node.audio import Samples, decode_file_bytes_async
 from orac_node.bus import Bus
 from orac_node.cache import cache_key, make_cache
-from orac_node.config import NodeConfig
+from orac_node.config import NodeConfig, TopicConfig
+from orac_node.context import ContextStore, build_prompt
 from orac_node.contract import (
     AUDIO_FILTER,
+    CONTEXT_FILTER,
+    MAX_PROMPT_CHARS,
     SAMPLE_RATE,
+    SHARED_REQUEST_FILTER,
     ErrorCode,
+    Final,
+    Method,
     NodeState,
+    RetranscribeRequest,
+    TranscribeRequest,
+    Transcription,
+    TranscriptionEvent,
+    request_subscriptions,
 )
 from orac_node.endpoint import EndReason
 from orac_node.engine import DecodeOptions, Decoding
+from orac_node.errors import AudioDecodeError, ContractError
 from orac_node.gate import GateRules, check_audio, judge, strip_annotations
 from orac_node.intake import Intake
 from orac_node.logsetup import session_fields
 from orac_node.metrics import MESSAGE_KINDS, NodeMetrics
+from orac_node.modelpool import ModelPool, UnknownModelError
 from orac_node.publisher import TranscriptPublisher, offline_status
+from orac_node.recent import RecentAudio
+from orac_node.registry import Registry
+from orac_node.rpc import RequestFailedError, RequestHandler
 from orac_node.scheduler import Decoder, FinalDecoding, InferenceScheduler
 from orac_node.sdnotify import Notifier
-from orac_node.session import Speculation, Utterance, UtteranceState
+from orac_node.session import Speculation, Utterance, UtteranceKey, UtteranceState
 from orac_node.spool import Spool
 from orac_node.stabilize import trim_point
 from orac_node.vad import SileroVad
+from orac_node.wakeword import strip_wake_word
+from orac_node.webhooks import WebhookDelivery
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +104,7 @@ class Node:
         self._load_engines = load_engines
         self._gate = GateRules.from_config(config.gate)
         self._vad = SileroVad()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
         self._scheduler: InferenceScheduler | None = None
         self._state: NodeState = "starting"
         self._stop = asyncio.Event()
@@ -105,6 +125,10 @@ class Node:
             if spool.enabled
             else None
         )
+        self._pool: ModelPool | None = None
+        self.recent = RecentAudio(config.requests.recent_sessions, config.requests.recent_ttl_s)
+        self.context = ContextStore(config.context.max_entries)
+        self.context_refused = 0
         self.intake = Intake(
             config,
             vad=self._vad,
@@ -112,22 +136,49 @@ class Node:
             reject=self._reject,
             spawn=self._spawn,
             spool=self.spool,
+            topic_config=self._topic_config,
         )
+        subscriptions = [(AUDIO_FILTER, 1)]
+        if config.context.enabled:
+            subscriptions.append((CONTEXT_FILTER, 1))
+        if config.requests.enabled:
+            subscriptions += [(f, 1) for f in request_subscriptions(self.node_id)]
         self.bus = Bus(
             config.broker,
             client_id=self.node_id,
             will=offline_status(self.node_id, model_name),
-            subscriptions=[(AUDIO_FILTER, 1)],
+            subscriptions=subscriptions,
             on_message=self.on_message,
             on_connected=self._publish_status,
         )
+        self.registry = Registry(config.registry, publish=self.bus.publish)
+        if config.registry.enabled:
+            self.bus.add_subscriptions([(f, 1) for f in self.registry.subscriptions])
         self.publisher = TranscriptPublisher(self.bus, node_id=self.node_id, model=model_name)
+        self.requests = RequestHandler(
+            self.node_id,
+            self,
+            max_in_flight=config.requests.max_in_flight,
+            publish=self.bus.publish,
+            spawn=self._spawn,
+        )
+        self.webhooks = WebhookDelivery(
+            config.webhooks,
+            config.webhooks.resolved_dir(self.node_id),
+            user_agent=f"orac-node/{__version__}",
+        )
         self.metrics = NodeMetrics(self)
 
     @property
     def queue_depth(self) -> int:
-        """Decode jobs waiting for a worker."""
-        return self._scheduler.queued if self._scheduler else 0
+        """Decode jobs waiting for a worker (every loaded model's)."""
+        if self._pool is None:
+            return 0
+        return sum(scheduler.queued for scheduler in self._pool.schedulers())
+
+    def _topic_config(self, topic: str) -> TopicConfig:
+        """The topic's settings (registry: retained config, else config.yaml, else defaults)."""
+        return self.registry.topic(topic)
 
     # -- life cycle -------------------------------------------------------
 
@@ -160,7 +211,16 @@ class Node:
             model = self.config.model
             cores = model.resolved_workers() * model.resolved_threads()
             self._scheduler = InferenceScheduler(list(engines), cores=cores)
+            self._pool = ModelPool(
+                self.publisher.model,
+                self._scheduler,
+                extra=model.extra,
+                threads=cores,
+                use_gpu=model.device != "cpu",
+                cache_dir=model.cache_dir.expanduser(),
+            )
             scheduler_task = group.create_task(self._scheduler.run(), name="inference")
+            webhooks_task = group.create_task(self.webhooks.run(), name="webhooks")
             self._recover()
             ticker_task = group.create_task(self._ticker(), name="ticker")
             intake = group.create_task(self.bus.open_intake(), name="open-intake")
@@ -178,9 +238,12 @@ class Node:
             await self._drain()
             ticker_task.cancel()
             scheduler_task.cancel()
+            await self._pool.close()
             self.bus.stop()
             await bus_task
             watchdog.cancel()
+            webhooks_task.cancel()
+            await self.webhooks.close()
             if self._cache is not None:
                 await self._cache.close()
 
@@ -210,9 +273,12 @@ class Node:
     async def _drain(self) -> None:
         self._systemd.stopping("draining: finishing open utterances")
         self._set_state("draining")
-        # No unsubscribe: the persistent session keeps queueing audio for the next run,
-        # and new sessions are declined (left unacknowledged) rather than taken.
+        # No unsubscribe from audio: the persistent session keeps queueing it for the
+        # next run, and new sessions are declined (left unacknowledged) rather than taken.
         self.intake.draining = True
+        # But requests to "any" must go to the nodes that stay: a stopped node's session
+        # would otherwise keep its share of them queued until it returns.
+        await self.bus.unsubscribe(SHARED_REQUEST_FILTER)
         deadline = time.monotonic() + DRAIN_LISTEN_S
         # polling: the session table has no event to wait on, and 50 ms is plenty
         while self.intake.utterances and time.monotonic() < deadline:  # noqa: ASYNC110
@@ -263,7 +329,7 @@ class Node:
                 next_status = now + STATUS_EVERY_S
                 self._publish_status()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, object], name: str) -> None:
         """Run per-session work as a tracked task (drain waits for these)."""
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
@@ -279,9 +345,27 @@ class Node:
         if not isinstance(payload, bytes | bytearray):
             payload = b"" if payload is None else str(payload).encode()
         topic = message.topic.value
-        kind = topic.rpartition("/")[2]
-        self.received[kind if kind in MESSAGE_KINDS else "other"] += 1
-        return self.intake.on_message(topic, bytes(payload))
+        if topic.startswith("audio/"):
+            kind = topic.rpartition("/")[2]
+            self.received[kind if kind in MESSAGE_KINDS else "other"] += 1
+            return self.intake.on_message(topic, bytes(payload))
+        if topic.startswith("orac/request/"):
+            self.requests.on_message(topic, bytes(payload), message.properties)
+        elif topic.startswith("orac/context/"):
+            self._on_context(topic, bytes(payload), message)
+        elif self.registry.handles(topic):
+            self.registry.on_message(topic, bytes(payload))
+        return True
+
+    def _on_context(self, topic: str, payload: bytes, message: aiomqtt.Message) -> None:
+        expiry = getattr(message.properties, "MessageExpiryInterval", None)
+        try:
+            self.context.on_message(
+                topic, payload, now=time.monotonic(), expiry_s=None if expiry is None else expiry
+            )
+        except ContractError as exc:
+            self.context_refused += 1
+            log.warning("context on %s refused: %s", topic, exc.message)
 
     def _reject(
         self,
@@ -319,23 +403,42 @@ class Node:
     def _speculate(self, utt: Utterance) -> None:
         """Decode the final now, at a pause; the endpoint may confirm it (speculative final)."""
         assert self._scheduler is not None
+        options, model = self._final_options(utt)
         task = asyncio.create_task(
-            self._decode_final(utt.audio(), self._options(utt, final=True)),
-            name=f"speculate-{utt.key.session}",
+            self._decode_final(utt.audio(), options, model), name=f"speculate-{utt.key.session}"
         )
         task.add_done_callback(_consume_exception)
         utt.speculation = Speculation(utt.endpointer.speech_windows, task)
 
     # -- transcription ----------------------------------------------------
 
-    def _options(self, utt: Utterance, *, final: bool) -> DecodeOptions:
+    def _options(
+        self, utt: Utterance, *, final: bool, prompt: str = "", beam_size: int | None = None
+    ) -> DecodeOptions:
         decode = self.config.decode
         return DecodeOptions(
             language=utt.language,
-            beam_size=decode.beam_size if final else 1,
+            beam_size=(beam_size or decode.beam_size) if final else 1,
             window_margin_s=decode.window_margin_s,
+            prompt=prompt,
             timestamps=final,
             temperature_fallback=decode.temperature_fallback,
+        )
+
+    def _final_options(self, utt: Utterance) -> tuple[DecodeOptions, str | None]:
+        """A final's decode options (prompt from topic, context, request) and its model."""
+        topic = self._topic_config(utt.topic)
+        prompt = self._prompt(utt.key.device, utt.topic, topic, utt.request_prompt)
+        return self._options(utt, final=True, prompt=prompt), utt.request_model or topic.model
+
+    def _prompt(self, device: str, topic_name: str, topic: TopicConfig, extra: str = "") -> str:
+        """Topic vocabulary, then the topic's and the device's context, then a request's own."""
+        now = time.monotonic()
+        return build_prompt(
+            topic.prompt,
+            self.context.get(topic=topic_name, now=now),
+            self.context.get(device=device, now=now),
+            extra,
         )
 
     async def _partial(self, utt: Utterance) -> None:
@@ -376,22 +479,47 @@ class Node:
         if point is not None:
             utt.trim_partial_window(window_start, *point)
 
-    async def _decode_final(self, audio: Samples, options: DecodeOptions) -> FinalDecoding:
-        """A final's decoding: from the response cache when the same audio was decoded alike."""
-        assert self._scheduler is not None
+    async def _scheduler_for(
+        self, model: str | None, *, strict: bool
+    ) -> tuple[str, InferenceScheduler]:
+        """The model to decode with and its scheduler.
+
+        A topic config naming a model this node cannot load must not cost the
+        user their final: not ``strict``, it falls back to the main model
+        (logged). A request asked for that model explicitly: ``strict`` raises.
+        """
+        assert self._pool is not None
+        try:
+            return model or self._pool.main_name, await self._pool.scheduler(model)
+        except UnknownModelError:
+            if strict:
+                raise
+            log.warning("model %r is not available here; using %s", model, self._pool.main_name)
+            return self._pool.main_name, await self._pool.scheduler(None)
+
+    async def _decode_final(
+        self,
+        audio: Samples,
+        options: DecodeOptions,
+        model: str | None = None,
+        *,
+        strict: bool = False,
+    ) -> tuple[str, FinalDecoding]:
+        """A final's model and decoding (from the response cache when decoded alike before)."""
+        name, scheduler = await self._scheduler_for(model, strict=strict)
         cache = self._cache
         if cache is None:
-            return await self._scheduler.final(audio, options)
-        key = cache_key(audio, model=self.publisher.model, options=options)
+            return name, await scheduler.final(audio, options)
+        key = cache_key(audio, model=name, options=options)
         cached = await cache.get(key)
         if cached is not None:
             self.cache_hits += 1
-            return FinalDecoding(cached, queue_ms=0.0)
+            return name, FinalDecoding(cached, queue_ms=0.0)
         self.cache_misses += 1
-        result = await self._scheduler.final(audio, options)
+        result = await scheduler.final(audio, options)
         if not result.decoding.aborted:
             await cache.put(key, result.decoding)
-        return result
+        return name, result
 
     def _finalize_soon(self, utt: Utterance) -> None:
         """ENDPOINTED: leave the open set at once (late chunks see it closed)."""
@@ -399,18 +527,20 @@ class Node:
         utt.start_final()
         self._spawn(self._finalize(utt), f"final-{utt.key.session}")
 
-    async def _finalize(self, utt: Utterance) -> None:
+    async def _finalize(self, utt: Utterance) -> Final:
         assert self._scheduler is not None
         speech_s = utt.endpointer.speech_s
         rejection: str | None = check_audio(speech_s, self._gate)
-        decoding, text, queue_ms = None, "", 0.0
+        decoding, text, queue_ms, model = None, "", 0.0, None
         speculation = utt.speculation if utt.speculation_valid() else None
+        topic = self._topic_config(utt.topic)
         if rejection is None:
             try:
                 if speculation is not None:
-                    result = await speculation.task  # decoded while the user fell silent
+                    model, result = await speculation.task  # decoded while the user fell silent
                 else:
-                    result = await self._decode_final(utt.audio(), self._options(utt, final=True))
+                    options, wanted = self._final_options(utt)
+                    model, result = await self._decode_final(utt.audio(), options, wanted)
             except Exception as exc:  # a failed decode still owes the sender its final
                 log.exception(
                     "final decode of %s failed",
@@ -435,10 +565,14 @@ class Node:
             queue_ms=queue_ms,
             speculative=speculation is not None and decoding is not None,
             on_sent=self._finished_callback(utt),
+            model=model,
+            wake_words=topic.wake_words,
         )
         utt.done()
         self.finals += 1
         self.metrics.observe_final(final)
+        if utt.publish:
+            self._after_final(utt, final, topic)
         log.info(
             "final %s/%s %s %.1fs audio, %.0f ms after endpoint, conf %.2f: %r",
             final.device,
@@ -450,6 +584,136 @@ class Node:
             final.text,
             extra=session_fields(final.device, final.session),
         )
+        return final
+
+    def _after_final(self, utt: Utterance, final: Final, topic: TopicConfig) -> None:
+        """Keep the audio for retranscribe; hand a final with text to the topic's webhooks."""
+        if utt.audio_s <= self.config.endpoint.max_duration_s:
+            self.recent.add(
+                device=final.device,
+                session=final.session,
+                topic=final.topic,
+                language=utt.language,
+                speech_s=final.speech_s,
+                audio=utt.audio(),
+                now=time.monotonic(),
+            )
+        if final.text and topic.webhooks:
+            self.webhooks.submit(TranscriptionEvent.from_final(final), topic.webhooks)
+
+    # -- requests (rpc.py's Backend) -----------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """What this node offers: ``describe`` requests."""
+        assert self._pool is not None
+        ingest, endpoint = self.config.ingest, self.config.endpoint
+        return {
+            "node": self.node_id,
+            "version": __version__,
+            "state": self._state,
+            "model": self._pool.main_name,
+            "models": self._pool.names,
+            "loaded": self._pool.loaded,
+            "languages": ["en"] if self._pool.main_name.endswith(".en") else ["auto", "*"],
+            "methods": [m.value for m in Method],
+            "limits": {
+                "max_file_bytes": ingest.max_file_bytes,
+                "max_file_s": ingest.max_file_s,
+                "max_utterance_s": endpoint.max_duration_s,
+                "max_prompt_chars": MAX_PROMPT_CHARS,
+                "max_in_flight": self.config.requests.max_in_flight,
+                "recent_sessions": self.config.requests.recent_sessions,
+                "recent_ttl_s": self.config.requests.recent_ttl_s,
+            },
+        }
+
+    async def transcribe(self, request: TranscribeRequest) -> Transcription:
+        """A submitted file, decoded as one utterance; its final is also published if asked."""
+        assert self._pool is not None
+        topic_name = request.topic or self.config.ingest.topic_for(request.device)
+        topic = self._topic_config(topic_name)
+        if not topic.enabled:
+            raise RequestFailedError(ErrorCode.TOPIC_DISABLED, f"topic {topic_name} is disabled")
+        if request.model is not None and request.model not in self._pool.names:
+            raise RequestFailedError(ErrorCode.UNKNOWN_MODEL, f"no model {request.model!r} here")
+        limit_s = self.config.ingest.max_file_s
+        if len(request.audio) > self.config.ingest.max_file_bytes:
+            raise RequestFailedError(ErrorCode.TOO_LARGE, "file is over ingest.max_file_bytes")
+        try:
+            samples = await decode_file_bytes_async(request.audio, max_s=limit_s + 1)
+        except AudioDecodeError as exc:
+            raise RequestFailedError(ErrorCode.DECODE_FAILED, str(exc)) from None
+        if samples.size > limit_s * SAMPLE_RATE:
+            raise RequestFailedError(ErrorCode.TOO_LARGE, f"file is over {limit_s:g} s of audio")
+        key = UtteranceKey(request.device, f"request-{uuid.uuid4().hex[:12]}")
+        utt = self.intake.whole_file(
+            key, topic=topic_name, language=request.language, samples=samples.size
+        )
+        utt.request_prompt = request.prompt or ""
+        utt.request_model = request.model
+        utt.publish = request.publish
+        await asyncio.to_thread(utt.append_samples, samples, time.monotonic())
+        utt.end_now(EndReason.END, time.monotonic())
+        utt.start_final()
+        final = await self._finalize(utt)
+        prompt = self._prompt(request.device, topic_name, topic, utt.request_prompt)
+        return _transcription(final, prompt=prompt, beam_size=self.config.decode.beam_size)
+
+    async def retranscribe(self, request: RetranscribeRequest) -> Transcription:
+        """A recent session's audio decoded again, with the request's model, prompt, beam."""
+        now = time.monotonic()
+        recent = self.recent.get(request.device, request.session, now=now)
+        if recent is None:
+            ttl = self.config.requests.recent_ttl_s
+            raise RequestFailedError(
+                ErrorCode.NOT_FOUND,
+                f"no audio of {request.device}/{request.session} on this node (kept {ttl:g} s,"
+                " newest sessions only; send retranscribe to the node named in the final)",
+            )
+        topic = self._topic_config(recent.topic)
+        if request.prompt is not None:
+            prompt = build_prompt(topic.prompt, request.prompt)
+        else:
+            prompt = self._prompt(recent.device, recent.topic, topic)
+        beam = request.beam_size or self.config.decode.beam_size
+        decode = self.config.decode
+        options = DecodeOptions(
+            language=request.language or recent.language,
+            beam_size=beam,
+            window_margin_s=decode.window_margin_s,
+            prompt=prompt,
+            timestamps=True,
+            temperature_fallback=decode.temperature_fallback,
+        )
+        try:
+            model, result = await self._decode_final(
+                recent.samples(), options, request.model or topic.model, strict=True
+            )
+        except UnknownModelError as exc:
+            raise RequestFailedError(ErrorCode.UNKNOWN_MODEL, str(exc)) from None
+        decoding = result.decoding
+        text, rejection = judge(decoding.text, decoding.confidence, recent.speech_s, self._gate)
+        stripped = strip_wake_word(text, topic.wake_words)
+        if stripped.wake_word is not None and not stripped.text and rejection is None:
+            rejection = "wake_word_only"
+        return Transcription(
+            node=self.node_id,
+            model=model,
+            device=recent.device,
+            session=recent.session,
+            topic=recent.topic,
+            text="" if rejection else stripped.text,
+            language=decoding.language,
+            confidence=decoding.confidence,
+            rejected=rejection,
+            audio_s=round(recent.audio_s, 3),
+            decode_ms=decoding.decode_ms,
+            prompt=prompt,
+            beam_size=beam,
+            ts=time.time(),
+            words=[] if rejection else list(decoding.words)[stripped.words_removed :],
+            segments=[] if rejection else list(decoding.segments),
+        )
 
     def _finished_callback(self, utt: Utterance) -> Callable[[], None] | None:
         """Once the broker has the final, the spool forgets the session's audio."""
@@ -458,6 +722,28 @@ class Node:
             return None
         device, session = utt.key.device, utt.key.session
         return lambda: spool.finish(device, session)
+
+
+def _transcription(final: Final, *, prompt: str, beam_size: int) -> Transcription:
+    """A transcribe request's answer, from the final its file produced."""
+    return Transcription(
+        node=final.node,
+        model=final.model,
+        device=final.device,
+        session=final.session,
+        topic=final.topic,
+        text=final.text,
+        language=final.language,
+        confidence=final.confidence,
+        rejected=final.rejected,
+        audio_s=final.audio_s,
+        decode_ms=final.decode_ms,
+        prompt=prompt,
+        beam_size=beam_size,
+        ts=final.ts,
+        words=final.words,
+        segments=final.segments,
+    )
 
 
 def _consume_exception(task: asyncio.Task[object]) -> None:

@@ -61,8 +61,9 @@ async def start_node(
 ) -> NodeProcess:
     """Start ``orac-node run`` against ``url`` and wait for its retained ``ready``."""
     config = dict(config or {})
-    # each node process its own spool, inside the caller's working folder
-    config["spool"] = {"dir": str(workdir / f"{node_id}-spool"), **config.get("spool", {})}
+    # each node process its own spool and webhook outbox, inside the caller's working folder
+    for state in ("spool", "webhooks"):
+        config[state] = {"dir": str(workdir / f"{node_id}-{state}"), **config.get(state, {})}
     config_path = workdir / f"{node_id}.yaml"
     config_path.write_text(yaml.safe_dump(config))
     log_path = workdir / f"{node_id}.log"

@@ -7,9 +7,10 @@ rather than field plumbing.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from orac_node import __version__
 from orac_node.bus import Bus, Outgoing
@@ -20,12 +21,15 @@ from orac_node.contract import (
     NodeState,
     NodeStatus,
     Partial,
+    Segment,
+    Word,
     error_topic,
     status_topic,
     transcript_topic,
 )
 from orac_node.engine import Decoding
 from orac_node.session import Utterance
+from orac_node.wakeword import strip_wake_word, strip_words
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +87,33 @@ class TranscriptPublisher:
         queue_ms: float,
         speculative: bool = False,
         on_sent: Callable[[], None] | None = None,
+        model: str | None = None,
+        wake_words: Sequence[str] = (),
     ) -> Final:
-        """Publish the session's one final transcript; ``on_sent`` runs on the broker's PUBACK."""
+        """Publish the session's one final transcript; ``on_sent`` runs on the broker's PUBACK.
+
+        ``wake_words``: the topic's, stripped from the start of the text (and of
+        its words and first segment). Not published when the utterance is a
+        transcribe request that asked not to be (``utt.publish``).
+        """
+        stripped = strip_wake_word(text, wake_words)
+        if stripped.wake_word is not None:
+            text = stripped.text
+            if not text and rejection is None:
+                rejection = "wake_word_only"
+        words: list[Word] = []
+        segments: list[Segment] = []
+        if decoding and not rejection:
+            words = strip_words(decoding.words, stripped.words_removed)
+            segments = list(decoding.segments)
+            if stripped.wake_word is not None and segments:
+                first = strip_wake_word(segments[0].text, [stripped.wake_word]).text
+                segments[0] = dataclasses.replace(segments[0], text=first)
         endpoint = str(utt.reason)
         endpoint_at = utt.endpoint_at if utt.endpoint_at is not None else time.monotonic()
         message = Final(
             node=self.node_id,
-            model=self.model,
+            model=model or self.model,
             device=utt.key.device,
             session=utt.key.session,
             topic=utt.topic,
@@ -110,12 +134,14 @@ class TranscriptPublisher:
             queue_ms=queue_ms,
             speculative=speculative,
             ts=time.time(),
-            words=list(decoding.words) if decoding and not rejection else [],
-            segments=list(decoding.segments) if decoding and not rejection else [],
+            words=words,
+            segments=segments,
+            wake_word=stripped.wake_word,
         )
-        self._bus.publish(
-            Outgoing(transcript_topic(utt.topic), message.encode(), qos=1, on_sent=on_sent)
-        )
+        if utt.publish:
+            self._bus.publish(
+                Outgoing(transcript_topic(utt.topic), message.encode(), qos=1, on_sent=on_sent)
+            )
         return message
 
     def error(

@@ -36,7 +36,7 @@ class Speculation:
     """A final decoded early, at a pause, valid while no new speech follows."""
 
     speech_windows: int  # the endpointer's count when it started
-    task: asyncio.Task[FinalDecoding]
+    task: asyncio.Task[tuple[str, FinalDecoding]]  # (model, decoding)
 
 
 INITIAL_BUFFER_S = 5.0
@@ -111,6 +111,11 @@ class Utterance:
         self.partial_requested_n = 0
         self.partial_offset = 0  # first sample of the partial window
         self.speculation: Speculation | None = None
+        # Set for a file sent as a transcribe request (rpc.py): its own prompt and model,
+        # and whether its final also goes on the transcript topic.
+        self.request_prompt = ""
+        self.request_model: str | None = None
+        self.publish = True
 
     # -- audio ------------------------------------------------------------
 

@@ -344,5 +344,3 @@ def _details(data: dict[str, Any], now: float) -> str:
         for d in data["devices"]
     ]
     return "\n".join(lines)
-
-

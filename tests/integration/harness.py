@@ -69,7 +69,9 @@ def start_node(
     for it (the node's TLS listener, credentials in its config file).
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    config = {"spool": {"dir": str(workdir / "spool")}, **config}  # a spool per node
+    config = dict(config)
+    for state in ("spool", "webhooks"):  # state of its own per node, not in ~/.local/state
+        config[state] = {"dir": str(workdir / state), **config.get(state, {})}
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     log_path = workdir / "node.log"

@@ -174,15 +174,34 @@ def test_the_plain_listener_is_reachable_from_this_machine_only(secure: SecureBr
                 "orac/node/orac-box/status",  # forging node status
                 "orac/device/sat-b/error",
                 "orac/request/unlock-door",  # posing as ORAC Core
+                "orac/request/any/retranscribe",
+                "orac/context/device/sat-a",  # steering its own transcripts
+                "orac/config/topic/general",  # rewriting the registry (webhooks!)
+                "orac/satellite/sat-b/status",  # another satellite's heartbeat
+                "orac/response/orac-core/1",  # forging an answer to Core
             ],
             "audio/sat-a/chunk",
         ),
+        ("sat-a", ["orac/satellite/sat-b/status"], "orac/satellite/sat-a/status"),
         (
             "orac-core",
-            ["transcript/general", "audio/sat-a/chunk", "orac/node/orac-box/status"],
+            [
+                "transcript/general",
+                "audio/sat-a/chunk",
+                "orac/node/orac-box/status",
+                "orac/response/orac-core/1",
+            ],
             "orac/request/lights",
         ),
-        ("orac-node", ["orac/request/lights", "audio/sat-a/chunk"], "transcript/general"),
+        ("orac-core", ["orac/satellite/sat-a/status"], "orac/context/device/kitchen"),
+        ("orac-core", ["orac/device/sat-a/error"], "orac/config/topic/general"),
+        (
+            "orac-node",
+            ["orac/request/lights", "audio/sat-a/chunk", "orac/context/device/kitchen"],
+            "transcript/general",
+        ),
+        ("orac-node", ["orac/satellite/sat-a/status"], "orac/response/orac-core/1"),
+        ("orac-node", ["orac/request/any/describe"], "orac/config/topic/general"),
     ],
 )
 async def test_users_publish_only_where_the_acl_allows(
@@ -243,18 +262,40 @@ def test_a_refused_publish_is_answered_not_authorized(secure: SecureBroker) -> N
                 ("orac-node", "orac/node/orac-box/status"),
                 ("sat-b", "audio/sat-b/chunk"),  # listening in on another satellite
                 ("orac-core", "orac/request/lights"),
+                ("orac-node", "orac/response/orac-core/1"),  # Core's answers
+                ("orac-core", "orac/config/topic/general"),  # webhook secrets
+                ("orac-core", "orac/context/device/sat-a"),
             ],
             ("orac-node", "orac/device/sat-a/error"),
         ),
         (
             "orac-core",
-            [("sat-a", "audio/sat-a/chunk"), ("orac-node", "orac/device/sat-a/error")],
-            ("orac-node", "transcript/general"),
+            [
+                ("sat-a", "audio/sat-a/chunk"),
+                ("orac-node", "orac/device/sat-a/error"),
+                ("orac-node", "orac/response/sat-a/1"),  # another user's answers
+            ],
+            ("orac-node", "orac/response/orac-core/1"),
+        ),
+        (
+            "orac-core",
+            [("sat-a", "audio/sat-a/chunk")],
+            ("sat-a", "orac/satellite/sat-a/status"),
         ),
         (
             "orac-node",
-            [("orac-core", "orac/request/lights"), ("orac-node", "transcript/general")],
+            [("orac-node", "orac/response/orac-core/1"), ("orac-node", "transcript/general")],
             ("sat-a", "audio/sat-a/chunk"),
+        ),
+        (
+            "orac-node",
+            [("orac-node", "transcript/general")],
+            ("orac-core", "orac/request/any/describe"),
+        ),
+        (
+            "orac-node",
+            [("orac-node", "orac/device/sat-a/error")],
+            ("orac-core", "orac/context/device/kitchen"),
         ),
     ],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -111,3 +112,23 @@ async def test_the_same_audio_twice_is_decoded_once(
     )
     assert done.returncode == 0, done.stderr
     assert "removed 1 cached transcript(s)" in done.stdout
+    again = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "orac_node.cli",
+            "cache",
+            "clear",
+            "--json",
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("ORAC_NODE_")},
+    )
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == {"removed": 0}

@@ -9,16 +9,27 @@ import sys
 import urllib.request
 from collections import Counter
 
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from prometheus_client.parser import text_string_to_metric_families
 
 from orac_node.broker import free_port
 from orac_node.client import split_chunks
+from orac_node.contract import Method, request_topic, response_topic
 from tests.conftest import AUDIO
 from tests.integration.conftest import load
 from tests.integration.harness import RunningNode, harness
+from tests.integration.receivers import receiving
 
 PORT = free_port()
-NODE_CONFIG: dict[str, object] = {"metrics": {"enabled": True, "port": PORT}}
+HOOK_PORT = free_port()
+NODE_CONFIG: dict[str, object] = {
+    "metrics": {"enabled": True, "port": PORT},
+    "registry": {
+        "topics": {"general": {"webhooks": [{"url": f"http://127.0.0.1:{HOOK_PORT}/hook"}]}}
+    },
+    "webhooks": {"allow": ["127.0.0.0/8"]},
+}
 CLIPS = [AUDIO / "commands" / "utt005.wav", AUDIO / "commands" / "utt019.wav"]
 
 
@@ -41,19 +52,25 @@ async def test_counts_match_the_traffic(node: RunningNode, device: str) -> None:
 
     chunks, partials = 0, 0
     reasons: Counter[str] = Counter()
-    async with harness(node.url) as h:
-        for clip in CLIPS:  # in real time, so partials are published too
-            samples = load(clip)
-            chunks += len(split_chunks(samples, 20))
-            result = await h.session(device, samples, realtime=True)
-            assert result.final is not None
-            reasons[result.final.reason] += 1
-            partials += len(result.partials)
-        for payload in (b"not msgpack", b"", b"\x81\xa3seq\xa1x"):
-            await h.mqtt.publish(f"audio/{device}/chunk", payload, qos=1)
-        async with asyncio.timeout(10):
-            while len(h.errors[device]) < 3:
-                await asyncio.sleep(0.05)
+    with receiving(HOOK_PORT) as receiver:
+        async with harness(node.url) as h:
+            for clip in CLIPS:  # in real time, so partials are published too
+                samples = load(clip)
+                chunks += len(split_chunks(samples, 20))
+                result = await h.session(device, samples, realtime=True)
+                assert result.final is not None
+                reasons[result.final.reason] += 1
+                partials += len(result.partials)
+            for payload in (b"not msgpack", b"", b"\x81\xa3seq\xa1x"):
+                await h.mqtt.publish(f"audio/{device}/chunk", payload, qos=1)
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.ResponseTopic = response_topic("metrics-test", "1")
+            await h.mqtt.publish(
+                request_topic(Method.DESCRIBE), b"{}", qos=1, properties=properties
+            )
+            async with asyncio.timeout(10):
+                while len(h.errors[device]) < 3 or len(receiver.requests) < 2:
+                    await asyncio.sleep(0.05)
     after = _scrape()
     assert delta("orac_node_messages_received_total", kind="chunk") == chunks + 3
     for reason, count in reasons.items():
@@ -69,6 +86,12 @@ async def test_counts_match_the_traffic(node: RunningNode, device: str) -> None:
     assert partials > 0
     assert delta("orac_node_partial_lag_seconds_count") == partials
     assert delta("orac_node_decode_seconds_count", kind="partial") == partials
+    # each final with text went to the topic's webhook, and is kept for retranscribe
+    assert delta("orac_node_webhook_deliveries_total", result="delivered") == 2
+    assert delta("orac_node_webhook_deliveries_total", result="dead") == 0
+    assert after[("orac_node_webhook_outbox", ())] == 0
+    assert delta("orac_node_recent_sessions") == 2
+    assert delta("orac_node_requests_total", method="describe", outcome="ok") == 1
 
 
 def test_orac_node_metrics_summarizes_the_same_page(node: RunningNode) -> None:

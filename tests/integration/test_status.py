@@ -31,7 +31,10 @@ async def test_status_is_ready_then_offline(
     broker: LocalBroker, tmp_path: Path, sig: int, expected_exit: int
 ) -> None:
     node_id = f"status-{sig}"
-    node = await asyncio.to_thread(start_node, broker.url, tmp_path, MODEL, node_id, {})
+    # A killed node's session would live on in the shared broker (and take its share of
+    # requests to "any", contract.SHARED_REQUEST_FILTER) for the other tests' nodes.
+    config = {"broker": {"session_expiry_s": 0}}
+    node = await asyncio.to_thread(start_node, broker.url, tmp_path, MODEL, node_id, config)
     ready = await _retained_status(broker.url, node_id)
     assert ready.state == "ready"
     assert ready.model == "tiny.en"
