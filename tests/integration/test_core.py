@@ -24,6 +24,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from orac_node.broker import LocalBroker, free_port
+from orac_node.config import TopicConfig
 from orac_node.contract import (
     REQUEST_ANY,
     Context,
@@ -31,10 +32,12 @@ from orac_node.contract import (
     Method,
     Response,
     RetranscribeRequest,
+    SatelliteStatus,
     TranscribeRequest,
     TranscriptionEvent,
     context_topic,
     response_topic,
+    satellite_status_topic,
     topic_config_topic,
 )
 from orac_node.signing import SIGNATURE_HEADER, verify
@@ -59,6 +62,8 @@ NODE_CONFIG: dict[str, object] = {
         "topics": {
             "speeches": {"wake_words": ["and so"]},
             "off-air": {"enabled": False},
+            "alt-model": {"model": "tiny-alt"},
+            "odd-model": {"model": "not-here"},  # a topic config naming a model this node lacks
             "hooked": {
                 "webhooks": [{"url": f"http://127.0.0.1:{HOOK_PORT}/hook", "secret": HOOK_SECRET}]
             },
@@ -323,3 +328,47 @@ async def test_a_node_that_stopped_leaves_requests_to_any_to_the_others(
         after = [await core.ask(Method.DESCRIBE, b"{}", timeout=10) for _ in range(4)]
     assert while_both == {node.node_id, other.node_id}  # the two took turns
     assert {r.node for r in after} == {node.node_id}
+
+
+async def test_a_topics_model_decodes_its_finals_and_an_unknown_one_falls_back(
+    node: RunningNode, broker: LocalBroker, device: str
+) -> None:
+    lights = load(AUDIO / "commands" / "utt000.wav")
+    async with harness(broker.url) as h:
+        alt = (await h.session(device, lights, topic="alt-model")).final
+        odd = (await h.session(device, lights, topic="odd-model")).final
+    assert alt is not None and odd is not None
+    assert alt.model == "tiny-alt" and "kitchen lights" in alt.text.lower()
+    assert odd.model == "tiny.en" and odd.text == alt.text  # the user still gets the final
+    assert "not available here" in node.log()
+
+
+async def test_context_for_a_topic_applies_to_every_device_on_it(
+    node: RunningNode, broker: LocalBroker
+) -> None:
+    topic = f"tv-{uuid.uuid4().hex[:6]}"
+    async with harness(broker.url) as h:
+        context = Context(prompt=VOCABULARY, ttl_s=60, ts=time.time()).encode()
+        await h.mqtt.publish(context_topic(topic=topic), context, qos=1, retain=True)
+        await asyncio.sleep(0.3)
+        final = (
+            await h.session(f"any-{uuid.uuid4().hex[:4]}", load(TELEVISION), topic=topic)
+        ).final
+        await h.mqtt.publish(context_topic(topic=topic), b"", qos=1, retain=True)
+    assert final is not None and final.text == "Switch off the television."
+
+
+async def test_a_satellites_heartbeat_registers_its_topic_with_a_default_config(
+    node: RunningNode, broker: LocalBroker
+) -> None:
+    device, topic = f"sat-{uuid.uuid4().hex[:6]}", f"lazy-{uuid.uuid4().hex[:6]}"
+    heartbeat = SatelliteStatus(device, "online", [topic], time.time()).encode()
+    async with harness(broker.url) as h:
+        await h.mqtt.subscribe(topic_config_topic(topic), qos=1)
+        await h.mqtt.publish(satellite_status_topic(device), heartbeat, qos=1, retain=True)
+        await _until(lambda: any(m.topic.value == topic_config_topic(topic) for m in h.other))
+        (config,) = [m for m in h.other if m.topic.value == topic_config_topic(topic)]
+        await h.mqtt.publish(topic_config_topic(topic), b"", qos=1, retain=True)
+        await h.mqtt.publish(satellite_status_topic(device), b"", qos=1, retain=True)
+    assert isinstance(config.payload, bytes)
+    assert TopicConfig.model_validate_json(config.payload) == TopicConfig()
