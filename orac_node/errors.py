@@ -6,7 +6,11 @@
     ├── AudioDecodeError     a file or payload could not be turned into PCM
     ├── BrokerError          the broker refused us or cannot be reached
     ├── AccountError         a satellite account cannot be added, removed or listed
-    └── ContractError        a message breaks the wire contract (carries a code)
+    ├── ContractError        a message breaks the wire contract (carries a code)
+    └── ClientError          the client SDK (orac_node.client) was misused or refused
+        ├── RequestError         a node answered a request with ok: false
+        ├── RequestTimeoutError  no answer in time; also a TimeoutError
+        └── StreamError          the node refused a streamed session
 
 Library exceptions (yaml, pydantic, aiomqtt, ffmpeg exit codes) are translated
 into these at the boundary with ``raise ... from exc`` so the cause stays
@@ -14,6 +18,11 @@ visible in tracebacks while callers depend only on this module.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # contract.py imports this module
+    from orac_node.contract import ErrorReport, Response
 
 
 class OracNodeError(Exception):
@@ -51,3 +60,35 @@ class ContractError(OracNodeError):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class ClientError(OracNodeError):
+    """The client was misused, or the broker refused it something it needs."""
+
+
+class RequestError(ClientError):
+    """A node answered a request with ``ok: false``; ``code`` is machine-readable."""
+
+    def __init__(self, response: Response) -> None:
+        error = response.error
+        self.code = error.code if error is not None else "unknown"
+        self.message = error.message if error is not None else "no error given"
+        self.response = response
+        super().__init__(
+            f"{response.method} failed on {response.node}: {self.code}: {self.message}"
+        )
+
+
+class RequestTimeoutError(ClientError, TimeoutError):
+    """No answer in time: no node up, none allowed to answer, or the work took longer."""
+
+
+class StreamError(ClientError):
+    """The node refused a streamed session; ``report`` is what it published."""
+
+    def __init__(self, report: ErrorReport) -> None:
+        self.report = report
+        self.code = report.code
+        super().__init__(
+            f"{report.node} refused session {report.session}: {report.code}: {report.message}"
+        )

@@ -1,0 +1,390 @@
+"""The asyncio client SDK: :class:`Client`'s requests, context, streaming and transcript feeds.
+
+Its connection (heartbeat, subscriptions, routing each message) is
+:class:`~orac_node.client.connection.Connection`, its base class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
+
+import aiomqtt
+import numpy as np
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from orac_node.audio import Samples
+from orac_node.client.connection import Connection, cancel
+from orac_node.client.feed import TranscriptFeed
+from orac_node.client.link import Satellite, format_transcript, payload_bytes
+from orac_node.client.sources import (
+    AudioSource,
+    FileSource,
+    check_name,
+    file_bytes,
+    stream_audio,
+)
+from orac_node.contract import (
+    CONTEXT_DEFAULT_TTL_S,
+    CONTEXT_MAX_TTL_S,
+    MAX_PROMPT_CHARS,
+    REQUEST_ANY,
+    TRANSCRIPT_FILTER,
+    Context,
+    ErrorReport,
+    Final,
+    Method,
+    Partial,
+    Response,
+    RetranscribeRequest,
+    TranscribeRequest,
+    Transcription,
+    context_topic,
+    decode_transcript,
+    error_topic,
+    is_response_topic,
+    request_topic,
+    response_topic,
+    transcript_topic,
+)
+from orac_node.errors import (
+    BrokerError,
+    ClientError,
+    ContractError,
+    RequestError,
+    RequestTimeoutError,
+    StreamError,
+)
+
+log = logging.getLogger("orac_node.client")
+
+END_GRACE_S = 0.5
+"""How long a stream that is over waits for its audio sender to publish the
+``end`` chunk (the sender notices at its next chunk, 20-100 ms) before cancelling it."""
+
+
+class Client(Connection):
+    """An asyncio client of orac-node: requests, streaming, transcripts, context.
+
+    Use it as ``async with Client(url, ...) as c``; one connection serves any
+    number of concurrent calls. ``device`` names this program as a satellite
+    (needed by :meth:`stream`); with ``heartbeat`` it also publishes a retained
+    :class:`~orac_node.contract.SatelliteStatus` ``online`` listing ``topics``,
+    with ``offline`` as its Last Will and on a clean exit. ``timeout`` is the
+    default wait for a request's answer and for a stream's final after its audio.
+    The connection is not re-established when it drops: calls then raise
+    :class:`BrokerError`; reconnect by entering a new ``Client`` (with backoff).
+    """
+
+    # -- requests -----------------------------------------------------------
+
+    async def _request(
+        self,
+        method: Method,
+        target: str,
+        payload: bytes,
+        timeout: float | None,  # noqa: ASYNC109 - the SDK's documented per-call timeout
+    ) -> Response:
+        """Publish one request and wait for its response (matched on correlation data)."""
+        if not self._responses_ready:
+            await self._subscribe(self._response_filter)  # kept for the client's lifetime
+            self._responses_ready = True
+        nonce = uuid.uuid4().hex
+        reply_to = response_topic(self.owner, f"{self._reply_level}/{nonce}")
+        if not is_response_topic(reply_to):
+            raise ClientError(f"cannot be answered on {reply_to!r}: choose another client_id")
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.ResponseTopic = reply_to
+        properties.CorrelationData = nonce.encode()
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._pending[nonce.encode()] = future
+        wait = self.timeout if timeout is None else timeout
+        try:
+            await self._publish(request_topic(method, target), payload, properties=properties)
+            async with asyncio.timeout(wait):
+                response = await future
+        except TimeoutError:
+            raise RequestTimeoutError(
+                f"no answer to {method.value} from {target!r} within {wait:g} s: is a node up, "
+                f"and may this client publish {request_topic(method, target)} and read "
+                f"{self._response_filter}?"
+            ) from None
+        finally:
+            del self._pending[nonce.encode()]
+        if not response.ok:
+            raise RequestError(response)
+        return response
+
+    async def describe(
+        self,
+        node: str = REQUEST_ANY,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> dict[str, Any]:
+        """What a node offers (models, languages, limits), as the node describes it."""
+        response = await self._request(Method.DESCRIBE, node, b"{}", timeout)
+        return response.result or {}
+
+    async def transcribe(
+        self,
+        source: FileSource,
+        *,
+        topic: str | None = None,
+        language: str | None = None,
+        prompt: str | None = None,
+        model: str | None = None,
+        device: str | None = None,
+        publish: bool = True,
+        node: str = REQUEST_ANY,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> Transcription:
+        """Transcribe a whole recording on one node and return the result.
+
+        ``source`` is a path (WAV, FLAC, MP3, OGG: the node decodes it), a
+        file's bytes, or float32 16 kHz samples (sent as a WAV). With
+        ``publish`` the final also goes out on ``transcript/<topic>`` for the
+        topic's consumers. ``device`` defaults to this client's device, else
+        ``request``. Raises :class:`RequestError` when the node refuses it.
+        """
+        request = TranscribeRequest(
+            audio=await file_bytes(source),
+            device=device or self.device or "request",
+            topic=topic,
+            language=language,
+            prompt=prompt,
+            model=model,
+            publish=publish,
+        )
+        response = await self._request(Method.TRANSCRIBE, node, request.encode(), timeout)
+        return response.transcription()
+
+    async def retranscribe(
+        self,
+        final_or_device: Final | str,
+        session: str | None = None,
+        *,
+        node: str | None = None,
+        model: str | None = None,
+        prompt: str | None = None,
+        language: str | None = None,
+        beam_size: int | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> Transcription:
+        """Decode a recent session's audio again (a bigger model, a prompt, beam search).
+
+        Pass the :class:`Final` (the request goes to ``final.node``, the only
+        node holding the audio), or a device and session id (then give ``node``
+        too when there is more than one node). A session the node no longer
+        holds raises :class:`RequestError` with code ``not_found``.
+        """
+        if isinstance(final_or_device, Final):
+            if session is not None:
+                raise ValueError("give a Final, or a device and a session, not both")
+            device, session = final_or_device.device, final_or_device.session
+            target = node or final_or_device.node
+        else:
+            if session is None:
+                raise ValueError("retranscribe needs the session id with a device name")
+            device, target = final_or_device, node or REQUEST_ANY
+        request = RetranscribeRequest(
+            device=device,
+            session=session,
+            model=model,
+            prompt=prompt,
+            language=language,
+            beam_size=beam_size,
+        )
+        response = await self._request(Method.RETRANSCRIBE, target, request.encode(), timeout)
+        return response.transcription()
+
+    # -- context ------------------------------------------------------------
+
+    async def set_context(
+        self,
+        prompt: str,
+        *,
+        device: str | None = None,
+        topic: str | None = None,
+        ttl_s: float = CONTEXT_DEFAULT_TTL_S,
+    ) -> None:
+        """Give one device's (or topic's) next utterances a prompt for ``ttl_s`` seconds.
+
+        Published retained, so a node started later has it, and with an MQTT
+        message expiry of ``ttl_s`` (rounded up), so the broker forgets it when
+        the node would stop using it. Setting it again replaces it.
+        """
+        where = self._context_topic(device, topic)
+        if not 0 < ttl_s <= CONTEXT_MAX_TTL_S:
+            raise ValueError(f"ttl_s must be in (0, {CONTEXT_MAX_TTL_S:g}]")
+        if len(prompt) > 10 * MAX_PROMPT_CHARS:
+            raise ValueError(f"prompt over {10 * MAX_PROMPT_CHARS} characters")
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.MessageExpiryInterval = math.ceil(ttl_s)
+        context = Context(prompt=prompt, ttl_s=ttl_s, ts=time.time())
+        await self._publish(where, context.encode(), retain=True, properties=properties)
+
+    async def clear_context(self, *, device: str | None = None, topic: str | None = None) -> None:
+        """Withdraw a context at once (an empty retained message clears it)."""
+        await self._publish(self._context_topic(device, topic), b"", retain=True)
+
+    @staticmethod
+    def _context_topic(device: str | None, topic: str | None) -> str:
+        if (device is None) == (topic is None):
+            raise ValueError("give exactly one of device and topic")
+        if device is not None:
+            return context_topic(device=check_name("device", device))
+        return context_topic(topic=check_name("topic", topic or ""))
+
+    # -- transcripts and streaming -------------------------------------------
+
+    def transcripts(self, topic: str | None = None) -> TranscriptFeed:
+        """Partials and finals on ``transcript/<topic>`` (all topics when None), until closed.
+
+        ``async for t in c.transcripts()`` subscribes at the first read;
+        ``async with c.transcripts() as feed`` subscribes on entering, so what
+        is published after that is not missed. Messages that do not parse are
+        skipped (logged at debug level).
+        """
+        watch = transcript_topic(check_name("topic", topic)) if topic else TRANSCRIPT_FILTER
+        return TranscriptFeed(self, watch)
+
+    async def stream(
+        self,
+        source: AudioSource,
+        *,
+        topic: str | None = None,
+        language: str | None = None,
+        session: str | None = None,
+        realtime: bool = True,
+        chunk_ms: int = 20,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> AsyncIterator[Partial | Final]:
+        """Stream one utterance as this client's device; yield its partials, then its final.
+
+        ``source``: a file path or a file's bytes (decoded here, ffmpeg for
+        non-WAV), float32 16 kHz samples, or live s16le 16 kHz mono blocks
+        (an async iterable, or a blocking iterable read in a thread), which
+        stream until the node's endpoint says the utterance is over. Files and
+        samples go out at capture speed when ``realtime`` (as a satellite
+        would; partials need time to appear), else as fast as the node allows.
+        Streaming stops (end=true) once the final arrives or when the caller
+        stops iterating. An error report naming this session (too many
+        sessions, a failed decode) raises :class:`StreamError`; other reports
+        for the device are logged. No final within ``timeout`` seconds after
+        the audio ran out raises :class:`RequestTimeoutError`.
+        """
+        device = self.device
+        if device is None:
+            raise ClientError("stream needs a device: Client(url, device='kitchen')")
+        watch = transcript_topic(check_name("topic", topic)) if topic else TRANSCRIPT_FILTER
+        session = session or uuid.uuid4().hex[:16]
+        audio = await stream_audio(source)
+        wait = self.timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        async with self._listen(watch, error_topic(device)) as inbox:
+            stop = asyncio.Event()
+            sender = asyncio.create_task(
+                self._send_audio(
+                    audio,
+                    session=session,
+                    topic=topic,
+                    lang=language,
+                    chunk_ms=chunk_ms,
+                    realtime=realtime,
+                    stop=stop,
+                ),
+                name=f"orac-stream-{session}",
+            )
+            # Wake the loop below when the audio is out (its deadline starts) or failed.
+            sender.add_done_callback(
+                lambda task: None if task.cancelled() else inbox.put(task.exception())
+            )
+            try:
+                deadline: float | None = None
+                last_seq = 0
+                while True:
+                    if deadline is None and sender.done():
+                        deadline = loop.time() + wait
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            message = await inbox.get()
+                    except TimeoutError:
+                        raise RequestTimeoutError(
+                            f"no final for session {session} within {wait:g} s of its audio: "
+                            f"is a node up, and may this client read {watch}?"
+                        ) from None
+                    t = None if message is None else self._of_session(message, device, session)
+                    if isinstance(t, Partial) and t.seq > last_seq:  # not a late duplicate
+                        last_seq = t.seq
+                        yield t
+                    elif isinstance(t, Final):
+                        yield t
+                        return
+            finally:
+                stop.set()
+                await _finish(sender)
+
+    async def _send_audio(
+        self,
+        audio: Samples | AsyncIterable[bytes],
+        *,
+        session: str,
+        topic: str | None,
+        lang: str | None,
+        chunk_ms: int,
+        realtime: bool,
+        stop: asyncio.Event,
+    ) -> None:
+        satellite = Satellite(self._connected(), self.device or "")
+        try:
+            if isinstance(audio, np.ndarray):
+                await satellite.stream(
+                    audio,
+                    session=session,
+                    topic=topic,
+                    lang=lang,
+                    chunk_ms=chunk_ms,
+                    realtime=realtime,
+                    stop=stop,
+                )
+            else:
+                await satellite.stream_pcm(
+                    audio, session=session, topic=topic, lang=lang, chunk_ms=chunk_ms, stop=stop
+                )
+        except aiomqtt.MqttError as exc:
+            raise BrokerError(f"{self._where}: streaming session {session}: {exc}") from exc
+
+    @staticmethod
+    def _of_session(message: aiomqtt.Message, device: str, session: str) -> Partial | Final | None:
+        """The message as a transcript of this session (None: another's, or unreadable)."""
+        payload = payload_bytes(message)
+        if message.topic.matches(error_topic(device)):
+            try:
+                report = ErrorReport.decode(payload)
+            except ContractError as exc:
+                log.debug("unreadable error report for %s: %s", device, exc)
+                return None
+            if report.session == session:
+                raise StreamError(report)
+            if report.session is None:
+                log.warning("%s", format_transcript(report))
+            return None
+        try:
+            t = decode_transcript(payload)
+        except ContractError as exc:
+            log.debug("skipping a transcript on %s: %s", message.topic, exc)
+            return None
+        return t if (t.device, t.session) == (device, session) else None
+
+
+async def _finish(sender: asyncio.Task[None]) -> None:
+    """Let a stream's sender publish its end chunk, then make sure it is gone."""
+    await asyncio.wait({sender}, timeout=END_GRACE_S)
+    if not sender.done():
+        await cancel(sender)

@@ -1,0 +1,294 @@
+"""The low-level pieces: a broker connection, a satellite's audio, transcripts as they come.
+
+The CLI, the demo, the bench and the tests use these directly, and
+:class:`~orac_node.client.Client` is built on them: :func:`connect`,
+:class:`Satellite`, :func:`stream_raw`, :func:`transcripts`,
+:func:`wait_for_state`, :func:`format_transcript`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiomqtt
+
+from orac_node.audio import Samples, float_to_s16
+from orac_node.brokerurl import NO_DELAY, BrokerUrl, tls_parameters
+from orac_node.contract import (
+    SAMPLE_RATE,
+    AudioChunk,
+    AudioFormat,
+    AudioKind,
+    ErrorReport,
+    Final,
+    NodeStatus,
+    Partial,
+    audio_topic,
+    decode_transcript,
+    status_topic,
+)
+from orac_node.errors import BrokerError, ContractError
+
+
+@asynccontextmanager
+async def connect(
+    url: str,
+    *,
+    client_id: str | None = None,
+    password: str | None = None,
+    ca_file: Path | None = None,
+    cert_file: Path | None = None,
+    key_file: Path | None = None,
+    will: aiomqtt.Will | None = None,
+) -> AsyncIterator[aiomqtt.Client]:
+    """An MQTT v5 client for ``mqtt://[user[:password]@]host:port`` or ``mqtts://...``.
+
+    ``password`` is used when the URL names a user but no password (a password
+    typed into a URL lands in shell history and ``ps``). ``mqtts://`` verifies
+    the broker against ``ca_file`` (default: the system's trust store);
+    ``cert_file``/``key_file`` add a client certificate. ``will`` is the Last
+    Will the broker publishes if the connection dies. Connect failures become
+    :class:`BrokerError`, whose message shows the URL without its password.
+    """
+    try:
+        parsed = BrokerUrl.parse(url)
+    except ValueError as exc:
+        raise BrokerError(str(exc)) from None
+    if not parsed.tls and (ca_file or cert_file or key_file):
+        raise BrokerError("a CA or client certificate needs an mqtts:// url")
+    client = aiomqtt.Client(
+        parsed.host,
+        parsed.port,
+        identifier=client_id or f"orac-client-{uuid.uuid4().hex[:8]}",
+        protocol=aiomqtt.ProtocolVersion.V5,
+        username=parsed.username,
+        password=parsed.password if parsed.password is not None else password,
+        tls_params=tls_parameters(ca_file, cert_file, key_file) if parsed.tls else None,
+        socket_options=NO_DELAY,
+        will=will,
+        logger=logging.getLogger("orac_node.mqtt"),
+    )
+    try:
+        async with client:
+            yield client
+    except aiomqtt.MqttError as exc:
+        raise BrokerError(f"{parsed.redacted()}: {exc}") from exc
+
+
+def split_chunks(samples: Samples, chunk_ms: int) -> list[bytes]:
+    """Cut float32 16 kHz audio into s16le chunks of ``chunk_ms``."""
+    step = SAMPLE_RATE * chunk_ms // 1000
+    pcm = float_to_s16(samples)
+    return [pcm[i * 2 : (i + step) * 2] for i in range(0, samples.size, step)] or [b""]
+
+
+class Satellite:
+    """Streams audio for one device the way a Raspberry Pi satellite does."""
+
+    def __init__(self, client: aiomqtt.Client, device: str) -> None:
+        self._client = client
+        self.device = device
+
+    async def _send(
+        self,
+        session: str,
+        seq: int,
+        pcm: bytes,
+        *,
+        end: bool,
+        topic: str | None,
+        lang: str | None,
+        qos: int,
+    ) -> None:
+        chunk = AudioChunk(
+            session=session,
+            seq=seq,
+            rate=SAMPLE_RATE,
+            channels=1,
+            format=AudioFormat.S16LE,
+            pcm=pcm,
+            end=end,
+            topic=topic,
+            lang=lang,
+            ts=time.time(),
+        )
+        await self._client.publish(audio_topic(self.device), chunk.encode(), qos=qos)
+
+    async def stream(
+        self,
+        samples: Samples,
+        *,
+        session: str | None = None,
+        topic: str | None = None,
+        lang: str | None = None,
+        chunk_ms: int = 20,
+        realtime: bool = False,
+        stop: asyncio.Event | None = None,
+        qos: int = 1,
+    ) -> str:
+        """Publish ``samples`` as one session; return its id.
+
+        ``realtime`` paces chunks at capture speed. ``stop`` ends streaming early
+        (a real satellite stops when the node's final arrives), sending end=true.
+        """
+        session = session or uuid.uuid4().hex[:16]
+        pieces = split_chunks(samples, chunk_ms)
+        started = time.monotonic()
+        for seq, pcm in enumerate(pieces):
+            last = seq == len(pieces) - 1 or (stop is not None and stop.is_set())
+            await self._send(session, seq, pcm, end=last, topic=topic, lang=lang, qos=qos)
+            if last:
+                break
+            if realtime:
+                delay = started + (seq + 1) * chunk_ms / 1000 - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+        return session
+
+    async def stream_pcm(
+        self,
+        blocks: AsyncIterable[bytes],
+        *,
+        session: str | None = None,
+        topic: str | None = None,
+        lang: str | None = None,
+        chunk_ms: int = 20,
+        stop: asyncio.Event | None = None,
+        qos: int = 1,
+    ) -> str:
+        """Publish live s16le 16 kHz mono blocks (a microphone) as one session; return its id.
+
+        Blocks of any size are re-cut into ``chunk_ms`` chunks of whole samples:
+        the node limits each device's messages per second, and a sound card
+        handing out 5 ms blocks would otherwise send 200 a second. Streaming ends
+        when the blocks run out or ``stop`` is set (checked as each block
+        arrives), with an end=true chunk carrying what is left.
+        """
+        session = session or uuid.uuid4().hex[:16]
+        size = SAMPLE_RATE * chunk_ms // 1000 * 2
+        pending = bytearray()
+        seq = 0
+        async for block in blocks:
+            pending += block
+            while len(pending) >= size:
+                await self._send(
+                    session, seq, bytes(pending[:size]), end=False, topic=topic, lang=lang, qos=qos
+                )
+                del pending[:size]
+                seq += 1
+            if stop is not None and stop.is_set():
+                break
+        tail = bytes(pending[: len(pending) - len(pending) % 2])
+        await self._send(session, seq, tail, end=True, topic=topic, lang=lang, qos=qos)
+        return session
+
+    async def say(
+        self,
+        samples: Samples,
+        *,
+        on_transcript: Callable[[Partial | Final], None],
+        session: str | None = None,
+        topic: str | None = None,
+        chunk_ms: int = 20,
+        realtime: bool = False,
+        timeout: float = 60.0,  # noqa: ASYNC109 - a satellite waits this long, then gives up
+    ) -> Final:
+        """Stream one utterance and follow its transcripts until its final.
+
+        The client must already be subscribed to the transcript topic. Like a
+        real satellite, streaming stops (with end=true) once the final arrives.
+        Raises TimeoutError when no final comes within ``timeout`` seconds.
+        """
+        session = session or uuid.uuid4().hex[:16]
+        done = asyncio.Event()
+        finals: list[Final] = []
+
+        async def follow() -> None:
+            async for t in transcripts(self._client):
+                if t.session == session:
+                    on_transcript(t)
+                    if isinstance(t, Final):
+                        finals.append(t)
+                        done.set()
+                        return
+
+        follower = asyncio.create_task(follow())
+        try:
+            await self.stream(
+                samples,
+                session=session,
+                topic=topic,
+                chunk_ms=chunk_ms,
+                realtime=realtime,
+                stop=done,
+            )
+            async with asyncio.timeout(timeout):
+                await done.wait()
+        finally:
+            follower.cancel()
+        return finals[0]
+
+
+def payload_bytes(message: aiomqtt.Message) -> bytes:
+    """A message's payload as bytes (aiomqtt types it loosely)."""
+    payload = message.payload
+    return payload if isinstance(payload, bytes) else str(payload).encode()
+
+
+async def stream_raw(
+    client: aiomqtt.Client, device: str, samples: Samples, chunk_ms: int, *, realtime: bool
+) -> None:
+    """Publish audio as bare s16le on ``audio/<device>/raw`` (no sessions, no end)."""
+    started = time.monotonic()
+    topic = audio_topic(device, AudioKind.RAW)
+    for i, pcm in enumerate(split_chunks(samples, chunk_ms)):
+        await client.publish(topic, pcm, qos=0)
+        if realtime:
+            delay = started + (i + 1) * chunk_ms / 1000 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+
+async def transcripts(client: aiomqtt.Client) -> AsyncIterator[Partial | Final]:
+    """Transcripts arriving on the client's subscriptions (others are skipped)."""
+    async for message in client.messages:
+        if not message.topic.matches("transcript/#"):
+            continue
+        try:
+            yield decode_transcript(payload_bytes(message))
+        except (ContractError, ValueError):
+            continue
+
+
+async def wait_for_state(client: aiomqtt.Client, node_id: str, state: str) -> None:
+    """Wait until the node's retained status says ``state`` (wrap in a timeout)."""
+    await client.subscribe(status_topic(node_id), qos=1)
+    async for message in client.messages:
+        if (
+            message.topic.matches(status_topic(node_id))
+            and NodeStatus.decode(payload_bytes(message)).state == state
+        ):
+            return
+
+
+def format_transcript(t: Partial | Final | ErrorReport) -> str:
+    """One readable line per message, for ``listen``, ``send`` and the demo."""
+    if isinstance(t, ErrorReport):
+        return f"ERROR    {t.device}: {t.code}: {t.message}"
+    who = f"{t.device}/{t.session[:16]}"
+    if isinstance(t, Partial):
+        tail = f"[{t.unstable}]" if t.unstable else ""
+        return f"partial  {who}: {' '.join(x for x in (t.stable, tail) if x)}"
+    if t.rejected:
+        return f"FINAL    {who}: (no text: {t.rejected}; {t.audio_s:.1f} s audio, {t.endpoint})"
+    return (
+        f"FINAL    {who}: {t.text}   "
+        f"(conf {t.confidence:.2f}, {t.audio_s:.1f} s audio, {t.endpoint}, "
+        f"{t.latency_ms:.0f} ms after endpoint)"
+    )
