@@ -32,7 +32,7 @@ import pytest
 
 from orac_node.access import generate_password
 from orac_node.broker import port_in_use
-from orac_node.client import Satellite, connect
+from orac_node.client import Client, Satellite, connect
 from orac_node.contract import Final, decode_transcript
 from orac_node.errors import BrokerError
 from tests.conftest import MODEL
@@ -367,10 +367,17 @@ async def test_the_node_transcribes_over_tls_as_its_own_user(
             await clients["orac-core"].subscribe("transcript/#", qos=1)
             session = await Satellite(clients["sat-a"], "sat-a").stream(load(wav))
             final = await _final(clients["orac-core"], session)
+        # Core's requests under the shipped ACL: to "any" (the node's shared
+        # subscription) and to the node by name, answered on orac/response/orac-core/...
+        async with Client(secure.url("orac-core", tls=False), timeout=30) as core:
+            described = await core.describe()
+            again = await core.retranscribe(final)
     finally:
         code = await asyncio.to_thread(node.stop, signal.SIGTERM)
     assert final.device == "sat-a"
     assert normalize(final.text) == normalize(reference)
+    assert described["node"] == "test-access-tls"
+    assert again.text == final.text and again.session == session
     assert code == 0, node.log()
     assert password not in node.log()
 
