@@ -4,12 +4,18 @@
         topic + size ─▶ _on_chunk / _on_raw / _on_file
         validate (contract) ─▶ decode PCM (audio) ─▶ Utterance.accept (session.py)
             reorder ─▶ resample ─▶ VAD ─▶ Endpointer
-    ─▶ Node._after_audio: endpointed? ─▶ _finalize  (task)
+    ─▶ Node._after_audio: endpointed? ─▶ finalize  (task)
                           speech, enough new audio? ─▶ _partial  (task)
-    _finalize: gate on VAD speech ─▶ scheduler.final ─▶ gate on text ─▶ publisher.final
-    _partial:  scheduler.partial (window up to the newest audio) ─▶ LocalAgreement
-               ─▶ publisher.partial ─▶ trim committed segments off a long window
-    _ticker:   wall-clock endpoints (idle satellite, chunk missing after end)
+    finalize: gate on VAD speech ─▶ decode_final (topic's model, prompt = topic
+              vocabulary + Core's context; response cache) ─▶ gate on text
+              ─▶ publisher.final (wake word stripped) ─▶ recent ring, webhooks
+    _partial: scheduler.partial (window up to the newest audio) ─▶ LocalAgreement
+              ─▶ publisher.partial ─▶ trim committed segments off a long window
+    _ticker:  wall-clock endpoints (idle satellite, chunk missing after end)
+
+    Other topics: orac/request/ ─▶ RequestHandler (rpc.py) ─▶ NodeBackend
+    (answers.py); orac/context/ ─▶ ContextStore (context.py); topic configs and
+    satellite heartbeats ─▶ Registry (registry.py), asked at every session and final.
 
 Life cycle (:meth:`Node.run`): connect (resuming the node's persistent broker
 session) and publish ``starting``; load and warm the models off the event
@@ -28,7 +34,6 @@ import asyncio
 import gc
 import logging
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -36,7 +41,8 @@ from typing import Any
 import aiomqtt
 
 from orac_node import __version__
-from orac_node.audio import Samples, decode_file_bytes_async
+from orac_node.answers import NodeBackend
+from orac_node.audio import Samples
 from orac_node.bus import Bus
 from orac_node.cache import cache_key, make_cache
 from orac_node.config import NodeConfig, TopicConfig
@@ -44,22 +50,17 @@ from orac_node.context import ContextStore, build_prompt
 from orac_node.contract import (
     AUDIO_FILTER,
     CONTEXT_FILTER,
-    MAX_PROMPT_CHARS,
     SAMPLE_RATE,
     SHARED_REQUEST_FILTER,
     ErrorCode,
     Final,
-    Method,
     NodeState,
-    RetranscribeRequest,
-    TranscribeRequest,
-    Transcription,
     TranscriptionEvent,
     request_subscriptions,
 )
 from orac_node.endpoint import EndReason
 from orac_node.engine import DecodeOptions, Decoding
-from orac_node.errors import AudioDecodeError, ContractError
+from orac_node.errors import ContractError
 from orac_node.gate import GateRules, check_audio, judge, strip_annotations
 from orac_node.intake import Intake
 from orac_node.logsetup import session_fields
@@ -68,14 +69,13 @@ from orac_node.modelpool import ModelPool, UnknownModelError
 from orac_node.publisher import TranscriptPublisher, offline_status
 from orac_node.recent import RecentAudio
 from orac_node.registry import Registry
-from orac_node.rpc import RequestFailedError, RequestHandler
+from orac_node.rpc import RequestHandler
 from orac_node.scheduler import Decoder, FinalDecoding, InferenceScheduler
 from orac_node.sdnotify import Notifier
-from orac_node.session import Speculation, Utterance, UtteranceKey, UtteranceState
+from orac_node.session import Speculation, Utterance, UtteranceState
 from orac_node.spool import Spool
 from orac_node.stabilize import trim_point
 from orac_node.vad import SileroVad
-from orac_node.wakeword import strip_wake_word
 from orac_node.webhooks import WebhookDelivery
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ class Node:
         self.config = config
         self.node_id = config.node.id
         self._load_engines = load_engines
-        self._gate = GateRules.from_config(config.gate)
+        self.gate = GateRules.from_config(config.gate)
         self._vad = SileroVad()
         self._tasks: set[asyncio.Task[object]] = set()
         self._scheduler: InferenceScheduler | None = None
@@ -136,7 +136,7 @@ class Node:
             reject=self._reject,
             spawn=self._spawn,
             spool=self.spool,
-            topic_config=self._topic_config,
+            topic_config=self.topic_config,
         )
         subscriptions = [(AUDIO_FILTER, 1)]
         if config.context.enabled:
@@ -157,7 +157,7 @@ class Node:
         self.publisher = TranscriptPublisher(self.bus, node_id=self.node_id, model=model_name)
         self.requests = RequestHandler(
             self.node_id,
-            self,
+            NodeBackend(self),
             max_in_flight=config.requests.max_in_flight,
             publish=self.bus.publish,
             spawn=self._spawn,
@@ -176,7 +176,18 @@ class Node:
             return 0
         return sum(scheduler.queued for scheduler in self._pool.schedulers())
 
-    def _topic_config(self, topic: str) -> TopicConfig:
+    @property
+    def state(self) -> NodeState:
+        """Where the node is in its life cycle (the retained status says the same)."""
+        return self._state
+
+    @property
+    def pool(self) -> ModelPool:
+        """The models this node decodes with (set once the models are loaded)."""
+        assert self._pool is not None, "models not loaded yet"
+        return self._pool
+
+    def topic_config(self, topic: str) -> TopicConfig:
         """The topic's settings (registry: retained config, else config.yaml, else defaults)."""
         return self.registry.topic(topic)
 
@@ -358,11 +369,10 @@ class Node:
         return True
 
     def _on_context(self, topic: str, payload: bytes, message: aiomqtt.Message) -> None:
+        # the broker counts a retained message's expiry down: what is left of it
         expiry = getattr(message.properties, "MessageExpiryInterval", None)
         try:
-            self.context.on_message(
-                topic, payload, now=time.monotonic(), expiry_s=None if expiry is None else expiry
-            )
+            self.context.on_message(topic, payload, now=time.monotonic(), expiry_s=expiry)
         except ContractError as exc:
             self.context_refused += 1
             log.warning("context on %s refused: %s", topic, exc.message)
@@ -405,7 +415,7 @@ class Node:
         assert self._scheduler is not None
         options, model = self._final_options(utt)
         task = asyncio.create_task(
-            self._decode_final(utt.audio(), options, model), name=f"speculate-{utt.key.session}"
+            self.decode_final(utt.audio(), options, model), name=f"speculate-{utt.key.session}"
         )
         task.add_done_callback(_consume_exception)
         utt.speculation = Speculation(utt.endpointer.speech_windows, task)
@@ -427,11 +437,11 @@ class Node:
 
     def _final_options(self, utt: Utterance) -> tuple[DecodeOptions, str | None]:
         """A final's decode options (prompt from topic, context, request) and its model."""
-        topic = self._topic_config(utt.topic)
-        prompt = self._prompt(utt.key.device, utt.topic, topic, utt.request_prompt)
+        topic = self.topic_config(utt.topic)
+        prompt = self.prompt_for(utt.key.device, utt.topic, topic, utt.request_prompt)
         return self._options(utt, final=True, prompt=prompt), utt.request_model or topic.model
 
-    def _prompt(self, device: str, topic_name: str, topic: TopicConfig, extra: str = "") -> str:
+    def prompt_for(self, device: str, topic_name: str, topic: TopicConfig, extra: str = "") -> str:
         """Topic vocabulary, then the topic's and the device's context, then a request's own."""
         now = time.monotonic()
         return build_prompt(
@@ -497,7 +507,7 @@ class Node:
             log.warning("model %r is not available here; using %s", model, self._pool.main_name)
             return self._pool.main_name, await self._pool.scheduler(None)
 
-    async def _decode_final(
+    async def decode_final(
         self,
         audio: Samples,
         options: DecodeOptions,
@@ -525,22 +535,23 @@ class Node:
         """ENDPOINTED: leave the open set at once (late chunks see it closed)."""
         self.intake.close(utt)
         utt.start_final()
-        self._spawn(self._finalize(utt), f"final-{utt.key.session}")
+        self._spawn(self.finalize(utt), f"final-{utt.key.session}")
 
-    async def _finalize(self, utt: Utterance) -> Final:
+    async def finalize(self, utt: Utterance) -> Final:
+        """Decode (or take the speculative decode of) an ended utterance; publish its final."""
         assert self._scheduler is not None
         speech_s = utt.endpointer.speech_s
-        rejection: str | None = check_audio(speech_s, self._gate)
+        rejection: str | None = check_audio(speech_s, self.gate)
         decoding, text, queue_ms, model = None, "", 0.0, None
         speculation = utt.speculation if utt.speculation_valid() else None
-        topic = self._topic_config(utt.topic)
+        topic = self.topic_config(utt.topic)
         if rejection is None:
             try:
                 if speculation is not None:
                     model, result = await speculation.task  # decoded while the user fell silent
                 else:
                     options, wanted = self._final_options(utt)
-                    model, result = await self._decode_final(utt.audio(), options, wanted)
+                    model, result = await self.decode_final(utt.audio(), options, wanted)
             except Exception as exc:  # a failed decode still owes the sender its final
                 log.exception(
                     "final decode of %s failed",
@@ -556,7 +567,7 @@ class Node:
                 rejection = "decode_failed"
             else:
                 decoding, queue_ms = result.decoding, result.queue_ms
-                text, rejection = judge(decoding.text, decoding.confidence, speech_s, self._gate)
+                text, rejection = judge(decoding.text, decoding.confidence, speech_s, self.gate)
         final = self.publisher.final(
             utt,
             text=text,
@@ -601,120 +612,6 @@ class Node:
         if final.text and topic.webhooks:
             self.webhooks.submit(TranscriptionEvent.from_final(final), topic.webhooks)
 
-    # -- requests (rpc.py's Backend) -----------------------------------------
-
-    def describe(self) -> dict[str, Any]:
-        """What this node offers: ``describe`` requests."""
-        assert self._pool is not None
-        ingest, endpoint = self.config.ingest, self.config.endpoint
-        return {
-            "node": self.node_id,
-            "version": __version__,
-            "state": self._state,
-            "model": self._pool.main_name,
-            "models": self._pool.names,
-            "loaded": self._pool.loaded,
-            "languages": ["en"] if self._pool.main_name.endswith(".en") else ["auto", "*"],
-            "methods": [m.value for m in Method],
-            "limits": {
-                "max_file_bytes": ingest.max_file_bytes,
-                "max_file_s": ingest.max_file_s,
-                "max_utterance_s": endpoint.max_duration_s,
-                "max_prompt_chars": MAX_PROMPT_CHARS,
-                "max_in_flight": self.config.requests.max_in_flight,
-                "recent_sessions": self.config.requests.recent_sessions,
-                "recent_ttl_s": self.config.requests.recent_ttl_s,
-            },
-        }
-
-    async def transcribe(self, request: TranscribeRequest) -> Transcription:
-        """A submitted file, decoded as one utterance; its final is also published if asked."""
-        assert self._pool is not None
-        topic_name = request.topic or self.config.ingest.topic_for(request.device)
-        topic = self._topic_config(topic_name)
-        if not topic.enabled:
-            raise RequestFailedError(ErrorCode.TOPIC_DISABLED, f"topic {topic_name} is disabled")
-        if request.model is not None and request.model not in self._pool.names:
-            raise RequestFailedError(ErrorCode.UNKNOWN_MODEL, f"no model {request.model!r} here")
-        limit_s = self.config.ingest.max_file_s
-        if len(request.audio) > self.config.ingest.max_file_bytes:
-            raise RequestFailedError(ErrorCode.TOO_LARGE, "file is over ingest.max_file_bytes")
-        try:
-            samples = await decode_file_bytes_async(request.audio, max_s=limit_s + 1)
-        except AudioDecodeError as exc:
-            raise RequestFailedError(ErrorCode.DECODE_FAILED, str(exc)) from None
-        if samples.size > limit_s * SAMPLE_RATE:
-            raise RequestFailedError(ErrorCode.TOO_LARGE, f"file is over {limit_s:g} s of audio")
-        key = UtteranceKey(request.device, f"request-{uuid.uuid4().hex[:12]}")
-        utt = self.intake.whole_file(
-            key, topic=topic_name, language=request.language, samples=samples.size
-        )
-        utt.request_prompt = request.prompt or ""
-        utt.request_model = request.model
-        utt.publish = request.publish
-        await asyncio.to_thread(utt.append_samples, samples, time.monotonic())
-        utt.end_now(EndReason.END, time.monotonic())
-        utt.start_final()
-        final = await self._finalize(utt)
-        prompt = self._prompt(request.device, topic_name, topic, utt.request_prompt)
-        return _transcription(final, prompt=prompt, beam_size=self.config.decode.beam_size)
-
-    async def retranscribe(self, request: RetranscribeRequest) -> Transcription:
-        """A recent session's audio decoded again, with the request's model, prompt, beam."""
-        now = time.monotonic()
-        recent = self.recent.get(request.device, request.session, now=now)
-        if recent is None:
-            ttl = self.config.requests.recent_ttl_s
-            raise RequestFailedError(
-                ErrorCode.NOT_FOUND,
-                f"no audio of {request.device}/{request.session} on this node (kept {ttl:g} s,"
-                " newest sessions only; send retranscribe to the node named in the final)",
-            )
-        topic = self._topic_config(recent.topic)
-        if request.prompt is not None:
-            prompt = build_prompt(topic.prompt, request.prompt)
-        else:
-            prompt = self._prompt(recent.device, recent.topic, topic)
-        beam = request.beam_size or self.config.decode.beam_size
-        decode = self.config.decode
-        options = DecodeOptions(
-            language=request.language or recent.language,
-            beam_size=beam,
-            window_margin_s=decode.window_margin_s,
-            prompt=prompt,
-            timestamps=True,
-            temperature_fallback=decode.temperature_fallback,
-        )
-        try:
-            model, result = await self._decode_final(
-                recent.samples(), options, request.model or topic.model, strict=True
-            )
-        except UnknownModelError as exc:
-            raise RequestFailedError(ErrorCode.UNKNOWN_MODEL, str(exc)) from None
-        decoding = result.decoding
-        text, rejection = judge(decoding.text, decoding.confidence, recent.speech_s, self._gate)
-        stripped = strip_wake_word(text, topic.wake_words)
-        if stripped.wake_word is not None and not stripped.text and rejection is None:
-            rejection = "wake_word_only"
-        return Transcription(
-            node=self.node_id,
-            model=model,
-            device=recent.device,
-            session=recent.session,
-            topic=recent.topic,
-            text="" if rejection else stripped.text,
-            language=decoding.language,
-            confidence=decoding.confidence,
-            rejected=rejection,
-            audio_s=round(recent.audio_s, 3),
-            decode_ms=decoding.decode_ms,
-            prompt=prompt,
-            beam_size=beam,
-            ts=time.time(),
-            words=[] if rejection else list(decoding.words)[stripped.words_removed :],
-            segments=[] if rejection else list(decoding.segments),
-        )
-
     def _finished_callback(self, utt: Utterance) -> Callable[[], None] | None:
         """Once the broker has the final, the spool forgets the session's audio."""
         spool = self.spool
@@ -722,28 +619,6 @@ class Node:
             return None
         device, session = utt.key.device, utt.key.session
         return lambda: spool.finish(device, session)
-
-
-def _transcription(final: Final, *, prompt: str, beam_size: int) -> Transcription:
-    """A transcribe request's answer, from the final its file produced."""
-    return Transcription(
-        node=final.node,
-        model=final.model,
-        device=final.device,
-        session=final.session,
-        topic=final.topic,
-        text=final.text,
-        language=final.language,
-        confidence=final.confidence,
-        rejected=final.rejected,
-        audio_s=final.audio_s,
-        decode_ms=final.decode_ms,
-        prompt=prompt,
-        beam_size=beam_size,
-        ts=final.ts,
-        words=final.words,
-        segments=final.segments,
-    )
 
 
 def _consume_exception(task: asyncio.Task[object]) -> None:
