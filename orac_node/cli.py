@@ -383,7 +383,7 @@ def _add_bench_parser(
         "--scenario",
         action="append",
         help="single, concurrent-4, concurrent-8, burst, throughput, ingest, soak, dictation,"
-        " flood, or a preset:"
+        " flood, consumers, or a preset:"
         " quick, standard (default), full; repeat",
     )
     bench.add_argument("--broker", help="use this broker instead of starting one")

@@ -97,6 +97,11 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
     ingest.setdefault("device_audio_s_per_s", 0)
     # Scenarios stream the same clips again and again: cached finals would not be decoded.
     config_data.setdefault("cache", {}).setdefault("backend", "off")
+    # `consumers` posts webhooks to a receiver on 127.0.0.1, which the default allowlist
+    # refuses (loopback); a quick first retry keeps a lost POST from dominating its lag.
+    webhooks = config_data.setdefault("webhooks", {})
+    webhooks.setdefault("allow", ["127.0.0.0/8"])
+    webhooks.setdefault("backoff_initial_s", 0.2)
     config = load_config(None, config_data)
     scenarios = expand(settings.scenarios)
     peer_results: list[tuple[Clip, Any]] = []

@@ -381,11 +381,49 @@ def format_table(summaries: dict[str, ScenarioSummary], targets: list[Target]) -
             f"{s.partial_lag_s['p95']:>10.2f}{s.wer:>7.1%}{chunks:>14}{s.cpu_percent:>7.0f}"
             f"{s.rss_max_mb:>8.0f}"
         )
+    consumers = summaries.get("consumers")
+    if consumers is not None and consumers.extra:
+        lines.extend(["", *format_consumers(consumers.extra)])
     lines.append("")
     for t in targets:
         mark = {True: "PASS", False: "MISS", None: "----"}[t.ok]
         lines.append(f"{mark} {t.id:<4} {t.description}: {t.measured}")
     return "\n".join(lines)
+
+
+def _ms(figures: dict[str, float | None]) -> str:
+    """``p50 X ms, p95 Y ms`` of a consumers figure (``-`` where nothing was measured)."""
+    return ", ".join(
+        f"{q} {'-' if figures[q] is None else f'{figures[q]:.1f}'} ms" for q in ("p50", "p95")
+    )
+
+
+def _pct_or_dash(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.1%}"
+
+
+def format_consumers(extra: dict[str, Any]) -> list[str]:
+    """The ``consumers`` scenario's lines: measurements (no targets), then its one check."""
+    d, r, w, check = extra["describe"], extra["retranscribe"], extra["webhooks"], extra["check"]
+    indent = " " * 16
+    wers = f"{_pct_or_dash(r['wer_finals'])} -> {_pct_or_dash(r['wer_retranscribed'])}"
+    lines = [
+        "consumers (ORAC Core's interfaces; measurements, no targets):",
+        f"  describe      {d['answered']}/{d['requests']} answered;"
+        f" round trip {_ms(d['round_trip_ms'])}",
+        f"  retranscribe  {r['answered']}/{r['requests']} answered (beam {r['beam_size']});"
+        f" round trip {_ms(r['round_trip_ms'])}",
+        f"{indent}node decode {_ms(r['decode_ms'])}; overhead {_ms(r['overhead_ms'])}",
+        f"{indent}text differs from the final in {r['texts_differ']}/{r['answered']}"
+        f" ({r['words_differ']} in its words); WER {wers} ({r['scored']} with references)",
+        f"  webhooks      {w['delivered']}/{w['expected']} delivered ({w['posts']} POSTs,"
+        f" {w['duplicates']} duplicate, {w['bad_signatures']} badly signed);"
+        f" final -> POST {_ms(w['lag_ms'])}",
+    ]
+    mark = "PASS" if check["ok"] else "MISS"
+    why = f" ({'; '.join(check['failures'])})" if check["failures"] else ""
+    lines.append(f"{mark} {check['description']}{why}")
+    return lines
 
 
 def write_json(path: Path, report: dict[str, Any]) -> None:

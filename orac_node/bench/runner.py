@@ -16,6 +16,10 @@ Scenarios (each streams real audio in real time unless noted):
   shortened), for what partials cost as an utterance grows (buffer trimming).
 - ``flood``: the ``single`` clips once alone and once while another device
   floods at 10x a satellite's rate, for what a throttled flood costs (flood.py).
+- ``consumers``: ORAC Core's interfaces on the same node: ``describe`` and
+  ``retranscribe`` round trips, and webhook delivery of the clips' finals
+  (streamed as fast as the node takes them) to a receiver in this process
+  (consumers.py).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 
 import aiomqtt
 
+from orac_node.bench.consumers import run_consumers
 from orac_node.bench.corpus import Clip, dictation
 from orac_node.bench.flood import run_flood
 from orac_node.bench.ingest import run_ingest
@@ -55,6 +60,10 @@ GAP_S = 0.3
 SOAK_SATELLITES = 8
 """A large household all talking at once, for as long as the soak runs."""
 """Pause between a satellite's utterances (a user does not speak back to back)."""
+
+
+FIGURE_SCENARIOS = {"flood": run_flood, "consumers": run_consumers}
+"""Scenarios of their own module that return their streams and figures for ``extra``."""
 
 
 @dataclass
@@ -213,8 +222,8 @@ async def run_scenarios(
                     records = await _burst(pub, collector, clips)
                 elif name == "dictation":
                     records = await _dictation(pub, collector, clips)
-                elif name == "flood":
-                    records, extra = await run_flood(url, pub, collector, clips)
+                elif name in FIGURE_SCENARIOS:
+                    records, extra = await FIGURE_SCENARIOS[name](url, pub, collector, clips)
                 elif name == "ingest":
                     assert node is not None, "ingest measures the node process: let bench start it"
                     devices, seconds = ingest_size

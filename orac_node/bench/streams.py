@@ -108,22 +108,35 @@ async def stream_clip(
     realtime: bool = True,
     start_at: float | None = None,
     wait_final_s: float = 60.0,
+    topic: str | None = None,
 ) -> StreamRecord:
-    """Stream one clip (in real time unless told otherwise); wait for its final."""
+    """Stream one clip (in real time unless told otherwise); wait for its final.
+
+    ``topic`` names the transcript topic in every chunk (None: the node's default),
+    for scenarios that measure a topic's consumers (webhooks).
+    """
     record = StreamRecord(scenario, device, uuid.uuid4().hex[:16], clip)
     done = collector.expect(record)
     if start_at is not None:
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     pieces = split_chunks(clip.samples, chunk_ms)
-    topic = audio_topic(device)
+    mqtt_topic = audio_topic(device)
     record.started = time.monotonic()
     sent_samples = 0
     for seq, pcm in enumerate(pieces):
         last = seq == len(pieces) - 1
         chunk = AudioChunk(
-            record.session, seq, SAMPLE_RATE, 1, AudioFormat.S16LE, pcm, end=last, ts=time.time()
+            record.session,
+            seq,
+            SAMPLE_RATE,
+            1,
+            AudioFormat.S16LE,
+            pcm,
+            end=last,
+            topic=topic,
+            ts=time.time(),
         )
-        await mqtt.publish(topic, chunk.encode(), qos=1)
+        await mqtt.publish(mqtt_topic, chunk.encode(), qos=1)
         now = time.monotonic()
         sent_samples += len(pcm) // 2
         record.sent_s.append((now, sent_samples / SAMPLE_RATE))

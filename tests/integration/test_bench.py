@@ -42,6 +42,8 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
         "single",
         "--scenario",
         "burst",
+        "--scenario",
+        "consumers",  # a few seconds: requests and webhooks on the same node
         "--out",
         str(out),
         "--plot",
@@ -57,6 +59,11 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
         assert 0 < scenario["latency_ms"]["p50"] <= scenario["latency_ms"]["p95"] < 60_000
         assert 0 <= scenario["wer"] < 0.5
         assert scenario["cpu_percent"] > 0 and scenario["rss_max_mb"] > 50
+    consumers = report["scenarios"]["consumers"]
+    assert (consumers["utterances"], consumers["missing_finals"]) == (3, 0)
+    assert consumers["extra"]["check"]["ok"], consumers["extra"]["check"]
+    assert consumers["extra"]["retranscribe"]["overhead_ms"]["p50"] is not None
+    assert "every webhook delivered once" in done.stdout
     baselines = report["baselines"]
     assert 0 < baselines["node_params_ms_p50"] < baselines["default_ms_p50"]
     assert {t["id"] for t in report["targets"]} >= {"P1", "P2a", "P2b", "P3a", "P7a"}
