@@ -185,9 +185,9 @@ class ModelSection(_Section):
     extra: dict[str, Path] = Field(
         default_factory=dict,
         description="Other ggml models, by name, that retranscribe/transcribe requests and"
-        " topic configs may ask for (e.g. {base.en: /models/ggml-base.en.bin}). Loaded on"
-        " first use, one at a time beside the main model; a name not listed here (or the"
-        " main model's) is refused with unknown_model.",
+        " topic configs may ask for (e.g. {base.en: /models/ggml-base.en.bin}). Each is loaded"
+        " on first use and then kept (one engine, its own memory) beside the main model; a"
+        " name not listed here (or the main model's) is refused with unknown_model.",
     )
 
     @field_validator("extra")
