@@ -78,6 +78,8 @@ _LOGGED_REFUSALS = 100
 sending junk in a loop cannot flood the journal."""
 
 _DEFAULT = TopicConfig()
+REGISTERED = b"{}"
+"""What lazy registration publishes: a config that sets nothing (see Registry.topic)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +149,16 @@ class Registry:
         return _parse(topic) is not None
 
     def topic(self, name: str) -> TopicConfig:
-        """The config in force for topic ``name``: retained > config.yaml > defaults."""
+        """The config in force for topic ``name``: retained > config.yaml > defaults.
+
+        A retained ``{}`` (what lazy registration publishes) sets nothing, so it
+        does not hide config.yaml's entry: a node that registered a topic it did
+        not know must not switch off another node's configured webhooks.
+        """
         config = self._retained.get(name)
-        return self._yaml.get(name, _DEFAULT) if config is None else config
+        if config is not None and config.model_fields_set:
+            return config
+        return self._yaml.get(name) or config or _DEFAULT
 
     def topics(self) -> dict[str, TopicConfig]:
         """Every known topic (config.yaml, retained, named by a heartbeat), sorted by name."""
@@ -213,7 +222,9 @@ class Registry:
             self._refuse(topic, f"over {MAX_TOPICS} topic configs", name)
             return
         self._refused.pop(name, None)
-        if self._retained.get(name) != config:  # a re-delivery on reconnect changes nothing
+        current = self._retained.get(name)
+        # A re-delivery on reconnect changes nothing; {} and its explicit defaults differ.
+        if current != config or (current and current.model_fields_set != config.model_fields_set):
             self._retained[name] = config
             self.changes += 1
             log.info("topic %s: retained config applied", name)
@@ -269,7 +280,7 @@ class Registry:
         ):
             return
         self._registered.add(name)
-        payload = _DEFAULT.model_dump_json().encode()
+        payload = REGISTERED  # sets nothing: every node's config.yaml entry still applies
         self._publish(Outgoing(topic_config_topic(name), payload, qos=1, retain=True))
         log.info("topic %s: registered with the default config", name)
 

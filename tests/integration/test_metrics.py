@@ -25,8 +25,10 @@ PORT = free_port()
 HOOK_PORT = free_port()
 NODE_CONFIG: dict[str, object] = {
     "metrics": {"enabled": True, "port": PORT},
+    # a topic of its own: the shared broker holds other tests' retained topic configs
+    "ingest": {"default_topic": "metrics-hooks"},
     "registry": {
-        "topics": {"general": {"webhooks": [{"url": f"http://127.0.0.1:{HOOK_PORT}/hook"}]}}
+        "topics": {"metrics-hooks": {"webhooks": [{"url": f"http://127.0.0.1:{HOOK_PORT}/hook"}]}}
     },
     "webhooks": {"allow": ["127.0.0.0/8"]},
 }

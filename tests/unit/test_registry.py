@@ -232,7 +232,20 @@ def test_a_topic_in_use_without_config_is_registered_once() -> None:
     assert len(sent) == 1
     (message,) = sent
     assert (message.topic, message.qos, message.retain) == (topic_config_topic("new"), 1, True)
+    assert message.payload == b"{}"  # sets nothing
     assert TopicConfig.model_validate_json(message.payload) == TopicConfig()
+
+
+def test_a_registration_does_not_hide_a_config_yaml_entry_but_a_real_config_does() -> None:
+    mine = TopicConfig(wake_words=["computer"])
+    registry, _ = _registry({"kitchen": mine})
+    registry.on_message(topic_config_topic("kitchen"), b"{}")  # another node registered it
+    assert registry.topic("kitchen") == mine
+    assert "kitchen" in registry.retained  # still listed by orac-node topics
+    registry.on_message(topic_config_topic("kitchen"), b'{"enabled": true}')  # an admin set it
+    assert registry.topic("kitchen") == TopicConfig()
+    registry.on_message(topic_config_topic("other"), b"{}")
+    assert registry.topic("other") == TopicConfig()
 
 
 @pytest.mark.parametrize("case", ["setting off", "no publisher", "offline", "removed", "refused"])
