@@ -14,7 +14,7 @@ import os
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -34,6 +34,15 @@ from orac_node.contract import is_valid_language, is_valid_name
 from orac_node.errors import ConfigError
 
 ENV_PREFIX = "ORAC_NODE_"
+T = TypeVar("T")
+
+
+def _one_level_names(value: dict[str, T], what: str) -> dict[str, T]:
+    """The keys of ``value`` are names used in topics: one level of plain characters."""
+    for name in value:
+        if not is_valid_name(name):
+            raise ValueError(f"{what} must be one topic level of [A-Za-z0-9_.-]")
+    return value
 
 
 class _Section(BaseModel):
@@ -193,10 +202,7 @@ class ModelSection(_Section):
     @field_validator("extra")
     @classmethod
     def _extra_names(cls, value: dict[str, Path]) -> dict[str, Path]:
-        for name in value:
-            if not is_valid_name(name):
-                raise ValueError("model names must be one topic level of [A-Za-z0-9_.-]")
-        return value
+        return _one_level_names(value, "model names")
 
     def resolved_workers(self) -> int:
         """Model instances: as set, or one per ``CORES_PER_WORKER`` cores (one on a GPU)."""
@@ -599,10 +605,7 @@ class RegistrySection(_Section):
     @field_validator("topics")
     @classmethod
     def _topic_names(cls, value: dict[str, TopicConfig]) -> dict[str, TopicConfig]:
-        for name in value:
-            if not is_valid_name(name):
-                raise ValueError("topic names must be one topic level of [A-Za-z0-9_.-]")
-        return value
+        return _one_level_names(value, "topic names")
 
 
 class WebhooksSection(_Section):

@@ -87,6 +87,9 @@ STATUS_EVERY_S = 30.0
 """Refresh of the retained status so dashboards see current load."""
 DRAIN_TIMEOUT_S = 20.0
 """Longest wait for in-flight finals at shutdown (systemd's stop timeout is 30 s)."""
+WEBHOOKS_RETRY_S = 30.0
+"""After webhook delivery failed (its SQLite outbox unwritable: disk full, removed),
+how long before it tries again; transcripts go on meanwhile."""
 DRAIN_LISTEN_S = 5.0
 """At shutdown, how long open sessions may go on receiving to end on their own (a
 user mid-sentence) before they are cut with reason ``shutdown``; 5 s + the 20 s
@@ -231,7 +234,7 @@ class Node:
                 cache_dir=model.cache_dir.expanduser(),
             )
             scheduler_task = group.create_task(self._scheduler.run(), name="inference")
-            webhooks_task = group.create_task(self.webhooks.run(), name="webhooks")
+            webhooks_task = group.create_task(self._deliver_webhooks(), name="webhooks")
             self._recover()
             ticker_task = group.create_task(self._ticker(), name="ticker")
             intake = group.create_task(self.bus.open_intake(), name="open-intake")
@@ -257,6 +260,15 @@ class Node:
             await self.webhooks.close()
             if self._cache is not None:
                 await self._cache.close()
+
+    async def _deliver_webhooks(self) -> None:
+        """Webhook delivery, kept going: a broken outbox must not stop transcription."""
+        while True:
+            try:
+                await self.webhooks.run()
+            except Exception:  # also the ExceptionGroup of its deliveries
+                log.exception("webhook delivery stopped; restarting in %.0f s", WEBHOOKS_RETRY_S)
+                await asyncio.sleep(WEBHOOKS_RETRY_S)
 
     def _recover(self) -> None:
         """Replay what an earlier run left in the spool, before any new input is taken."""

@@ -109,7 +109,11 @@ def test_unit_environment_is_valid_node_config() -> None:
         if line.startswith("Environment=ORAC_NODE_")
     )
     assert "ORAC_NODE_SPOOL__DIR" in environ
-    load_config(environ=environ)
+    config = load_config(environ=environ)
+    # everything the node writes is under the unit's StateDirectory (ProtectSystem=strict)
+    state = Path("/var/lib/orac-node")
+    assert config.spool.resolved_dir("n").is_relative_to(state)
+    assert config.webhooks.resolved_dir("n").is_relative_to(state)
 
 
 @needs_systemd_analyze
