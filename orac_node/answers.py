@@ -30,7 +30,7 @@ from orac_node.contract import (
     Transcription,
 )
 from orac_node.endpoint import EndReason
-from orac_node.engine import DecodeOptions
+from orac_node.engine import DecodeOptions, whisper_languages
 from orac_node.errors import AudioDecodeError
 from orac_node.gate import judge
 from orac_node.modelpool import UnknownModelError
@@ -51,14 +51,18 @@ class NodeBackend:
     def describe(self) -> dict[str, Any]:
         """What this node offers: ``describe`` requests."""
         ingest, endpoint = self._node.config.ingest, self._node.config.endpoint
+        pool = self._node.pool
         return {
             "node": self._node.node_id,
             "version": __version__,
             "state": self._node.state,
-            "model": self._node.pool.main_name,
-            "models": self._node.pool.names,
-            "loaded": self._node.pool.loaded,
-            "languages": ["en"] if self._node.pool.main_name.endswith(".en") else ["auto", "*"],
+            "model": pool.main_name,
+            "models": pool.names,
+            "loaded": pool.loaded,
+            # English-only models (whisper.cpp's *.en) always decode English.
+            "languages": (
+                ["en"] if pool.main_name.endswith(".en") else ["auto", *whisper_languages()]
+            ),
             "methods": [m.value for m in Method],
             "limits": {
                 "max_file_bytes": ingest.max_file_bytes,

@@ -49,6 +49,11 @@ _CENTISECOND = 0.01  # whisper.cpp timestamps are in 10 ms units
 _OPENERS, _CLOSERS = "[(", "])"
 
 
+def whisper_languages() -> list[str]:
+    """Every language code whisper.cpp knows (what a multilingual model can be asked for)."""
+    return [pw.whisper_lang_str(i) for i in range(pw.whisper_lang_max_id() + 1)]
+
+
 def encoder_window(n_samples: int, margin_s: float) -> int:
     """``audio_ctx`` for an utterance: frames plus margin, rounded up to 256, capped at 30 s."""
     frames = math.ceil(n_samples / (SAMPLE_RATE / FRAMES_PER_S) + margin_s * FRAMES_PER_S)

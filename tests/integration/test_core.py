@@ -140,6 +140,7 @@ async def test_describe_names_the_models_and_limits(node: RunningNode, broker: L
     result: dict[str, Any] = response.result or {}
     assert result["model"] == "tiny.en"
     assert result["models"] == ["tiny.en", "tiny-alt"]
+    assert result["languages"] == ["en"]  # an English-only model
     assert result["limits"]["max_file_s"] == 600
     assert set(result["methods"]) == {"describe", "transcribe", "retranscribe"}
 

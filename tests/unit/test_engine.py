@@ -19,6 +19,7 @@ from orac_node.engine import (
     Decoding,
     WhisperEngine,
     encoder_window,
+    whisper_languages,
 )
 from orac_node.errors import ModelError
 from orac_node.gate import GateRules, judge
@@ -158,3 +159,9 @@ def test_abort_callback_is_honoured(engine: WhisperEngine) -> None:
     again = engine.decode(_load("commands/utt002.wav"), OPTIONS, should_abort=lambda: False)
     assert not again.aborted
     assert "timer" in again.text.lower()
+
+
+def test_whisper_languages_are_whisper_cpps_codes() -> None:
+    languages = whisper_languages()
+    assert languages[0] == "en" and {"de", "fr", "ja"} <= set(languages)
+    assert len(languages) == len(set(languages)) == 100
