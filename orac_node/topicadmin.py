@@ -30,6 +30,7 @@ from typing import Any
 import aiomqtt
 from pydantic import ValidationError
 
+from orac_node.client.link import payload_bytes
 from orac_node.config import RegistrySection, TopicConfig
 from orac_node.contract import is_valid_name, topic_config_topic
 from orac_node.errors import ConfigError
@@ -125,13 +126,6 @@ def masked(config: TopicConfig) -> dict[str, Any]:
 # -- reading the broker ----------------------------------------------------------
 
 
-def _payload(message: aiomqtt.Message) -> bytes:
-    payload = message.payload
-    if isinstance(payload, bytes | bytearray):
-        return bytes(payload)
-    return b"" if payload is None else str(payload).encode()
-
-
 async def _until_quiet(client: aiomqtt.Client, timeout_s: float) -> list[aiomqtt.Message]:
     """Messages on the client's subscriptions until none came for :data:`SETTLE_S`."""
     received: list[aiomqtt.Message] = []
@@ -153,7 +147,7 @@ async def read_registry(client: aiomqtt.Client, timeout_s: float) -> Registry:
         await client.subscribe(topic, qos=1)
     now = time.time()
     for message in await _until_quiet(client, timeout_s):
-        registry.on_message(message.topic.value, _payload(message), now=now)
+        registry.on_message(message.topic.value, payload_bytes(message), now=now)
     return registry
 
 
@@ -163,7 +157,7 @@ async def _read_config(client: aiomqtt.Client, name: str, timeout_s: float) -> b
     await client.subscribe(topic, qos=1)
     found = None
     for message in await _until_quiet(client, timeout_s):
-        if message.topic.matches(topic) and (payload := _payload(message)):
+        if message.topic.matches(topic) and (payload := payload_bytes(message)):
             found = payload
     return found
 
@@ -175,7 +169,7 @@ async def _publish(client: aiomqtt.Client, name: str, payload: bytes, timeout_s:
     try:
         async with asyncio.timeout(timeout_s):
             async for message in client.messages:
-                if message.topic.matches(topic) and _payload(message) == payload:
+                if message.topic.matches(topic) and payload_bytes(message) == payload:
                     return True
     except TimeoutError:
         pass

@@ -236,9 +236,11 @@ class Satellite:
 
 
 def payload_bytes(message: aiomqtt.Message) -> bytes:
-    """A message's payload as bytes (aiomqtt types it loosely)."""
+    """A message's payload as bytes (aiomqtt types it loosely; None is empty)."""
     payload = message.payload
-    return payload if isinstance(payload, bytes) else str(payload).encode()
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    return b"" if payload is None else str(payload).encode()
 
 
 async def stream_raw(
