@@ -33,6 +33,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -99,6 +100,7 @@ class Bus:
         subscriptions: list[tuple[str, int]],
         on_message: Callable[[aiomqtt.Message], bool],
         on_connected: Callable[[], None] | None = None,
+        on_session_lost: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
         self._client_id = client_id
@@ -106,6 +108,8 @@ class Bus:
         self._subscriptions = list(subscriptions)
         self._on_message = on_message
         self._on_connected = on_connected
+        self._on_session_lost = on_session_lost
+        self._session_present = False  # the last CONNACK's flag
         self._outbox: deque[Outgoing] = deque()
         self._outbox_ready = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -213,9 +217,19 @@ class Bus:
         )
         # aiomqtt 2.x has no option for it; paho's own switch, before connecting.
         client._client.manual_ack_set(True)
+        self._watch_session_flag(client)
         async with client:
             self._client = client
             self.connects += 1
+            if self.connects > 1 and not self._session_present:
+                # The broker no longer had our session (it expired, or a broker without
+                # persistence restarted): retained state it held may be gone too, so
+                # whatever we derived from it is re-read from what it holds now.
+                log.warning(
+                    "broker had no session for %s: re-reading retained state", self._client_id
+                )
+                if self._on_session_lost is not None:
+                    self._on_session_lost()
             if self._consuming.is_set():
                 for topic, qos in self._subscriptions:
                     await client.subscribe(topic, qos)
@@ -228,6 +242,18 @@ class Bus:
                 group.create_task(self._send(client, receiver), name="mqtt-send")
         self.connected.clear()
         self._client = None
+
+    def _watch_session_flag(self, client: aiomqtt.Client) -> None:
+        """Record CONNACK's session-present flag, which aiomqtt 2.x does not pass on."""
+        forward = client._client.on_connect
+
+        def on_connect(*args: Any) -> None:  # noqa: ANN401 - paho's callback signature
+            flags = args[2]
+            self._session_present = bool(getattr(flags, "session_present", False))
+            if forward is not None:
+                forward(*args)
+
+        client._client.on_connect = on_connect
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         await self._consuming.wait()  # queued (bounded) until the node is ready for input

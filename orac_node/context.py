@@ -66,6 +66,10 @@ class ContextStore:
         while len(self._held) > self._max:
             self._held.popitem(last=False)
 
+    def clear(self) -> None:
+        """Forget every context (the broker lost our session; it re-sends what it holds)."""
+        self._held.clear()
+
     def get(self, *, device: str | None = None, topic: str | None = None, now: float) -> str:
         """The live context of a device or a topic ("" when none or expired)."""
         key = ("device", device) if device is not None else ("topic", topic or "")

@@ -153,6 +153,7 @@ class Node:
             subscriptions=subscriptions,
             on_message=self.on_message,
             on_connected=self._publish_status,
+            on_session_lost=self._session_lost,
         )
         self.registry = Registry(config.registry, publish=self.bus.publish)
         if config.registry.enabled:
@@ -379,6 +380,11 @@ class Node:
         elif self.registry.handles(topic):
             self.registry.on_message(topic, bytes(payload))
         return True
+
+    def _session_lost(self) -> None:
+        """Retained configs and context are re-read from the broker, which re-sends them."""
+        self.registry.forget_retained()
+        self.context.clear()
 
     def _on_context(self, topic: str, payload: bytes, message: aiomqtt.Message) -> None:
         # the broker counts a retained message's expiry down: what is left of it

@@ -181,6 +181,19 @@ class Registry:
         """Topics whose latest retained config was refused, with why (no input quoted)."""
         return MappingProxyType(self._refused)
 
+    def forget_retained(self) -> None:
+        """Drop everything learnt from retained messages (the broker lost our session).
+
+        The broker re-sends what it still holds when the node subscribes again; a
+        config or heartbeat it no longer holds (a broker restarted without
+        persistence, a removal missed while away) must not live on in this node.
+        """
+        self._retained.clear()
+        self._refused.clear()
+        self._devices.clear()
+        self._registered.clear()
+        self.changes += 1
+
     # -- input ------------------------------------------------------------------
 
     def on_message(self, topic: str, payload: bytes, *, now: float | None = None) -> None:

@@ -34,6 +34,7 @@ from orac_node.contract import (
     NodeStatus,
     audio_topic,
     decode_transcript,
+    topic_config_topic,
 )
 from orac_node.spool import SUFFIX
 from tests.conftest import AUDIO, MODEL
@@ -54,11 +55,18 @@ def _persistent_broker(workdir: Path, port: int | None = None) -> LocalBroker:
     return LocalBroker(workdir, port=port, extra_config=extra).start()
 
 
-def _chunks(path: Path, session: str) -> list[bytes]:
+def _chunks(path: Path, session: str, *, topic: str | None = None) -> list[bytes]:
     pieces = split_chunks(load(path), 20)
     return [
         AudioChunk(
-            session, seq, SAMPLE_RATE, 1, AudioFormat.S16LE, pcm, end=seq == len(pieces) - 1
+            session,
+            seq,
+            SAMPLE_RATE,
+            1,
+            AudioFormat.S16LE,
+            pcm,
+            end=seq == len(pieces) - 1,
+            topic=topic,
         ).encode()
         for seq, pcm in enumerate(pieces)
     ]
@@ -255,6 +263,7 @@ async def test_reconnect_times_over_broker_restarts(tmp_path: Path) -> None:
     finally:
         await asyncio.to_thread(node.stop, signal.SIGTERM)
         broker.stop()
+    assert "broker had no session" not in node.log()  # persistence kept it each time
 
 
 async def test_a_session_begun_while_draining_goes_to_the_next_run(tmp_path: Path) -> None:
@@ -309,3 +318,40 @@ async def test_a_satellite_that_reconnects_mid_utterance_is_joined(tmp_path: Pat
     finally:
         await asyncio.to_thread(node.stop, signal.SIGTERM)
         broker.stop()
+
+
+async def test_retained_state_is_reread_when_the_broker_lost_the_nodes_session(
+    tmp_path: Path,
+) -> None:
+    """A broker restarted without persistence forgets retained configs: so must the node.
+
+    Over a persistent broker the node keeps its session and re-reads nothing (the
+    reconnect test above restarts one five times; its log must not say otherwise).
+    """
+    broker = LocalBroker(tmp_path / "broker").start()  # no persistence
+    node_id = "durable-forgets"
+    node = await asyncio.to_thread(start_node, broker.url, tmp_path / "node", MODEL, node_id, {})
+    jfk = AUDIO / "speech" / "jfk.wav"  # "And so my fellow Americans, ..."
+    config = b'{"wake_words": ["and so"]}'
+    try:
+        async with listening(broker.url) as listener:
+            async with connect(broker.url) as mqtt:
+                await mqtt.publish(topic_config_topic("speech"), config, qos=1, retain=True)
+                await asyncio.sleep(0.5)
+                for chunk in _chunks(jfk, "before", topic="speech"):
+                    await mqtt.publish(audio_topic("podium"), chunk, qos=1)
+            before = await listener.wait_final("before")
+        broker.stop()
+        broker = LocalBroker(tmp_path / "broker", port=broker.port).start()  # empty
+        async with listening(broker.url) as listener:
+            await listener.wait_ready(node_id, 0.0)
+            async with connect(broker.url) as mqtt:
+                for chunk in _chunks(jfk, "after", topic="speech"):
+                    await mqtt.publish(audio_topic("podium"), chunk, qos=1)
+            after = await listener.wait_final("after")
+    finally:
+        await asyncio.to_thread(node.stop, signal.SIGTERM)
+        broker.stop()
+    assert before.text.startswith("My fellow Americans") and before.wake_word == "and so"
+    assert after.text.startswith("And so") and after.wake_word is None
+    assert "broker had no session" in node.log()

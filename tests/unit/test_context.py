@@ -74,3 +74,10 @@ def test_prompt_parts_join_in_order_and_keep_the_most_recent_end() -> None:
     prompt = build_prompt(long)
     assert len(prompt) <= MAX_PROMPT_CHARS
     assert prompt.endswith("word399") and prompt.startswith("word")  # cut at a word
+
+
+def test_clearing_forgets_every_context() -> None:
+    store = ContextStore(10)
+    store.on_message(KITCHEN, _context("a"), now=0)
+    store.clear()  # the broker lost the node's session: it re-sends what it holds
+    assert len(store) == 0 and store.get(device="kitchen", now=0) == ""

@@ -374,3 +374,13 @@ def test_masked_hides_every_secret() -> None:
     assert [hook["secret"] for hook in data["webhooks"]] == [MASK, None]
     assert SECRET not in json.dumps(data)
     assert config.webhooks[0].secret == SECRET  # the config itself is untouched
+
+
+def test_forgetting_retained_state_keeps_config_yaml() -> None:
+    mine = TopicConfig(prompt="Kitchen.")
+    registry, _ = _registry({"kitchen": mine})
+    registry.on_message(topic_config_topic("kitchen"), _config(prompt="Retained."))
+    registry.on_message(satellite_status_topic("pi"), _heartbeat("pi", "online", ["kitchen"]))
+    registry.forget_retained()  # the broker lost the node's session
+    assert registry.topic("kitchen") == mine
+    assert registry.retained == {} and registry.devices() == {}
