@@ -820,6 +820,8 @@ class Context:
         if ttl is not None and (isinstance(ttl, bool) or not 0 < ttl <= CONTEXT_MAX_TTL_S):
             raise ContractError(ErrorCode.BAD_FIELD, f"ttl_s must be in (0, {CONTEXT_MAX_TTL_S:g}]")
         ts = _optional(data, "ts", (int, float))
+        if ts is not None and (isinstance(ts, bool) or not math.isfinite(ts)):
+            raise ContractError(ErrorCode.BAD_FIELD, "ts must be a finite number")
         return cls(
             prompt=prompt,
             ttl_s=CONTEXT_DEFAULT_TTL_S if ttl is None else float(ttl),

@@ -97,10 +97,12 @@ class RequestHandler:
             _, method = parse_request_topic(topic)
         except ContractError:
             method = topic.rpartition("/")[2]
+        known = method in {m.value for m in Method}
         if not isinstance(reply_to, str) or not is_response_topic(reply_to):
             self.unanswerable += 1
             log.warning(
-                "request %s without a response topic under orac/response/: not answered", method
+                "request %.64s without a response topic under orac/response/: not answered",
+                method,
             )
             return
         reply = _Reply(
@@ -108,10 +110,12 @@ class RequestHandler:
             self._publish,
             self.handled,
             method=method,
+            # a metric label: the sender chooses the method, so unknown ones count as one
+            counted_as=method if known else "unknown",
             topic=reply_to,
             correlation=correlation,
         )
-        if method not in {m.value for m in Method}:
+        if not known:
             reply.error(ErrorCode.UNKNOWN_METHOD, f"unknown method {method!r}")
             return
         if method == Method.DESCRIBE:  # cheap: answered at once, even when busy
@@ -156,6 +160,7 @@ class _Reply:
         handled: Counter[tuple[str, str]],
         *,
         method: str,
+        counted_as: str,
         topic: str,
         correlation: bytes | None,
     ) -> None:
@@ -163,6 +168,7 @@ class _Reply:
         self._publish = publish
         self._handled = handled
         self.method = method
+        self._counted_as = counted_as
         self._topic = topic
         self._correlation = correlation
 
@@ -170,13 +176,13 @@ class _Reply:
         self._send(Response(self._node_id, self.method, True, time.time(), result))
 
     def error(self, code: str, message: str) -> None:
-        log.info("request %s refused: %s (%s)", self.method, message, code)
+        log.info("request %.64s refused: %s (%s)", self.method, message, code)
         error = ResponseError(str(code), message)
         self._send(Response(self._node_id, self.method, False, time.time(), error=error))
 
     def _send(self, response: Response) -> None:
         outcome = "ok" if response.ok else response.error.code if response.error else "error"
-        self._handled[(self.method, outcome)] += 1
+        self._handled[(self._counted_as, outcome)] += 1
         properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         if self._correlation is not None:
             properties.CorrelationData = self._correlation

@@ -57,6 +57,8 @@ def test_the_store_is_bounded_oldest_first() -> None:
         (KITCHEN, b'{"prompt": 3}'),
         (KITCHEN, b'{"prompt": "x", "ttl_s": -1}'),
         (KITCHEN, b'{"prompt": "x", "ttl_s": 1e9}'),
+        (KITCHEN, b'{"prompt": "x", "ttl_s": true}'),
+        (KITCHEN, b'{"prompt": "x", "ts": true}'),
         (KITCHEN, ('{"prompt": "%s"}' % ("x" * 10 * MAX_PROMPT_CHARS + "x")).encode()),
     ],
 )
