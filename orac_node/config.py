@@ -37,6 +37,12 @@ ENV_PREFIX = "ORAC_NODE_"
 T = TypeVar("T")
 
 
+def state_dir(node_id: str) -> Path:
+    """Where a node keeps state by default: $XDG_STATE_HOME/orac-node/<node id>."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "orac-node" / node_id
+
+
 def _one_level_names(value: dict[str, T], what: str) -> dict[str, T]:
     """The keys of ``value`` are names used in topics: one level of plain characters."""
     for name in value:
@@ -435,10 +441,7 @@ class SpoolSection(_Section):
 
     def resolved_dir(self, node_id: str) -> Path:
         """The spool directory of a node."""
-        if self.dir is not None:
-            return self.dir
-        state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-        return Path(state) / "orac-node" / node_id / "spool"
+        return self.dir if self.dir is not None else state_dir(node_id) / "spool"
 
 
 class CacheSection(_Section):
@@ -651,10 +654,7 @@ class WebhooksSection(_Section):
 
     def resolved_dir(self, node_id: str) -> Path:
         """The outbox directory of a node."""
-        if self.dir is not None:
-            return self.dir
-        state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-        return Path(state) / "orac-node" / node_id / "webhooks"
+        return self.dir if self.dir is not None else state_dir(node_id) / "webhooks"
 
 
 class NodeConfig(_Section):
