@@ -7,10 +7,11 @@ from tests.integration.streaming_vs_offline import ALLOWED_EXTRA_WER, compare
 
 NODE_CONFIG: dict[str, object] = {
     "endpoint": {"silence_ms": 1500},
-    # 42 s of speech streamed from one device as fast as the node takes it: over the
-    # per-device audio rate (3 s/s, 30 s burst), which dropped the last clip's chunks
-    # whenever the finals came back quickly (found in CI); the limit is not under test.
-    "ingest": {"device_audio_s_per_s": 0},
+    # 42 s of speech (2,100 chunks) streamed from one device as fast as the node takes
+    # it: over both per-device rates (3 s of audio/s with a 30 s burst; 150 chunks/s
+    # with a 1,500 burst), which dropped the last clip's chunks whenever the finals came
+    # back quickly (found in CI); the limits are not under test here (test_rate_limits).
+    "ingest": {"device_audio_s_per_s": 0, "device_chunks_per_s": 0},
 }
 
 
