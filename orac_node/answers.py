@@ -36,7 +36,7 @@ from orac_node.gate import judge
 from orac_node.modelpool import UnknownModelError
 from orac_node.rpc import RequestFailedError
 from orac_node.session import UtteranceKey
-from orac_node.wakeword import strip_wake_word
+from orac_node.wakeword import strip_transcript, strip_words
 
 if TYPE_CHECKING:
     from orac_node.node import Node
@@ -142,9 +142,7 @@ class NodeBackend:
         text, rejection = judge(
             decoding.text, decoding.confidence, recent.speech_s, self._node.gate
         )
-        stripped = strip_wake_word(text, topic.wake_words)
-        if stripped.wake_word is not None and not stripped.text and rejection is None:
-            rejection = "wake_word_only"
+        stripped, rejection = strip_transcript(text, rejection, topic.wake_words)
         return Transcription(
             node=self._node.node_id,
             model=model,
@@ -160,7 +158,7 @@ class NodeBackend:
             prompt=prompt,
             beam_size=beam,
             ts=time.time(),
-            words=[] if rejection else list(decoding.words)[stripped.words_removed :],
+            words=[] if rejection else strip_words(decoding.words, stripped.words_removed),
             segments=[] if rejection else list(decoding.segments),
         )
 

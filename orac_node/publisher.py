@@ -29,7 +29,7 @@ from orac_node.contract import (
 )
 from orac_node.engine import Decoding
 from orac_node.session import Utterance
-from orac_node.wakeword import strip_wake_word, strip_words
+from orac_node.wakeword import strip_transcript, strip_wake_word, strip_words
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +96,8 @@ class TranscriptPublisher:
         its words and first segment). Not published when the utterance is a
         transcribe request that asked not to be (``utt.publish``).
         """
-        stripped = strip_wake_word(text, wake_words)
-        if stripped.wake_word is not None:
-            text = stripped.text
-            if not text and rejection is None:
-                rejection = "wake_word_only"
+        stripped, rejection = strip_transcript(text, rejection, wake_words)
+        text = stripped.text
         words: list[Word] = []
         segments: list[Segment] = []
         if decoding and not rejection:

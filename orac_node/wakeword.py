@@ -62,6 +62,24 @@ def strip_wake_word(text: str, wake_words: Sequence[str]) -> Stripped:
     return Stripped(rest[:1].upper() + rest[1:], wake, count)
 
 
+WAKE_WORD_ONLY = "wake_word_only"
+"""Rejection reason of a transcript that was nothing but the topic's wake word."""
+
+
+def strip_transcript(
+    text: str, rejection: str | None, wake_words: Sequence[str]
+) -> tuple[Stripped, str | None]:
+    """A judged transcript without its wake word, and its rejection reason.
+
+    Text that was only the wake word is rejected as :data:`WAKE_WORD_ONLY`:
+    the user said "Computer." and nothing else, which no consumer can act on.
+    """
+    stripped = strip_wake_word(text, wake_words)
+    if stripped.wake_word is not None and not stripped.text and rejection is None:
+        rejection = WAKE_WORD_ONLY
+    return stripped, rejection
+
+
 def strip_words(words: Sequence[Word], count: int) -> list[Word]:
     """Word timings without the first ``count`` words (the stripped wake word)."""
     return list(words[count:]) if count else list(words)

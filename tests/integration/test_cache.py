@@ -101,34 +101,22 @@ async def test_the_same_audio_twice_is_decoded_once(
     assert second.final.session != first.final.session
     config = tmp_path / "cache.yaml"
     config.write_text(yaml.safe_dump(NODE_CONFIG))
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "orac_node.cli", "cache", "clear", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith("ORAC_NODE_")},
-    )
+    done = await _cache_clear(config)
     assert done.returncode == 0, done.stderr
     assert "removed 1 cached transcript(s)" in done.stdout
-    again = await asyncio.to_thread(
+    again = await _cache_clear(config, "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == {"removed": 0}
+
+
+async def _cache_clear(config: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """``orac-node cache clear`` on ``config``, outside any ORAC_NODE_* of this shell."""
+    return await asyncio.to_thread(
         subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "orac_node.cli",
-            "cache",
-            "clear",
-            "--json",
-            "--config",
-            str(config),
-        ],
+        [sys.executable, "-m", "orac_node.cli", "cache", "clear", *flags, "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
         env={k: v for k, v in os.environ.items() if not k.startswith("ORAC_NODE_")},
     )
-    assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout) == {"removed": 0}
