@@ -3,7 +3,7 @@
 Satellites publish microphone audio on MQTT (``audio/<device>/chunk``); the node
 assembles utterances, runs whisper.cpp and publishes partial and final
 transcripts on ``transcript/<topic>``. The wire contract lives in
-:mod:`orac_node.contract`; the flow from message to transcript starts in
+:mod:`orac_node.wire`; the flow from message to transcript starts in
 :mod:`orac_node.node`.
 
 This module must stay free of third-party imports: ``python3 -m

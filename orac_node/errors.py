@@ -12,17 +12,16 @@
         ├── RequestTimeoutError  no answer in time; also a TimeoutError
         └── StreamError          the node refused a streamed session
 
+The three below ClientError carry contract messages (a Response, an
+ErrorReport), so they live with the SDK in orac_node/client/errors.py: this
+module imports nothing of the package, and everything may import it.
+
 Library exceptions (yaml, pydantic, aiomqtt, ffmpeg exit codes) are translated
 into these at the boundary with ``raise ... from exc`` so the cause stays
 visible in tracebacks while callers depend only on this module.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # contract.py imports this module
-    from orac_node.contract import ErrorReport, Response
 
 
 class OracNodeError(Exception):
@@ -53,7 +52,7 @@ class ContractError(OracNodeError):
     """A message does not follow the wire contract.
 
     ``code`` is the machine-readable error code published to the sender (see
-    :class:`orac_node.contract.ErrorCode`); the message is for people.
+    :class:`orac_node.wire.ErrorCode`); the message is for people.
     """
 
     def __init__(self, code: str, message: str) -> None:
@@ -64,31 +63,3 @@ class ContractError(OracNodeError):
 
 class ClientError(OracNodeError):
     """The client was misused, or the broker refused it something it needs."""
-
-
-class RequestError(ClientError):
-    """A node answered a request with ``ok: false``; ``code`` is machine-readable."""
-
-    def __init__(self, response: Response) -> None:
-        error = response.error
-        self.code = error.code if error is not None else "unknown"
-        self.message = error.message if error is not None else "no error given"
-        self.response = response
-        super().__init__(
-            f"{response.method} failed on {response.node}: {self.code}: {self.message}"
-        )
-
-
-class RequestTimeoutError(ClientError, TimeoutError):
-    """No answer in time: no node up, none allowed to answer, or the work took longer."""
-
-
-class StreamError(ClientError):
-    """The node refused a streamed session; ``report`` is what it published."""
-
-    def __init__(self, report: ErrorReport) -> None:
-        self.report = report
-        self.code = report.code
-        super().__init__(
-            f"{report.node} refused session {report.session}: {report.code}: {report.message}"
-        )

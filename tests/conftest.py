@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orac_node.broker import LocalBroker
+from orac_node.ops.localbroker import LocalBroker
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ORAC_NODE_SHARED", ROOT.parent / "shared"))

@@ -7,7 +7,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from orac_node.config import NodeConfig, load_config
+from orac_node.config import NodeConfig, load_config, template
 from tests.conftest import ROOT
 
 CONFIG_FILE = ROOT / "config.yaml"
@@ -49,3 +49,10 @@ def test_every_setting_has_a_description() -> None:
         assert isinstance(model, type) and issubclass(model, BaseModel)
         for name, info in model.model_fields.items():
             assert info.description, f"{model.__name__}.{name} has no description"
+
+
+def test_config_yaml_is_what_the_config_classes_describe() -> None:
+    """config.yaml is generated from the descriptions (``orac-node config template``)."""
+    assert CONFIG_FILE.read_text() == template.render(), (
+        "config.yaml differs from the config classes: run `orac-node config template > config.yaml`"
+    )

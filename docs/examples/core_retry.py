@@ -17,7 +17,7 @@ import asyncio
 import os
 
 from orac_node.client import Client, RequestError
-from orac_node.contract import Final
+from orac_node.wire import Final
 
 VOCABULARY = "Turn on the kitchen lights. Set the thermostat. Switch off the television."
 

@@ -19,7 +19,7 @@ import shlex
 from collections.abc import AsyncGenerator
 
 from orac_node.client import Client
-from orac_node.contract import Partial
+from orac_node.wire import Partial
 
 ARECORD = "arecord -q -f S16_LE -r 16000 -c 1 -t raw"
 BLOCK_BYTES = 1600  # 50 ms of 16 kHz s16le: what a sound card hands out at a time

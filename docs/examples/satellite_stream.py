@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from orac_node.client import Client
-from orac_node.contract import Partial
+from orac_node.wire import Partial
 
 
 async def main() -> None:

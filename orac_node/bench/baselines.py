@@ -16,7 +16,8 @@ from pywhispercpp.model import Model
 
 from orac_node.bench.corpus import Clip
 from orac_node.config import NodeConfig
-from orac_node.engine import DecodeOptions, WhisperEngine
+from orac_node.decode.decoding import DecodeOptions
+from orac_node.decode.engine import WhisperEngine
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,9 @@ import numpy as np
 
 from orac_node.bench.baselines import decode_options
 from orac_node.bench.corpus import Clip
-from orac_node.bench.report import wer
+from orac_node.bench.scoring import wer
 from orac_node.config import NodeConfig
-from orac_node.engine import WhisperEngine
+from orac_node.decode.engine import WhisperEngine
 
 _HEADER = struct.Struct("<I")  # number of float32 samples that follow; 0 ends the worker
 

@@ -39,13 +39,13 @@ import aiomqtt
 import numpy as np
 
 from orac_node.bench.corpus import Clip
+from orac_node.bench.scoring import wer
 from orac_node.bench.streams import Collector, StreamRecord, stream_clip
-from orac_node.broker import free_port
 from orac_node.client import Client
-from orac_node.config import TopicConfig, WebhookTarget
-from orac_node.contract import TranscriptionEvent, topic_config_topic
+from orac_node.consumers.webhooks.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
 from orac_node.errors import ContractError, OracNodeError
-from orac_node.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
+from orac_node.ops.localbroker import free_port
+from orac_node.wire import TopicConfig, TranscriptionEvent, WebhookTarget, topic_config_topic
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +173,6 @@ def summarize_consumers(
     with a valid signature. Lag is taken from the first POST of each session.
     """
     from whisper_normalizer.english import EnglishTextNormalizer  # noqa: PLC0415 - bench-only
-
-    from orac_node.bench.report import wer  # noqa: PLC0415 - report imports runner, runner this
 
     norm = EnglishTextNormalizer()
     answered = [r for r in retries if r.text is not None and r.decode_ms is not None]

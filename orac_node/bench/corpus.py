@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from orac_node.audio import Samples, load_audio_file
-from orac_node.contract import SAMPLE_RATE
+from orac_node.audio.vad import WINDOW, WINDOW_S, SileroVad, speech_probabilities
 from orac_node.errors import OracNodeError
-from orac_node.vad import WINDOW, WINDOW_S, SileroVad, speech_probabilities
+from orac_node.wire import SAMPLE_RATE
 
 SPEECH_THRESHOLD = 0.5
 """The node's default ``endpoint.vad_threshold``."""

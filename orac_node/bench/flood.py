@@ -27,7 +27,8 @@ import numpy as np
 from orac_node.bench.corpus import Clip
 from orac_node.bench.streams import Collector, StreamRecord, stream_clip
 from orac_node.client import connect
-from orac_node.contract import (
+from orac_node.errors import ContractError
+from orac_node.wire import (
     SAMPLE_RATE,
     AudioChunk,
     AudioFormat,
@@ -36,7 +37,6 @@ from orac_node.contract import (
     audio_topic,
     error_topic,
 )
-from orac_node.errors import ContractError
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ import psutil
 
 from orac_node.audio import float_to_s16
 from orac_node.client import connect, transcripts
-from orac_node.contract import SAMPLE_RATE, TRANSCRIPT_FILTER, AudioChunk, AudioFormat, Final
+from orac_node.wire import SAMPLE_RATE, TRANSCRIPT_FILTER, AudioChunk, AudioFormat, Final
 
 CHUNK_MS = 20
 SESSION_S = 5.0

@@ -23,7 +23,7 @@ import yaml
 from orac_node import __version__
 from orac_node.bench.baselines import run_baselines
 from orac_node.bench.corpus import Clip, load_corpus
-from orac_node.bench.report import check_targets, format_table, plot, summarize, wer, write_json
+from orac_node.bench.report import check_targets, format_table, plot, summarize, write_json
 from orac_node.bench.runner import (
     NODE_ID,
     ScenarioResult,
@@ -31,9 +31,10 @@ from orac_node.bench.runner import (
     run_scenarios,
     temporary_workdir,
 )
+from orac_node.bench.scoring import wer
 from orac_node.config import load_config
-from orac_node.engine import WhisperEngine
-from orac_node.nodeproc import NodeProcess, start_node
+from orac_node.decode.engine import WhisperEngine
+from orac_node.ops.nodeproc import NodeProcess, start_node
 
 log = logging.getLogger(__name__)
 

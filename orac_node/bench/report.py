@@ -17,6 +17,7 @@ import numpy as np
 
 from orac_node.bench.baselines import BaselineResult
 from orac_node.bench.runner import ScenarioResult
+from orac_node.bench.scoring import wer
 from orac_node.bench.streams import StreamRecord
 
 SHORT_COMMAND_S = 5.0
@@ -33,18 +34,6 @@ FLOOD_RATIO = 1.10
 def pct(values: list[float], q: float) -> float:
     """Percentile (linear interpolation); NaN for no values."""
     return float(np.percentile(values, q)) if values else math.nan
-
-
-def wer(refs: list[str], hyps: list[str]) -> float:
-    """Corpus WER after Whisper's English normalization (NaN without references)."""
-    import jiwer  # noqa: PLC0415 - bench-only dependency
-    from whisper_normalizer.english import EnglishTextNormalizer  # noqa: PLC0415
-
-    if not refs:
-        return math.nan
-    norm = EnglishTextNormalizer()
-    pairs = [(norm(r).strip(), norm(h).strip()) for r, h in zip(refs, hyps, strict=True)]
-    return float(jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]))
 
 
 @dataclass

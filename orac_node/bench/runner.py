@@ -42,9 +42,9 @@ from orac_node.bench.flood import run_flood
 from orac_node.bench.ingest import run_ingest
 from orac_node.bench.procstats import ProcessSampler, ProcessStats
 from orac_node.bench.streams import Collector, StreamRecord, stream_clip
-from orac_node.broker import LocalBroker
 from orac_node.client import connect
-from orac_node.nodeproc import NodeProcess
+from orac_node.ops.localbroker import LocalBroker
+from orac_node.ops.nodeproc import NodeProcess
 
 log = logging.getLogger(__name__)
 

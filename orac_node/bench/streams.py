@@ -19,7 +19,7 @@ import aiomqtt
 
 from orac_node.bench.corpus import Clip
 from orac_node.client import split_chunks, transcripts
-from orac_node.contract import (
+from orac_node.wire import (
     SAMPLE_RATE,
     TRANSCRIPT_FILTER,
     AudioChunk,

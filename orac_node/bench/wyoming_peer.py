@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from orac_node.contract import SAMPLE_RATE
 from orac_node.errors import OracNodeError
+from orac_node.wire import SAMPLE_RATE
 
 with warnings.catch_warnings():
     # wyoming 1.x (wyoming.audio, also pulled in by wyoming.info) imports the stdlib

@@ -7,7 +7,7 @@ Applications use :class:`Client` (asyncio) or :class:`SyncClient` (blocking)::
         async for t in c.stream("utterance.wav"):   # partials, then the final
             print(t.text)
 
-Every topic and payload comes from :mod:`orac_node.contract`, as in the node.
+Every topic and payload comes from :mod:`orac_node.wire`, as in the node.
 Where each piece lives::
 
     core.py        Client: requests, context, streaming
@@ -28,14 +28,16 @@ Errors, all :class:`~orac_node.errors.OracNodeError` (defined in orac_node.error
     BrokerError              the broker cannot be reached, or the connection dropped
     ContractError            a node's answer does not follow the contract
 
-On a broker set up as docs/SECURITY.md describes, a satellite logs in over TLS:
-``Client("mqtts://kitchen@broker.lan:8883", password=..., ca_file=ca)``.
+On a broker set up as docs/SECURITY.md describes, a satellite logs in over TLS
+with a :class:`BrokerLogin`: ``Client(BrokerLogin(url="mqtts://kitchen@broker.lan:8883",
+password=..., ca_file=ca), device="kitchen")``.
 docs/CLIENT.md lists which broker permissions each call needs.
 """
 
 from __future__ import annotations
 
 from orac_node.client.core import Client
+from orac_node.client.errors import RequestError, RequestTimeoutError, StreamError
 from orac_node.client.feed import TranscriptFeed
 from orac_node.client.link import (
     Satellite,
@@ -48,10 +50,12 @@ from orac_node.client.link import (
 )
 from orac_node.client.sources import AudioSource, FileSource
 from orac_node.client.sync import SyncClient
-from orac_node.errors import ClientError, RequestError, RequestTimeoutError, StreamError
+from orac_node.errors import ClientError
+from orac_node.mqtt.options import BrokerLogin
 
 __all__ = [
     "AudioSource",
+    "BrokerLogin",
     "Client",
     "ClientError",
     "FileSource",

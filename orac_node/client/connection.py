@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -23,18 +22,18 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from orac_node.brokerurl import BrokerUrl
 from orac_node.client.inbox import Inbox
 from orac_node.client.link import connect, payload_bytes
 from orac_node.client.sources import check_name
-from orac_node.contract import (
+from orac_node.errors import BrokerError, ClientError, ContractError
+from orac_node.mqtt.options import BrokerLogin
+from orac_node.wire import (
     Response,
     SatelliteState,
     SatelliteStatus,
     response_topic,
     satellite_status_topic,
 )
-from orac_node.errors import BrokerError, ClientError, ContractError
 
 log = logging.getLogger("orac_node.client")
 
@@ -64,20 +63,17 @@ class Connection:
 
     def __init__(
         self,
-        url: str,
+        broker: str | BrokerLogin,
         *,
         device: str | None = None,
-        password: str | None = None,
-        ca_file: Path | None = None,
-        cert_file: Path | None = None,
-        key_file: Path | None = None,
         client_id: str | None = None,
         topics: Iterable[str] = (),
         heartbeat: bool = True,
         timeout: float = 30.0,
     ) -> None:
+        self._login = BrokerLogin.of(broker)
         try:
-            parsed = BrokerUrl.parse(url)
+            parsed = self._login.parsed()
         except ValueError as exc:
             raise BrokerError(str(exc)) from None
         if device is not None:
@@ -87,10 +83,7 @@ class Connection:
             raise ValueError("timeout must be positive")
         self.device = device
         self.timeout = timeout
-        self._url = url
         self._where = parsed.redacted()
-        self._password = password
-        self._tls_files = (ca_file, cert_file, key_file)
         self.client_id = client_id or f"orac-client-{uuid.uuid4().hex[:8]}"
         self._heartbeat = heartbeat and device is not None
         # Responses come to the MQTT user name (the ACL's orac/response/<user>/#),
@@ -129,19 +122,10 @@ class Connection:
             will = aiomqtt.Will(
                 satellite_status_topic(self.device or ""), offline, qos=1, retain=True
             )
-        ca_file, cert_file, key_file = self._tls_files
         async with AsyncExitStack() as stack:
             stack.callback(self._forget_connection)  # undone by pop_all once all went well
             self._mqtt = await stack.enter_async_context(
-                connect(
-                    self._url,
-                    client_id=self.client_id,
-                    password=self._password,
-                    ca_file=ca_file,
-                    cert_file=cert_file,
-                    key_file=key_file,
-                    will=will,
-                )
+                connect(self._login, client_id=self.client_id, will=will)
             )
             stack.callback(self._close_waiters)
             reader = asyncio.create_task(self._read(), name=f"orac-client-{self.client_id}")

@@ -21,6 +21,7 @@ from paho.mqtt.properties import Properties
 
 from orac_node.audio import Samples
 from orac_node.client.connection import Connection, cancel
+from orac_node.client.errors import RequestError, RequestTimeoutError, StreamError
 from orac_node.client.feed import TranscriptFeed
 from orac_node.client.link import Satellite, format_transcript, payload_bytes
 from orac_node.client.sources import (
@@ -30,7 +31,8 @@ from orac_node.client.sources import (
     file_bytes,
     stream_audio,
 )
-from orac_node.contract import (
+from orac_node.errors import BrokerError, ClientError, ContractError
+from orac_node.wire import (
     CONTEXT_DEFAULT_TTL_S,
     CONTEXT_MAX_TTL_S,
     MAX_PROMPT_CHARS,
@@ -53,14 +55,6 @@ from orac_node.contract import (
     response_topic,
     transcript_topic,
 )
-from orac_node.errors import (
-    BrokerError,
-    ClientError,
-    ContractError,
-    RequestError,
-    RequestTimeoutError,
-    StreamError,
-)
 
 log = logging.getLogger("orac_node.client")
 
@@ -75,7 +69,7 @@ class Client(Connection):
     Use it as ``async with Client(url, ...) as c``; one connection serves any
     number of concurrent calls. ``device`` names this program as a satellite
     (needed by :meth:`stream`); with ``heartbeat`` it also publishes a retained
-    :class:`~orac_node.contract.SatelliteStatus` ``online`` listing ``topics``,
+    :class:`~orac_node.wire.SatelliteStatus` ``online`` listing ``topics``,
     with ``offline`` as its Last Will and on a clean exit. ``timeout`` is the
     default wait for a request's answer and for a stream's final after its audio.
     The connection is not re-established when it drops: calls then raise

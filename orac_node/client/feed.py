@@ -11,8 +11,8 @@ from typing import Self
 from orac_node.client.connection import Connection
 from orac_node.client.inbox import Inbox
 from orac_node.client.link import payload_bytes
-from orac_node.contract import Final, Partial, decode_transcript
 from orac_node.errors import ClientError, ContractError
+from orac_node.wire import Final, Partial, decode_transcript
 
 log = logging.getLogger("orac_node.client")
 

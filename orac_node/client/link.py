@@ -14,13 +14,13 @@ import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import aiomqtt
 
 from orac_node.audio import Samples, float_to_s16
-from orac_node.brokerurl import NO_DELAY, BrokerUrl, tls_parameters
-from orac_node.contract import (
+from orac_node.errors import BrokerError, ContractError
+from orac_node.mqtt.options import NO_DELAY, BrokerLogin
+from orac_node.wire import (
     SAMPLE_RATE,
     AudioChunk,
     AudioFormat,
@@ -33,46 +33,37 @@ from orac_node.contract import (
     decode_transcript,
     status_topic,
 )
-from orac_node.errors import BrokerError, ContractError
 
 
 @asynccontextmanager
 async def connect(
-    url: str,
+    broker: str | BrokerLogin,
     *,
     client_id: str | None = None,
-    password: str | None = None,
-    ca_file: Path | None = None,
-    cert_file: Path | None = None,
-    key_file: Path | None = None,
     will: aiomqtt.Will | None = None,
 ) -> AsyncIterator[aiomqtt.Client]:
-    """An MQTT v5 client for ``mqtt://[user[:password]@]host:port`` or ``mqtts://...``.
+    """An MQTT v5 client for a broker URL or a :class:`BrokerLogin` (password, TLS files).
 
-    ``password`` is used when the URL names a user but no password (a password
-    typed into a URL lands in shell history and ``ps``). ``mqtts://`` verifies
-    the broker against ``ca_file`` (default: the system's trust store);
-    ``cert_file``/``key_file`` add a client certificate. ``will`` is the Last
-    Will the broker publishes if the connection dies. Connect failures become
-    :class:`BrokerError`, whose message shows the URL without its password.
+    ``will`` is the Last Will the broker publishes if the connection dies.
+    Connect failures become :class:`BrokerError`, whose message shows the URL
+    without its password.
     """
+    login = BrokerLogin.of(broker)
     try:
-        parsed = BrokerUrl.parse(url)
+        parsed = login.parsed()
     except ValueError as exc:
         raise BrokerError(str(exc)) from None
-    if not parsed.tls and (ca_file or cert_file or key_file):
-        raise BrokerError("a CA or client certificate needs an mqtts:// url")
     client = aiomqtt.Client(
         parsed.host,
         parsed.port,
         identifier=client_id or f"orac-client-{uuid.uuid4().hex[:8]}",
         protocol=aiomqtt.ProtocolVersion.V5,
         username=parsed.username,
-        password=parsed.password if parsed.password is not None else password,
-        tls_params=tls_parameters(ca_file, cert_file, key_file) if parsed.tls else None,
+        password=login.secret(parsed),
+        tls_params=login.tls() if parsed.tls else None,
         socket_options=NO_DELAY,
         will=will,
-        logger=logging.getLogger("orac_node.mqtt"),
+        logger=logging.getLogger("orac_node.paho"),
     )
     try:
         async with client:

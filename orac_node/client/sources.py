@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from orac_node.audio import Samples, decode_file_bytes, float_to_s16, load_audio_file
-from orac_node.contract import SAMPLE_RATE, is_valid_name
+from orac_node.wire import SAMPLE_RATE, is_valid_name
 
 AudioSource = str | os.PathLike[str] | bytes | Samples | AsyncIterable[bytes] | Iterable[bytes]
 """What :meth:`Client.stream` takes: a file path, a file's bytes, float32 16 kHz

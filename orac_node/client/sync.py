@@ -6,12 +6,12 @@ import asyncio
 import functools
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Iterator
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar, cast
 
 from orac_node.client.core import Client
 from orac_node.errors import ClientError
+from orac_node.mqtt.options import BrokerLogin
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -59,25 +59,17 @@ class SyncClient:
 
     def __init__(
         self,
-        url: str,
+        broker: str | BrokerLogin,
         *,
         device: str | None = None,
-        password: str | None = None,
-        ca_file: Path | None = None,
-        cert_file: Path | None = None,
-        key_file: Path | None = None,
         client_id: str | None = None,
         topics: Iterable[str] = (),
         heartbeat: bool = True,
         timeout: float = 30.0,
     ) -> None:
         self.client = Client(
-            url,
+            broker,
             device=device,
-            password=password,
-            ca_file=ca_file,
-            cert_file=cert_file,
-            key_file=key_file,
             client_id=client_id,
             topics=topics,
             heartbeat=heartbeat,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from orac_node.audio import Samples, load_audio_file
-from orac_node.broker import LocalBroker
+from orac_node.ops.localbroker import LocalBroker
 from tests.conftest import AUDIO, MODEL
 from tests.integration.harness import RunningNode, start_node
 from tests.integration.secure_broker import Certificates

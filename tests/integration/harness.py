@@ -21,7 +21,7 @@ import yaml
 
 from orac_node.audio import Samples
 from orac_node.client import Satellite, connect, wait_for_state
-from orac_node.contract import (
+from orac_node.wire import (
     TRANSCRIPT_FILTER,
     ErrorReport,
     Final,

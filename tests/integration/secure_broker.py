@@ -5,7 +5,7 @@ Only what cannot be used on a test machine is rewritten: the listener ports
 nothing outside needs it), and paths under /etc and /var. Each rewrite names
 the exact line it replaces, so a change to the shipped file that a test no
 longer covers fails loudly instead of being tested in its old form. Users are
-created with the real ``mosquitto_passwd`` through :mod:`orac_node.access`.
+created with the real ``mosquitto_passwd`` through :mod:`orac_node.ops.accounts`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from pathlib import Path
 import aiomqtt
 import trustme
 
-from orac_node.access import generate_password, set_password
-from orac_node.broker import find_mosquitto, free_port, port_in_use
 from orac_node.client import connect
+from orac_node.mqtt.options import BrokerLogin
+from orac_node.ops.accounts import generate_password, set_password
+from orac_node.ops.localbroker import find_mosquitto, free_port, port_in_use
 from tests.conftest import ROOT
 
 CONF = ROOT / "mosquitto" / "orac-node.conf"
@@ -180,10 +181,11 @@ class SecureBroker:
         self, user: str | None, *, tls: bool = True, client_cert: bool = False
     ) -> AsyncIterator[aiomqtt.Client]:
         """A client logged in as ``user`` (None: anonymous), over TLS by default."""
-        async with connect(
-            self.url(user, tls=tls),
+        login = BrokerLogin(
+            url=self.url(user, tls=tls),
             ca_file=self.certs.ca if tls else None,
             cert_file=self.certs.client_cert if client_cert else None,
             key_file=self.certs.client_key if client_cert else None,
-        ) as client:
+        )
+        async with connect(login) as client:
             yield client

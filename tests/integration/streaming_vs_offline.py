@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from orac_node.config import NodeConfig
-from orac_node.engine import WhisperEngine
-from orac_node.offline import transcribe
+from orac_node.decode.engine import WhisperEngine
+from orac_node.decode.offline import transcribe
 from tests.conftest import MODEL
 from tests.integration.accuracy import word_error_rate
 from tests.integration.conftest import load, load_refs

@@ -30,11 +30,12 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from orac_node.access import generate_password
-from orac_node.broker import port_in_use
 from orac_node.client import Client, Satellite, connect
-from orac_node.contract import Final, decode_transcript
 from orac_node.errors import BrokerError
+from orac_node.mqtt.options import BrokerLogin
+from orac_node.ops.accounts import generate_password
+from orac_node.ops.localbroker import port_in_use
+from orac_node.wire import Final, decode_transcript
 from tests.conftest import MODEL
 from tests.integration.accuracy import normalize
 from tests.integration.conftest import load, load_refs
@@ -107,7 +108,7 @@ async def test_a_wrong_password_is_refused_and_not_repeated(secure: SecureBroker
     wrong = generate_password()
     url = f"mqtts://sat-a:{wrong}@127.0.0.1:{secure.tls_port}"
     with pytest.raises(BrokerError, match="Not authorized") as refused:
-        async with connect(url, ca_file=secure.certs.ca):
+        async with connect(BrokerLogin(url=url, ca_file=secure.certs.ca)):
             pass
     assert wrong not in str(refused.value)
     assert "sat-a:***@" in str(refused.value)
@@ -504,7 +505,7 @@ def _cli(*args: str) -> str:
 async def _can_log_in(url: str, ca: Path) -> bool:
     refusal = ""
     try:
-        async with connect(url, ca_file=ca):
+        async with connect(BrokerLogin(url=url, ca_file=ca)):
             pass
     except BrokerError as exc:
         refusal = str(exc)
@@ -540,7 +541,7 @@ async def test_satellite_add_and_remove_take_effect_on_reload(secure: SecureBrok
     kicked = False
     with contextlib.suppress(BrokerError):  # leaving a connection the broker has closed
         async with (
-            connect(url, ca_file=secure.certs.ca) as satellite,
+            connect(BrokerLogin(url=url, ca_file=secure.certs.ca)) as satellite,
             secure.connect("orac-node") as node,
         ):
             await node.subscribe("audio/#", qos=1)

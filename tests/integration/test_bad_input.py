@@ -8,7 +8,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from orac_node.contract import AudioChunk, AudioFormat
+from orac_node.wire import AudioChunk, AudioFormat
 from tests.conftest import AUDIO
 from tests.integration.conftest import load
 from tests.integration.harness import RunningNode, harness

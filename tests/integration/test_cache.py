@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orac_node.broker import free_port, port_in_use
-from orac_node.cache import RedisCache
-from orac_node.engine import Decoding
+from orac_node.decode.cache import RedisCache
+from orac_node.decode.decoding import Decoding
+from orac_node.ops.localbroker import free_port, port_in_use
 from tests.conftest import AUDIO
 from tests.integration.conftest import load
 from tests.integration.harness import RunningNode, harness

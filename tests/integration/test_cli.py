@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orac_node.broker import LocalBroker
+from orac_node.ops.localbroker import LocalBroker
 from tests.conftest import AUDIO, MODEL
 from tests.integration.harness import RunningNode
 

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from orac_node.client import Client, RequestError, StreamError, SyncClient
-from orac_node.contract import Final, Partial
+from orac_node.wire import Final, Partial
 from tests.conftest import AUDIO, ROOT
 from tests.integration.conftest import load
 from tests.integration.harness import RunningNode

@@ -23,9 +23,9 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from orac_node.broker import LocalBroker, free_port
-from orac_node.config import TopicConfig
-from orac_node.contract import (
+from orac_node.consumers.webhooks.signing import SIGNATURE_HEADER, verify
+from orac_node.ops.localbroker import LocalBroker, free_port
+from orac_node.wire import (
     REQUEST_ANY,
     Context,
     ErrorCode,
@@ -33,6 +33,7 @@ from orac_node.contract import (
     Response,
     RetranscribeRequest,
     SatelliteStatus,
+    TopicConfig,
     TranscribeRequest,
     TranscriptionEvent,
     context_topic,
@@ -40,7 +41,6 @@ from orac_node.contract import (
     satellite_status_topic,
     topic_config_topic,
 )
-from orac_node.signing import SIGNATURE_HEADER, verify
 from tests.conftest import AUDIO, MODEL
 from tests.integration.conftest import load
 from tests.integration.harness import Harness, RunningNode, harness, start_node

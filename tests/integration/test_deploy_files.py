@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from orac_node.broker import find_mosquitto
 from orac_node.config import load_config
+from orac_node.ops.localbroker import find_mosquitto
 from tests.conftest import ROOT
 from tests.integration.secure_broker import Certificates, SecureBroker
 

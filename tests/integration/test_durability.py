@@ -23,10 +23,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from orac_node.bench.runner import BROKER_QUEUES
-from orac_node.broker import LocalBroker
-from orac_node.brokerurl import BrokerUrl
 from orac_node.client import connect, split_chunks, wait_for_state
-from orac_node.contract import (
+from orac_node.config import BrokerUrl
+from orac_node.ingest.spool import SUFFIX
+from orac_node.ops.localbroker import LocalBroker
+from orac_node.wire import (
     SAMPLE_RATE,
     AudioChunk,
     AudioFormat,
@@ -36,7 +37,6 @@ from orac_node.contract import (
     decode_transcript,
     topic_config_topic,
 )
-from orac_node.spool import SUFFIX
 from tests.conftest import AUDIO, MODEL
 from tests.integration.accuracy import word_error_rate
 from tests.integration.conftest import load

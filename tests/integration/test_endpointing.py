@@ -9,7 +9,7 @@ import aiomqtt
 import numpy as np
 
 from orac_node.audio import float_to_s16
-from orac_node.contract import SAMPLE_RATE, AudioChunk, AudioFormat, audio_topic
+from orac_node.wire import SAMPLE_RATE, AudioChunk, AudioFormat, audio_topic
 from tests.conftest import AUDIO
 from tests.integration.conftest import load
 from tests.integration.harness import RunningNode, harness

@@ -41,9 +41,9 @@ import psutil
 import pytest
 
 from orac_node.bench.runner import BROKER_QUEUES
-from orac_node.broker import LocalBroker
 from orac_node.client import connect
-from orac_node.contract import ErrorCode
+from orac_node.ops.localbroker import LocalBroker
+from orac_node.wire import ErrorCode
 from tests.conftest import AUDIO
 from tests.integration.conftest import load
 from tests.integration.harness import Harness, RunningNode, harness

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from orac_node.broker import free_port
+from orac_node.ops.localbroker import free_port
 from tests.integration.harness import RunningNode
 
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from orac_node.broker import LocalBroker
-from orac_node.contract import AudioChunk, AudioFormat, AudioKind, audio_topic
+from orac_node.ops.localbroker import LocalBroker
+from orac_node.wire import AudioChunk, AudioFormat, AudioKind, audio_topic
 from tests.conftest import AUDIO, MODEL
 from tests.integration.conftest import load
 from tests.integration.harness import RunningNode, harness, start_node

@@ -13,9 +13,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from prometheus_client.parser import text_string_to_metric_families
 
-from orac_node.broker import free_port
 from orac_node.client import split_chunks
-from orac_node.contract import Method, request_topic, response_topic
+from orac_node.ops.localbroker import free_port
+from orac_node.wire import Method, request_topic, response_topic
 from tests.conftest import AUDIO
 from tests.integration.conftest import load
 from tests.integration.harness import RunningNode, harness

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orac_node.contract import SAMPLE_RATE
+from orac_node.wire import SAMPLE_RATE
 from tests.integration.harness import RunningNode, harness
 
 _T = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE

@@ -12,7 +12,7 @@ import pytest
 import soxr
 
 from orac_node.audio import float_to_s16
-from orac_node.contract import SAMPLE_RATE, AudioChunk, AudioFormat, AudioKind, audio_topic
+from orac_node.wire import SAMPLE_RATE, AudioChunk, AudioFormat, AudioKind, audio_topic
 from tests.conftest import AUDIO
 from tests.integration.conftest import load
 from tests.integration.harness import RunningNode, harness

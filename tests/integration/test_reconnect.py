@@ -6,7 +6,7 @@ import asyncio
 import signal
 from pathlib import Path
 
-from orac_node.broker import LocalBroker
+from orac_node.ops.localbroker import LocalBroker
 from tests.conftest import AUDIO, MODEL
 from tests.integration.conftest import load
 from tests.integration.harness import harness, start_node

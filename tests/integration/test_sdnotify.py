@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from orac_node.broker import LocalBroker
 from orac_node.client import connect
-from orac_node.contract import ErrorCode, ErrorReport, error_topic
+from orac_node.ops.localbroker import LocalBroker
+from orac_node.wire import ErrorCode, ErrorReport, error_topic
 from tests.conftest import MODEL
 from tests.integration.harness import RunningNode, start_node
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from orac_node.contract import SAMPLE_RATE
+from orac_node.wire import SAMPLE_RATE
 from tests.conftest import AUDIO
 from tests.integration.conftest import load
 from tests.integration.harness import RunningNode, harness

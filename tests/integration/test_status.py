@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from orac_node.broker import LocalBroker
 from orac_node.client import connect
-from orac_node.contract import NodeStatus, status_topic
+from orac_node.ops.localbroker import LocalBroker
+from orac_node.wire import NodeStatus, status_topic
 from tests.conftest import MODEL
 from tests.integration.harness import start_node
 

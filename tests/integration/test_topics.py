@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 
-from orac_node.broker import LocalBroker, free_port
-from orac_node.bus import Outgoing
 from orac_node.client import connect
-from orac_node.config import RegistrySection, TopicConfig
-from orac_node.contract import satellite_status_topic, topic_config_topic
-from orac_node.registry import Registry
+from orac_node.config import RegistrySection
+from orac_node.consumers.registry import Registry
+from orac_node.mqtt.bus import Outgoing
+from orac_node.ops.localbroker import LocalBroker, free_port
+from orac_node.wire import TopicConfig, satellite_status_topic, topic_config_topic
 
 SECRET = "s3cret-never-printed"
 
@@ -35,7 +35,7 @@ SECRET = "s3cret-never-printed"
 SATELLITE = """
 import asyncio, sys, time
 import aiomqtt
-from orac_node.contract import SatelliteStatus, satellite_status_topic
+from orac_node.wire import SatelliteStatus, satellite_status_topic
 
 async def main(port: str, device: str, topics: str) -> None:
     names = topics.split(",")

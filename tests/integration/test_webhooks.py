@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 
 from orac_node import __version__
-from orac_node.broker import free_port
-from orac_node.config import WebhooksSection, WebhookTarget
-from orac_node.contract import TranscriptionEvent
-from orac_node.signing import verify
-from orac_node.webhooks import WebhookDelivery
+from orac_node.config import WebhooksSection
+from orac_node.consumers.webhooks import WebhookDelivery
+from orac_node.consumers.webhooks.signing import verify
+from orac_node.ops.localbroker import free_port
+from orac_node.wire import TranscriptionEvent, WebhookTarget
 from tests.integration.receivers import Request, receiving
 
 SECRET = "receiver-secret"
@@ -148,7 +148,7 @@ async def test_a_slow_receiver_is_retried_and_does_not_delay_a_healthy_one(
 async def test_a_failing_receiver_gets_max_attempts_then_one_dead_letter(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="orac_node.webhooks")
+    caplog.set_level(logging.DEBUG, logger="orac_node.consumers.webhooks")
     sent = event(1)
     with receiving(answer=lambda _r, _n: (500, {}, b"database down")) as receiver:
         async with running(settings(max_attempts=3), tmp_path) as delivery:

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from orac_node import access
-from orac_node.access import (
+from orac_node.cli import main
+from orac_node.errors import AccountError, OracNodeError
+from orac_node.ops import accounts as access
+from orac_node.ops.accounts import (
     add_satellite,
     check_satellite_name,
     generate_password,
@@ -23,8 +25,6 @@ from orac_node.access import (
     remove_satellite,
     set_password,
 )
-from orac_node.cli import main
-from orac_node.errors import AccountError, OracNodeError
 
 
 @pytest.mark.parametrize("name", ["kitchen", "pi-4.living_room", "a", "Sat1", "x" * 64])

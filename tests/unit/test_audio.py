@@ -23,8 +23,8 @@ from orac_node.audio import (
     read_wav_bytes,
     resample,
 )
-from orac_node.contract import AudioFormat
 from orac_node.errors import AudioDecodeError, OracNodeError
+from orac_node.wire import AudioFormat
 from tests.conftest import AUDIO
 
 CLIP = AUDIO / "commands" / "utt002.wav"

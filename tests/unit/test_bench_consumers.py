@@ -16,8 +16,8 @@ from orac_node.bench.consumers import (
 from orac_node.bench.corpus import Clip
 from orac_node.bench.report import format_consumers
 from orac_node.bench.streams import StreamRecord
-from orac_node.contract import Final, TranscriptionEvent
-from orac_node.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, sign
+from orac_node.consumers.webhooks.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, sign
+from orac_node.wire import Final, TranscriptionEvent
 
 
 def _clip(name: str, reference: str | None) -> Clip:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from orac_node.audio.vad import WINDOW_S, SileroVad, speech_probabilities
 from orac_node.bench.corpus import DICTATION_PAUSE_S, compress_pauses, dictation, load_corpus
-from orac_node.vad import WINDOW_S, SileroVad, speech_probabilities
 from tests.conftest import AUDIO
 
 

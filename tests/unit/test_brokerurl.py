@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from orac_node.broker import free_port
-from orac_node.brokerurl import BrokerUrl, tls_parameters
 from orac_node.client import connect
-from orac_node.config import load_config
+from orac_node.config import BrokerUrl, load_config
 from orac_node.errors import BrokerError, ConfigError
+from orac_node.mqtt.options import BrokerLogin, tls_parameters
+from orac_node.ops.localbroker import free_port
 
 SECRET = "s3cret-Pa55word"
 
@@ -139,5 +139,5 @@ async def test_client_errors_show_the_url_without_its_password() -> None:
 
 async def test_the_client_refuses_certificates_with_a_plain_url(tmp_path: Path) -> None:
     with pytest.raises(BrokerError, match="mqtts"):
-        async with connect("mqtt://127.0.0.1:1", ca_file=tmp_path / "ca.crt"):
+        async with connect(BrokerLogin(url="mqtt://127.0.0.1:1", ca_file=tmp_path / "ca.crt")):
             pass

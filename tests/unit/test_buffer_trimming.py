@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 from orac_node.bench.corpus import load_corpus
-from orac_node.bench.report import wer
-from orac_node.contract import SAMPLE_RATE
-from orac_node.engine import DecodeOptions, WhisperEngine
-from orac_node.gate import strip_annotations
-from orac_node.stabilize import LocalAgreement, trim_point
+from orac_node.bench.scoring import wer
+from orac_node.decode.decoding import DecodeOptions
+from orac_node.decode.engine import WhisperEngine
+from orac_node.decode.gate import strip_annotations
+from orac_node.decode.stabilize import LocalAgreement, trim_point
+from orac_node.wire import SAMPLE_RATE
 from tests.conftest import AUDIO, MODEL
 
 TRIM_AFTER_S = 4.0  # the default

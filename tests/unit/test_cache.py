@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from orac_node.cache import MemoryCache, cache_key, decode_decoding, encode_decoding
-from orac_node.contract import Segment, Word
-from orac_node.engine import DecodeOptions, Decoding
+from orac_node.decode.cache import MemoryCache, cache_key, decode_decoding, encode_decoding
+from orac_node.decode.decoding import DecodeOptions, Decoding
+from orac_node.wire import Segment, Word
 
 AUDIO = np.sin(np.linspace(0, 300, 16_000)).astype(np.float32) * 0.3
 DECODING = Decoding(

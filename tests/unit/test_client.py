@@ -24,7 +24,6 @@ from paho.mqtt.properties import Properties
 
 from orac_node import client as client_module
 from orac_node.audio import read_wav_bytes
-from orac_node.broker import LocalBroker
 from orac_node.client import (
     Client,
     ClientError,
@@ -35,7 +34,9 @@ from orac_node.client import (
     SyncClient,
     connect,
 )
-from orac_node.contract import (
+from orac_node.errors import BrokerError, OracNodeError
+from orac_node.ops.localbroker import LocalBroker
+from orac_node.wire import (
     RESPONSE_PREFIX,
     AudioChunk,
     Context,
@@ -57,7 +58,6 @@ from orac_node.contract import (
     satellite_status_topic,
     transcript_topic,
 )
-from orac_node.errors import BrokerError, OracNodeError
 from tests.conftest import AUDIO
 
 TRANSCRIPTION = Transcription(
@@ -176,6 +176,7 @@ def ok(result: dict[str, object]) -> Answer:
 def test_public_api_is_pinned() -> None:
     assert sorted(client_module.__all__) == [
         "AudioSource",
+        "BrokerLogin",
         "Client",
         "ClientError",
         "FileSource",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from orac_node.context import ContextStore, build_prompt
-from orac_node.contract import MAX_PROMPT_CHARS, Context, context_topic
+from orac_node.consumers.context import ContextStore, build_prompt
 from orac_node.errors import ContractError
+from orac_node.wire import MAX_PROMPT_CHARS, Context, context_topic
 
 KITCHEN = context_topic(device="kitchen")
 

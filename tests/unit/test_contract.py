@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orac_node.contract import (
+from orac_node.errors import ContractError, OracNodeError
+from orac_node.wire import (
     MAX_SEQ,
     PROTOCOL_VERSION,
     AudioChunk,
@@ -35,7 +36,6 @@ from orac_node.contract import (
     status_topic,
     transcript_topic,
 )
-from orac_node.errors import ContractError, OracNodeError
 
 # --- helpers ---------------------------------------------------------------------------
 

@@ -6,9 +6,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from orac_node.audio.vad import WINDOW_S
 from orac_node.config import EndpointSection
-from orac_node.endpoint import HYSTERESIS, Endpointer, EndpointRules, EndReason
-from orac_node.vad import WINDOW_S
+from orac_node.ingest.endpoint import HYSTERESIS, Endpointer, EndpointRules, EndReason
 
 SPEECH, QUIET = 0.9, 0.05
 

@@ -11,18 +11,17 @@ from hypothesis import strategies as st
 
 from orac_node.audio import Samples, load_audio_file
 from orac_node.config import GateSection
-from orac_node.contract import SAMPLE_RATE
-from orac_node.engine import (
+from orac_node.decode.decoding import DecodeOptions, Decoding
+from orac_node.decode.engine import (
     FULL_WINDOW,
     WINDOW_QUANTUM,
-    DecodeOptions,
-    Decoding,
     WhisperEngine,
     encoder_window,
     whisper_languages,
 )
+from orac_node.decode.gate import GateRules, judge
 from orac_node.errors import ModelError
-from orac_node.gate import GateRules, judge
+from orac_node.wire import SAMPLE_RATE
 from tests.conftest import AUDIO, MODEL
 
 OPTIONS = DecodeOptions()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orac_node.config import GateSection
-from orac_node.gate import (
+from orac_node.decode.gate import (
     STOCK_PHRASE_MIN_SPEECH_S,
     GateRules,
     Rejection,

@@ -1,24 +1,24 @@
 """Intake's per-device limits: sessions per device, throttled chunks, reports, odd names.
 
-Intake is driven directly (real VAD, real decoders); the node's side is two
-recorders: what it would publish (reject) and which tasks it would run (spawn).
+Intake is driven directly (real VAD, real decoders); what the pipeline would do
+with each outcome (publish a refusal, decode an upload) is recorded instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from orac_node.audio.vad import SileroVad
 from orac_node.config import NodeConfig
-from orac_node.contract import AudioChunk, AudioFormat
-from orac_node.intake import Intake
-from orac_node.limits import REPORT_EVERY_S
-from orac_node.session import Utterance
-from orac_node.vad import SileroVad
+from orac_node.ingest.intake import Intake, Outcome, Ticked, Upload
+from orac_node.ingest.limits import REPORT_EVERY_S
+from orac_node.ingest.refusal import Refusal
+from orac_node.ingest.session import Utterance
+from orac_node.wire import AudioChunk, AudioFormat
 
 VAD = SileroVad()
 SILENCE = b"\x00\x00" * 320  # 20 ms
@@ -27,37 +27,50 @@ SILENCE = b"\x00\x00" * 320  # 20 ms
 @dataclass
 class Recorder:
     errors: list[tuple[str, str, int | None]] = field(default_factory=list)
-    coros: list[Coroutine[Any, Any, None]] = field(default_factory=list)
+    uploads: list[Upload] = field(default_factory=list)
     audio: list[Utterance] = field(default_factory=list)
 
-    def reject(
-        self,
-        device: str,
-        code: str,
-        message: str,
-        session: str | None = None,
-        seq: int | None = None,
-        *,
-        dropped: int | None = None,
-    ) -> None:
-        assert message
-        self.errors.append((device, code, dropped))
+    def refused(self, refusal: Refusal) -> None:
+        assert refusal.message
+        self.errors.append((refusal.device, refusal.code, refusal.dropped))
 
     def codes(self, device: str) -> list[str]:
         return [code for d, code, _ in self.errors if d == device]
 
 
-def _intake(**ingest: Any) -> tuple[Intake, Recorder]:
+class RecordingIntake(Intake):
+    """Intake whose outcomes are recorded as the node would act on them."""
+
+    def __init__(self, config: NodeConfig, rec: Recorder) -> None:
+        super().__init__(config, vad=VAD)
+        self.rec = rec
+
+    def on_message(self, topic: str, payload: bytes) -> Outcome:
+        outcome = super().on_message(topic, payload)
+        if outcome.refusal is not None:
+            self.rec.refused(outcome.refusal)
+        if outcome.audio is not None:
+            self.rec.audio.append(outcome.audio)
+        if outcome.upload is not None:
+            self.rec.uploads.append(outcome.upload)
+        return outcome
+
+    def tick(self, now: float) -> Ticked:
+        ticked = super().tick(now)
+        for refusal in ticked.refusals:
+            self.rec.refused(refusal)
+        return ticked
+
+    async def read(self, upload: Upload) -> None:
+        read = await self.read_upload(upload)
+        if isinstance(read, Refusal):
+            self.rec.refused(read)
+
+
+def _intake(**ingest: Any) -> tuple[RecordingIntake, Recorder]:
     rec = Recorder()
     config = NodeConfig.model_validate({"ingest": ingest})
-    intake = Intake(
-        config,
-        vad=VAD,
-        on_audio=rec.audio.append,
-        reject=rec.reject,
-        spawn=lambda coro, _name: rec.coros.append(coro),
-    )
-    return intake, rec
+    return RecordingIntake(config, rec), rec
 
 
 def _chunk(session: str, seq: int = 0, *, end: bool = False, pcm: bytes = SILENCE) -> bytes:
@@ -107,7 +120,7 @@ def test_audio_rate_counts_seconds_not_messages() -> None:
     assert utt.chunks == 2
     assert rec.codes("big") == ["rate_limited"]
     intake.on_message("audio/big/raw", one_second)  # raw audio draws on the same bucket
-    assert intake.tick(utt.created_at + REPORT_EVERY_S + 0.01) == []
+    assert intake.tick(utt.created_at + REPORT_EVERY_S + 0.01).ended == []
     assert [n for _, code, n in rec.errors if code == "rate_limited"] == [1, 2]
 
 
@@ -141,11 +154,9 @@ async def test_files_being_decoded_count_as_the_devices_sessions() -> None:
     for _ in range(3):
         intake.on_message("audio/tool/file", b"not audio at all")
     assert rec.codes("tool") == ["too_many_sessions"]
-    assert len(rec.coros) == 2
-    await asyncio.gather(*rec.coros)  # ffmpeg refuses both
+    assert len(rec.uploads) == 2
+    await asyncio.gather(*(intake.read(upload) for upload in rec.uploads))  # ffmpeg refuses both
     assert rec.codes("tool") == ["too_many_sessions", "decode_failed", "decode_failed"]
     intake.on_message("audio/tool/chunk", _chunk("a"))
     intake.on_message("audio/tool/chunk", _chunk("b"))
     assert rec.codes("tool")[-1] == "decode_failed"  # both slots were given back
-    for coro in rec.coros[2:]:
-        coro.close()

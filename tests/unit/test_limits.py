@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orac_node.config import IngestSection
-from orac_node.limits import (
+from orac_node.ingest.limits import (
     REPORT_EVERY_S,
     SWEEP_EVERY_S,
     DeviceLimits,

@@ -10,7 +10,8 @@ import pytest
 
 from orac_node.config import NodeConfig, load_config
 from orac_node.errors import ConfigError
-from orac_node.logsetup import JsonFormatter, session_fields
+from orac_node.ingest.session import log_fields
+from orac_node.ops.logsetup import JsonFormatter
 
 SECRET = "hunter2-0123456789"
 
@@ -26,7 +27,7 @@ def _record(msg: str, *args: object, extra: dict[str, object] | None = None) -> 
 
 
 def test_json_line_has_the_fixed_fields_and_the_session() -> None:
-    extra = session_fields("kitchen", "abc123")
+    extra = log_fields("kitchen", "abc123")
     line = JsonFormatter().format(_record("final %s", "ok", extra=extra))
     entry = json.loads(line)
     assert entry["level"] == "info"
@@ -41,7 +42,7 @@ def test_json_line_has_the_fixed_fields_and_the_session() -> None:
 def test_json_line_without_extras_has_no_session_keys() -> None:
     entry = json.loads(JsonFormatter().format(_record("plain")))
     assert set(entry) == {"ts", "level", "logger", "message"}
-    assert session_fields("kitchen") == {"device": "kitchen"}
+    assert log_fields("kitchen") == {"device": "kitchen"}
 
 
 def test_json_line_carries_the_exception() -> None:

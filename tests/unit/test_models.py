@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from orac_node.decode.modelfiles import KNOWN_MODELS, resolve_model
 from orac_node.errors import ModelError, OracNodeError
-from orac_node.models import KNOWN_MODELS, resolve_model
 from tests.conftest import MODEL
 
 # The real model: resolve_model also checks that whisper.cpp can load what it got.
@@ -165,7 +165,7 @@ def test_a_model_that_passed_the_check_is_not_probed_again(
         def no_probe(*args: object, **kwargs: object) -> None:
             raise AssertionError("probed again")
 
-        patched.setattr("orac_node.models.subprocess.run", no_probe)
+        patched.setattr("orac_node.decode.modelfiles.subprocess.run", no_probe)
         assert resolve_model(model, cache_dir=tmp_path / "cache") == model
     # Swapping in a damaged file under the same name changes size and mtime: probed again.
     model.unlink()

@@ -7,8 +7,7 @@ import math
 
 import pytest
 
-from orac_node.contract import NodeState, NodeStatus
-from orac_node.ops import (
+from orac_node.ops.health import (
     HEALTHY,
     UNHEALTHY,
     format_metrics,
@@ -16,6 +15,7 @@ from orac_node.ops import (
     judge,
     summarize_metrics,
 )
+from orac_node.wire import NodeState, NodeStatus
 
 
 def _status(node: str, state: NodeState, ts: float = 1000.0) -> NodeStatus:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from orac_node.recent import RecentAudio
+from orac_node.consumers.recent import RecentAudio
 
 
 def _add(ring: RecentAudio, session: str, now: float, seconds: float = 1.0) -> None:

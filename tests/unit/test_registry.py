@@ -14,13 +14,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orac_node import registry as registry_module
-from orac_node.bus import Outgoing
-from orac_node.config import RegistrySection, TopicConfig, WebhookTarget
-from orac_node.contract import SatelliteStatus, satellite_status_topic, topic_config_topic
+from orac_node.config import RegistrySection
+from orac_node.consumers import registry as registry_module
+from orac_node.consumers.registry import MAX_DEVICES, MAX_TOPICS, MAX_TOPICS_PER_DEVICE, Registry
 from orac_node.errors import ConfigError
-from orac_node.registry import MAX_DEVICES, MAX_TOPICS, MAX_TOPICS_PER_DEVICE, Registry
-from orac_node.topicadmin import MASK, ConfigEdit, apply_edit, masked, parse_config_json
+from orac_node.mqtt.bus import Outgoing
+from orac_node.ops.topics import MASK, ConfigEdit, apply_edit, masked, parse_config_json
+from orac_node.wire import (
+    SatelliteStatus,
+    TopicConfig,
+    WebhookTarget,
+    satellite_status_topic,
+    topic_config_topic,
+)
 
 SECRET = "hunter2-webhook-key"
 NOW = 1_700_000_000.0
@@ -125,7 +131,7 @@ def test_a_refusal_is_logged_by_topic_and_reason_never_the_payload(
     payload = json.dumps(
         {"webhooks": [{"url": "https://example.com/hook", "secret": SECRET}], "enabld": True}
     ).encode()
-    with caplog.at_level(logging.WARNING, logger="orac_node.registry"):
+    with caplog.at_level(logging.WARNING, logger="orac_node.consumers.registry"):
         registry.on_message(topic_config_topic("kitchen"), payload)
     assert registry.invalid == 1
     (record,) = caplog.records
@@ -144,7 +150,7 @@ def test_an_invalid_topic_level_is_refused() -> None:
 
 def test_a_quiet_registry_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
     quiet = Registry(RegistrySection(), log_refusals=False)
-    with caplog.at_level(logging.WARNING, logger="orac_node.registry"):
+    with caplog.at_level(logging.WARNING, logger="orac_node.consumers.registry"):
         quiet.on_message(topic_config_topic("kitchen"), b"{")
     assert quiet.invalid == 1 and not caplog.records
 

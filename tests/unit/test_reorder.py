@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orac_node.reorder import Reorderer
+from orac_node.ingest.reorder import Reorderer
 
 
 def _push_all(reorderer: Reorderer[int], seqs: list[int]) -> list[int]:

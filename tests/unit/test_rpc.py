@@ -13,8 +13,9 @@ from typing import Any
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from orac_node.bus import Outgoing
-from orac_node.contract import (
+from orac_node.mqtt.bus import Outgoing
+from orac_node.mqtt.rpc import RequestFailedError, RequestHandler
+from orac_node.wire import (
     ErrorCode,
     Method,
     Response,
@@ -23,7 +24,6 @@ from orac_node.contract import (
     Transcription,
     request_topic,
 )
-from orac_node.rpc import RequestFailedError, RequestHandler
 
 
 class Backend:

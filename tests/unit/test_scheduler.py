@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from orac_node.audio import Samples
-from orac_node.engine import DecodeOptions, Decoding
-from orac_node.scheduler import InferenceScheduler
+from orac_node.decode.decoding import DecodeOptions, Decoding
+from orac_node.decode.scheduler import InferenceScheduler
 
 OPTIONS = DecodeOptions()
 HARD_LIMIT_S = 5.0  # a fake decode never blocks longer than this, even if a test forgets it

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orac_node.sdnotify import Notifier, watchdog_timeout_s
+from orac_node.ops.sdnotify import Notifier, watchdog_timeout_s
 
 WAIT_S = 5.0
 """Generous bound for a datagram already sent to arrive (it is there at once)."""

@@ -14,10 +14,10 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
+from orac_node.audio.vad import QUIET_RMS, SileroVad
 from orac_node.config import EndpointSection
-from orac_node.endpoint import EndpointRules, EndReason
-from orac_node.session import Piece, Utterance, UtteranceKey
-from orac_node.vad import QUIET_RMS, SileroVad
+from orac_node.ingest.endpoint import EndpointRules, EndReason
+from orac_node.ingest.session import Piece, Utterance, UtteranceKey
 
 VAD = SileroVad()
 STEP = 2.0**-16

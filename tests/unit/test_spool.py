@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orac_node.spool import FINISHED_LOG, SUFFIX, Spool
+from orac_node.ingest.spool import FINISHED_LOG, SUFFIX, Spool
 
 TOPIC = "audio/kitchen/chunk"
 

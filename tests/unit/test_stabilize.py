@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orac_node.contract import Segment
-from orac_node.stabilize import LocalAgreement, trim_point
+from orac_node.decode.stabilize import LocalAgreement, trim_point
+from orac_node.wire import Segment
 
 
 def test_first_hypothesis_commits_nothing() -> None:

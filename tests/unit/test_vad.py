@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from orac_node.audio import Samples, load_audio_file
-from orac_node.contract import SAMPLE_RATE
-from orac_node.vad import WINDOW, WINDOW_S, SileroVad, speech_probabilities
+from orac_node.audio.vad import WINDOW, WINDOW_S, SileroVad, speech_probabilities
+from orac_node.wire import SAMPLE_RATE
 from tests.conftest import AUDIO
 
 

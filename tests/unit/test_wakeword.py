@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orac_node.contract import Word
-from orac_node.wakeword import strip_wake_word, strip_words
+from orac_node.consumers.wakewords import strip_wake_word, strip_words
+from orac_node.wire import Word
 
 WAKE = ["computer", "hey jarvis", "hey"]
 

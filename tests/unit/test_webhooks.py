@@ -13,13 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from orac_node import webhooks
-from orac_node.allowlist import Allowlist, IPAddress
-from orac_node.config import WebhooksSection, WebhookTarget, load_config
-from orac_node.contract import TranscriptionEvent
+from orac_node.config import Allowlist, IPAddress, WebhooksSection, load_config
+from orac_node.consumers.webhooks import WebhookDelivery, backoff_delay, outbox, parse_retry_after
+from orac_node.consumers.webhooks.signing import sign, verify
 from orac_node.errors import ConfigError
-from orac_node.signing import sign, verify
-from orac_node.webhooks import WebhookDelivery, backoff_delay, parse_retry_after
+from orac_node.wire import TranscriptionEvent, WebhookTarget
 
 SECRET = "s3cret-key"
 BODY = b'{"id": "n:d:s", "text": "turn on the lights"}'
@@ -234,7 +232,7 @@ async def test_outbox_survives_a_new_instance(tmp_path: Path) -> None:
         assert second.queued == 2
     finally:
         await second.close()
-    assert (tmp_path / webhooks.DB_NAME).stat().st_mode & 0o077 == 0
+    assert (tmp_path / outbox.DB_NAME).stat().st_mode & 0o077 == 0
 
 
 async def test_submit_dead_letters_an_unusable_target_instead_of_raising(tmp_path: Path) -> None:
@@ -259,7 +257,7 @@ async def test_submit_after_close_counts_the_loss(tmp_path: Path) -> None:
 async def test_dead_letters_keep_only_the_newest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(webhooks, "DEAD_LETTERS_KEPT", 4)
+    monkeypatch.setattr(outbox, "DEAD_LETTERS_KEPT", 4)
     delivery = WebhookDelivery(_settings(outbox_max=1), tmp_path)
     try:
         for n in range(10):

@@ -1,0 +1,107 @@
+"""``orac-node bench`` and ``compare-builds``: measuring the node (orac_node/bench)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import uvloop
+
+from orac_node.cli.common import Subparsers, config_from, model_path, node_options
+from orac_node.ops.logsetup import setup_logging
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Measure the node against baselines (see orac_node/bench)."""
+    from orac_node.bench.main import BenchSettings, run  # noqa: PLC0415 - needs the bench extra
+
+    setup_logging("INFO" if args.verbose else "WARNING")
+    if not args.quiet:  # one line per utterance as it completes
+        logging.getLogger("orac_node.bench").setLevel(logging.INFO)
+    config = config_from(args)
+    settings = BenchSettings(
+        audio=[Path(a) for a in args.audio],
+        model=model_path(config),
+        scenarios=args.scenario or ["standard"],
+        broker=args.broker,
+        node_config=args.config,
+        compare_wyoming=args.compare_wyoming,
+        smoke=args.smoke,
+        out=args.out,
+        plot=None if args.no_plot else args.plot,
+        baselines=not args.no_baselines,
+        soak_minutes=args.soak_minutes,
+        ingest_seconds=args.ingest_seconds,
+    )
+    uvloop.run(run(settings))
+    return 0
+
+
+def cmd_compare_builds(args: argparse.Namespace) -> int:
+    """Decode the same clips with several pywhispercpp builds (see bench/builds.py)."""
+    from orac_node.bench.builds import compare_builds, format_builds  # noqa: PLC0415
+    from orac_node.bench.corpus import load_corpus  # noqa: PLC0415
+
+    config = config_from(args)
+    clips = load_corpus([Path(a) for a in args.audio])
+    pythons = args.python or [sys.executable]
+    results = compare_builds(pythons, clips, model_path(config), config)
+    summaries = [r.summary(clips, results[0]) for r in results]
+    print(format_builds(summaries))
+    if args.out:
+        args.out.write_text(json.dumps(summaries, indent=2))
+    return 0
+
+
+def add_parsers(sub: Subparsers) -> None:
+    """``bench``, ``compare-builds``."""
+    bench = sub.add_parser("bench", help="benchmark the node against direct decoding")
+    node_options(bench)
+    bench.add_argument(
+        "--audio",
+        action="append",
+        required=True,
+        help="folder of WAVs (with refs.tsv for WER); repeat",
+    )
+    bench.add_argument(
+        "--scenario",
+        action="append",
+        help="single, concurrent-4, concurrent-8, burst, throughput, ingest, soak, dictation,"
+        " flood, consumers, or a preset:"
+        " quick, standard (default), full; repeat",
+    )
+    bench.add_argument("--broker", help="use this broker instead of starting one")
+    bench.add_argument(
+        "--compare-wyoming",
+        metavar="URI",
+        help="also send each single-scenario utterance to this Wyoming ASR server",
+    )
+    bench.add_argument("--smoke", action="store_true", help="3 clips only: does it work?")
+    bench.add_argument("--soak-minutes", type=float, default=10.0, help="length of `soak`")
+    bench.add_argument(
+        "--ingest-seconds", type=float, default=12.0, help="length of `ingest` (>= 10 s: P4)"
+    )
+    bench.add_argument("--out", type=Path, default=Path("bench-results.json"))
+    bench.add_argument("--plot", type=Path, default=Path("bench-results.png"))
+    bench.add_argument("--no-plot", action="store_true")
+    bench.add_argument("--no-baselines", action="store_true", help="skip direct decodes")
+    bench.add_argument("-v", "--verbose", action="store_true", help="log everything at INFO")
+    bench.add_argument("-q", "--quiet", action="store_true", help="no per-utterance lines")
+    bench.set_defaults(func=cmd_bench)
+
+    builds = sub.add_parser(
+        "compare-builds", help="decode the same clips with several pywhispercpp builds"
+    )
+    node_options(builds)
+    builds.add_argument("--audio", action="append", required=True, help="folder of WAVs; repeat")
+    builds.add_argument(
+        "--python",
+        action="append",
+        help="interpreter of a build (its venv has orac-node installed); repeat; the first"
+        " is the baseline",
+    )
+    builds.add_argument("--out", type=Path, help="write the figures as JSON")
+    builds.set_defaults(func=cmd_compare_builds)

@@ -1,0 +1,82 @@
+"""What several commands share: the config from flags, the model file, broker options."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any, TypeAlias
+
+from orac_node.config import NodeConfig, load_config
+from orac_node.decode.engine import WhisperEngine
+from orac_node.decode.modelfiles import resolve_model
+from orac_node.mqtt.options import BrokerLogin
+
+DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
+PASSWORD_ENV = "ORAC_NODE_BROKER__PASSWORD"  # noqa: S105 - a variable name, not a secret
+CA_FILE_ENV = "ORAC_NODE_BROKER__CA_FILE"
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def config_from(args: argparse.Namespace) -> NodeConfig:
+    """The node config: ``--config``, the environment, then the flags that override them."""
+    overrides: dict[str, Any] = {}
+    if getattr(args, "broker", None):
+        overrides.setdefault("broker", {})["url"] = args.broker
+    if getattr(args, "model", None):
+        overrides.setdefault("model", {})["path"] = args.model
+    if getattr(args, "node_id", None):
+        overrides.setdefault("node", {})["id"] = args.node_id
+    return load_config(args.config, overrides)
+
+
+def model_path(config: NodeConfig) -> Path:
+    """The model file the config asks for (downloaded by name when needed)."""
+    spec = config.model.path or config.model.name
+    return resolve_model(spec, cache_dir=config.model.cache_dir, hub_url=config.model.hub_url)
+
+
+def load_engines(config: NodeConfig, path: Path) -> list[WhisperEngine]:
+    """Load and warm up one engine per worker (blocking: run it in a thread)."""
+    use_gpu = config.model.device != "cpu"
+    engines = []
+    for _ in range(config.model.resolved_workers()):
+        engine = WhisperEngine(path, threads=config.model.resolved_threads(), use_gpu=use_gpu)
+        engine.warm_up()
+        engines.append(engine)
+    return engines
+
+
+def node_options(p: argparse.ArgumentParser) -> None:
+    """``--config`` and ``--model``, for commands that run the node's machinery."""
+    p.add_argument("--config", type=Path, help="YAML config file (see config.yaml)")
+    p.add_argument("--model", help="ggml model file or name (tiny.en, base.en, ...)")
+
+
+def broker_options(p: argparse.ArgumentParser) -> None:
+    """``--broker`` and ``--ca-file``, for commands that connect as a client."""
+    p.add_argument(
+        "--broker",
+        default=DEFAULT_BROKER,
+        help=f"mqtt://[user@]host:port, or mqtts://[user@]host:8883 for TLS (default"
+        f" {DEFAULT_BROKER}); the password comes from ${PASSWORD_ENV}",
+    )
+    ca_file = os.environ.get(CA_FILE_ENV)
+    p.add_argument(
+        "--ca-file",
+        type=Path,
+        default=Path(ca_file) if ca_file else None,
+        help=f"CA certificate of an mqtts:// broker (default ${CA_FILE_ENV}, else the"
+        " system's trust store)",
+    )
+
+
+def login(args: argparse.Namespace) -> BrokerLogin:
+    """The client login ``--broker`` and ``--ca-file`` describe.
+
+    When the URL names a user but no password, the password comes from
+    ORAC_NODE_BROKER__PASSWORD (the node's own setting), which keeps it out of
+    ``ps`` and shell history.
+    """
+    return BrokerLogin(url=args.broker, password=os.environ.get(PASSWORD_ENV), ca_file=args.ca_file)

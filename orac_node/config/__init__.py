@@ -1,0 +1,58 @@
+"""Node configuration: one pydantic section per area, loaded from YAML, env and flags.
+
+Where each setting lives::
+
+    base.py       the Section base (unknown keys are errors), state_dir
+    broker.py     broker: the URL (BrokerUrl, also the CLI's and SDK's), login, TLS
+    model.py      model, decode: which model, how many copies, decode options
+    ingest.py     ingest, endpoint, partials, gate: audio coming in
+    service.py    node, logging, spool, metrics, cache
+    consumers.py  requests, context, registry
+    webhooks.py   webhooks, and the Allowlist of where they may go
+    load.py       NodeConfig (the tree) and load_config (file, environment, flags)
+    template.py   config.yaml, written from the descriptions in these classes
+"""
+
+from orac_node.config.base import Section, state_dir
+from orac_node.config.broker import BrokerSection, BrokerUrl
+from orac_node.config.consumers import ContextSection, RegistrySection, RequestsSection
+from orac_node.config.ingest import EndpointSection, GateSection, IngestSection, PartialsSection
+from orac_node.config.load import ENV_PREFIX, NodeConfig, env_overrides, load_config
+from orac_node.config.model import CORES_PER_WORKER, DecodeSection, ModelSection
+from orac_node.config.service import (
+    CacheSection,
+    LoggingSection,
+    MetricsSection,
+    NodeSection,
+    SpoolSection,
+)
+from orac_node.config.webhooks import Allowlist, IPAddress, WebhooksSection
+
+__all__ = [
+    "CORES_PER_WORKER",
+    "ENV_PREFIX",
+    "Allowlist",
+    "BrokerSection",
+    "BrokerUrl",
+    "CacheSection",
+    "ContextSection",
+    "DecodeSection",
+    "EndpointSection",
+    "GateSection",
+    "IPAddress",
+    "IngestSection",
+    "LoggingSection",
+    "MetricsSection",
+    "ModelSection",
+    "NodeConfig",
+    "NodeSection",
+    "PartialsSection",
+    "RegistrySection",
+    "RequestsSection",
+    "Section",
+    "SpoolSection",
+    "WebhooksSection",
+    "env_overrides",
+    "load_config",
+    "state_dir",
+]

@@ -1,0 +1,239 @@
+"""The node's answers to ORAC Core's requests: the :class:`~orac_node.mqtt.rpc.Backend`.
+
+mqtt/rpc.py is the protocol (parsing, the in-flight bound, replies); this is the
+work, done with the node's own pipeline so a request's text is what a streamed
+session's would be: ``transcribe`` turns the file into a whole-file utterance and
+finalizes it like any session (gate, topic settings, wake words, publish);
+``retranscribe`` decodes audio from the recent-sessions ring (recent.py) through
+the pipeline's final decode (response cache, model pool) with the request's
+model, prompt and beam. What is needed of the pipeline is the :class:`Transcriber`
+protocol, so this module knows nothing above it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from orac_node import __version__
+from orac_node.audio import decode_file_bytes_async
+from orac_node.config import NodeConfig
+from orac_node.consumers.context import build_prompt
+from orac_node.consumers.recent import RecentAudio
+from orac_node.consumers.wakewords import strip_transcript, strip_words
+from orac_node.decode.decoding import DecodeOptions
+from orac_node.decode.engine import whisper_languages
+from orac_node.decode.finals import FinalDecoder
+from orac_node.decode.gate import GateRules, judge
+from orac_node.decode.modelpool import UnknownModelError
+from orac_node.errors import AudioDecodeError
+from orac_node.ingest.endpoint import EndReason
+from orac_node.ingest.session import Utterance, UtteranceKey
+from orac_node.mqtt.rpc import RequestFailedError
+from orac_node.wire import (
+    MAX_PROMPT_CHARS,
+    SAMPLE_RATE,
+    ErrorCode,
+    Final,
+    Method,
+    NodeState,
+    RetranscribeRequest,
+    TopicConfig,
+    TranscribeRequest,
+    Transcription,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOverrides:
+    """What a transcribe request changes about its file's final.
+
+    Its own prompt and model, and whether the final also goes on the transcript topic.
+    """
+
+    prompt: str = ""
+    model: str | None = None
+    publish: bool = True
+
+
+class Transcriber(Protocol):
+    """What answering needs of the node's pipeline (pipeline/pipeline.py)."""
+
+    config: NodeConfig
+    decoder: FinalDecoder
+    gate: GateRules
+
+    def topic(self, name: str) -> TopicConfig:
+        """The settings of a transcript topic."""
+        ...
+
+    def prompt_for(self, device: str, topic_name: str, topic: TopicConfig, extra: str = "") -> str:
+        """The prompt a final of this device and topic is decoded with."""
+        ...
+
+    def file_utterance(
+        self, key: UtteranceKey, *, topic: str, language: str | None, samples: int
+    ) -> Utterance:
+        """An utterance for a whole file."""
+        ...
+
+    async def finalize(self, utt: Utterance, request: RequestOverrides | None = None) -> Final:
+        """Decode an ended utterance and publish its final."""
+        ...
+
+
+class Answers:
+    """Serves describe, transcribe and retranscribe for one node."""
+
+    def __init__(
+        self,
+        node_id: str,
+        transcriber: Transcriber,
+        recent: RecentAudio,
+        *,
+        state: Callable[[], NodeState],
+    ) -> None:
+        self._node_id = node_id
+        self._pipeline = transcriber
+        self._config = transcriber.config
+        self._recent = recent
+        self._state = state
+
+    def describe(self) -> dict[str, Any]:
+        """What this node offers: ``describe`` requests."""
+        ingest, endpoint = self._config.ingest, self._config.endpoint
+        pool = self._pipeline.decoder.pool
+        return {
+            "node": self._node_id,
+            "version": __version__,
+            "state": self._state(),
+            "model": pool.main_name,
+            "models": pool.names,
+            "loaded": pool.loaded,
+            # English-only models (whisper.cpp's *.en) always decode English.
+            "languages": (
+                ["en"] if pool.main_name.endswith(".en") else ["auto", *whisper_languages()]
+            ),
+            "methods": [m.value for m in Method],
+            "limits": {
+                "max_file_bytes": ingest.max_file_bytes,
+                "max_file_s": ingest.max_file_s,
+                "max_utterance_s": endpoint.max_duration_s,
+                "max_prompt_chars": MAX_PROMPT_CHARS,
+                "max_in_flight": self._config.requests.max_in_flight,
+                "recent_sessions": self._config.requests.recent_sessions,
+                "recent_ttl_s": self._config.requests.recent_ttl_s,
+            },
+        }
+
+    async def transcribe(self, request: TranscribeRequest) -> Transcription:
+        """A submitted file, decoded as one utterance; its final is also published if asked."""
+        ingest = self._config.ingest
+        topic_name = request.topic or ingest.topic_for(request.device)
+        topic = self._pipeline.topic(topic_name)
+        if not topic.enabled:
+            raise RequestFailedError(ErrorCode.TOPIC_DISABLED, f"topic {topic_name} is disabled")
+        if request.model is not None and request.model not in self._pipeline.decoder.pool.names:
+            raise RequestFailedError(ErrorCode.UNKNOWN_MODEL, f"no model {request.model!r} here")
+        limit_s = ingest.max_file_s
+        if len(request.audio) > ingest.max_file_bytes:
+            raise RequestFailedError(ErrorCode.TOO_LARGE, "file is over ingest.max_file_bytes")
+        try:
+            samples = await decode_file_bytes_async(request.audio, max_s=limit_s + 1)
+        except AudioDecodeError as exc:
+            raise RequestFailedError(ErrorCode.DECODE_FAILED, str(exc)) from None
+        if samples.size > limit_s * SAMPLE_RATE:
+            raise RequestFailedError(ErrorCode.TOO_LARGE, f"file is over {limit_s:g} s of audio")
+        key = UtteranceKey(request.device, f"request-{uuid.uuid4().hex[:12]}")
+        utt = self._pipeline.file_utterance(
+            key, topic=topic_name, language=request.language, samples=samples.size
+        )
+        overrides = RequestOverrides(request.prompt or "", request.model, request.publish)
+        await asyncio.to_thread(utt.append_samples, samples, time.monotonic())
+        utt.end_now(EndReason.END, time.monotonic())
+        utt.start_final()
+        final = await self._pipeline.finalize(utt, overrides)
+        prompt = self._pipeline.prompt_for(request.device, topic_name, topic, overrides.prompt)
+        return _transcription(final, prompt=prompt, beam_size=self._config.decode.beam_size)
+
+    async def retranscribe(self, request: RetranscribeRequest) -> Transcription:
+        """A recent session's audio decoded again, with the request's model, prompt, beam."""
+        now = time.monotonic()
+        recent = self._recent.get(request.device, request.session, now=now)
+        if recent is None:
+            ttl = self._config.requests.recent_ttl_s
+            raise RequestFailedError(
+                ErrorCode.NOT_FOUND,
+                f"no audio of {request.device}/{request.session} on this node (kept {ttl:g} s,"
+                " newest sessions only; send retranscribe to the node named in the final)",
+            )
+        topic = self._pipeline.topic(recent.topic)
+        if request.prompt is not None:
+            prompt = build_prompt(topic.prompt, request.prompt)
+        else:
+            prompt = self._pipeline.prompt_for(recent.device, recent.topic, topic)
+        decode = self._config.decode
+        beam = request.beam_size or decode.beam_size
+        options = DecodeOptions(
+            language=request.language or recent.language,
+            beam_size=beam,
+            window_margin_s=decode.window_margin_s,
+            prompt=prompt,
+            timestamps=True,
+            temperature_fallback=decode.temperature_fallback,
+        )
+        try:
+            model, result = await self._pipeline.decoder.decode(
+                recent.samples(), options, request.model or topic.model, strict=True
+            )
+        except UnknownModelError as exc:
+            raise RequestFailedError(ErrorCode.UNKNOWN_MODEL, str(exc)) from None
+        decoding = result.decoding
+        text, rejection = judge(
+            decoding.text, decoding.confidence, recent.speech_s, self._pipeline.gate
+        )
+        stripped, rejection = strip_transcript(text, rejection, topic.wake_words)
+        return Transcription(
+            node=self._node_id,
+            model=model,
+            device=recent.device,
+            session=recent.session,
+            topic=recent.topic,
+            text="" if rejection else stripped.text,
+            language=decoding.language,
+            confidence=decoding.confidence,
+            rejected=rejection,
+            audio_s=round(recent.audio_s, 3),
+            decode_ms=decoding.decode_ms,
+            prompt=prompt,
+            beam_size=beam,
+            ts=time.time(),
+            words=[] if rejection else strip_words(decoding.words, stripped.words_removed),
+            segments=[] if rejection else list(decoding.segments),
+        )
+
+
+def _transcription(final: Final, *, prompt: str, beam_size: int) -> Transcription:
+    """A transcribe request's answer, from the final its file produced."""
+    return Transcription(
+        node=final.node,
+        model=final.model,
+        device=final.device,
+        session=final.session,
+        topic=final.topic,
+        text=final.text,
+        language=final.language,
+        confidence=final.confidence,
+        rejected=final.rejected,
+        audio_s=final.audio_s,
+        decode_ms=final.decode_ms,
+        prompt=prompt,
+        beam_size=beam_size,
+        ts=final.ts,
+        words=final.words,
+        segments=final.segments,
+    )

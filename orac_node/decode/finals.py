@@ -1,0 +1,75 @@
+"""A final's decode: the model asked for (or the node's), from the cache when decoded alike before.
+
+Finals of live sessions, files and Core's retranscribe requests all decode
+through :meth:`FinalDecoder.decode`, so a request's text is what a streamed
+session's would be.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from orac_node.audio import Samples
+from orac_node.decode.cache import TranscriptCache, cache_key
+from orac_node.decode.decoding import DecodeOptions, FinalDecoding
+from orac_node.decode.modelpool import ModelPool, UnknownModelError
+from orac_node.decode.scheduler import InferenceScheduler
+
+log = logging.getLogger(__name__)
+
+
+class FinalDecoder:
+    """Decodes finals with the node's models and its response cache."""
+
+    def __init__(self, pool: ModelPool, cache: TranscriptCache | None) -> None:
+        self.pool = pool
+        self._cache = cache
+        self.cache_hits = self.cache_misses = 0
+
+    async def _scheduler_for(
+        self, model: str | None, *, strict: bool
+    ) -> tuple[str, InferenceScheduler]:
+        """The model to decode with and its scheduler.
+
+        A topic config naming a model this node cannot load must not cost the
+        user their final: not ``strict``, it falls back to the main model
+        (logged). A request asked for that model explicitly: ``strict`` raises.
+        """
+        pool = self.pool
+        try:
+            return model or pool.main_name, await pool.scheduler(model)
+        except UnknownModelError:
+            if strict:
+                raise
+            log.warning("model %r is not available here; using %s", model, pool.main_name)
+            return pool.main_name, await pool.scheduler(None)
+
+    async def decode(
+        self,
+        audio: Samples,
+        options: DecodeOptions,
+        model: str | None = None,
+        *,
+        strict: bool = False,
+    ) -> tuple[str, FinalDecoding]:
+        """A final's model and decoding (from the response cache when decoded alike before)."""
+        name, scheduler = await self._scheduler_for(model, strict=strict)
+        cache = self._cache
+        if cache is None:
+            return name, await scheduler.final(audio, options)
+        key = cache_key(audio, model=name, options=options)
+        cached = await cache.get(key)
+        if cached is not None:
+            self.cache_hits += 1
+            return name, FinalDecoding(cached, queue_ms=0.0)
+        self.cache_misses += 1
+        result = await scheduler.final(audio, options)
+        if not result.decoding.aborted:
+            await cache.put(key, result.decoding)
+        return name, result
+
+    async def close(self) -> None:
+        """Stop the extra models' workers and release the cache's connections."""
+        await self.pool.close()
+        if self._cache is not None:
+            await self._cache.close()

@@ -1,0 +1,70 @@
+"""Transcribing a whole recording in-process, with the node's own rules.
+
+``orac-node transcribe FILE`` and the tests' offline baseline use this: the
+same engine parameters, VAD and non-speech gate as a streamed session, minus
+the broker, so "streaming is as accurate as offline" is a like-for-like claim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orac_node.audio import Samples
+from orac_node.audio.vad import SileroVad, speech_probabilities
+from orac_node.config import NodeConfig
+from orac_node.decode.decoding import DecodeOptions, Decoding
+from orac_node.decode.engine import WhisperEngine
+from orac_node.decode.gate import GateRules, check_audio, judge
+from orac_node.ingest.endpoint import Endpointer, EndpointRules
+from orac_node.wire import SAMPLE_RATE
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineResult:
+    """Text (empty when rejected), the rejection reason and the raw decoding."""
+
+    text: str
+    rejected: str | None
+    speech_s: float
+    audio_s: float
+    decoding: Decoding | None
+
+
+def measure_speech(samples: Samples, config: NodeConfig, vad: SileroVad) -> float:
+    """Seconds of speech in a recording, judged exactly as a session judges it."""
+    endpointer = Endpointer(EndpointRules.from_config(config.endpoint).for_whole_file())
+    endpointer.update(speech_probabilities(samples, vad))
+    return endpointer.speech_s
+
+
+def transcribe(
+    engine: WhisperEngine,
+    samples: Samples,
+    config: NodeConfig,
+    vad: SileroVad | None = None,
+    *,
+    prompt: str = "",
+) -> OfflineResult:
+    """Gate, decode and judge one recording like the node's final does.
+
+    ``prompt`` is whisper's initial prompt, as context from Core would be.
+    """
+    speech_s = measure_speech(samples, config, vad or SileroVad())
+    gate = GateRules.from_config(config.gate)
+    audio_s = samples.size / SAMPLE_RATE
+    rejection = check_audio(speech_s, gate)
+    if rejection is not None:
+        return OfflineResult("", str(rejection), speech_s, audio_s, None)
+    decode = config.decode
+    decoding = engine.decode(
+        samples,
+        DecodeOptions(
+            language=decode.language,
+            beam_size=decode.beam_size,
+            window_margin_s=decode.window_margin_s,
+            prompt=prompt,
+            temperature_fallback=decode.temperature_fallback,
+        ),
+    )
+    text, rejected = judge(decoding.text, decoding.confidence, speech_s, gate)
+    return OfflineResult(text, rejected, speech_s, audio_s, decoding)

@@ -1,0 +1,436 @@
+"""Intake: incoming audio messages validated and routed into utterances.
+
+Owns the table of open sessions. For every message it checks the topic and
+size, decodes the payload (chunk, raw PCM or whole file), finds or opens the
+session's :class:`~orac_node.ingest.session.Utterance` and feeds it, and
+returns what happened as an :class:`Outcome`: the utterance that took audio
+(the pipeline decides about partials and finals), a :class:`Refusal` owed to
+the sender, or a whole file to decode off the event loop. Intake itself
+publishes nothing and starts no task.
+
+Per-device limits are applied here too, cheapest first: the device's message
+rate before the payload is parsed, its audio rate once a chunk's length is
+known, its open sessions before one more is opened (limits.py holds the
+buckets). A throttled chunk of an open session leaves a hole, which the
+reorderer counts as a gap: that session's final comes out ``incomplete``.
+
+Every chunk an utterance accepts is appended to the session's spool file
+(spool.py) before ``on_message`` returns, and so before the broker gets its
+acknowledgement; at start-up the node replays what the spool holds through
+:meth:`Intake.on_message` with ``replaying`` set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from orac_node.audio import decode_file_bytes_async, pcm_to_float
+from orac_node.audio.vad import SileroVad
+from orac_node.config import NodeConfig
+from orac_node.errors import AudioDecodeError, ContractError
+from orac_node.ingest.endpoint import EndpointRules, EndReason
+from orac_node.ingest.limits import DeviceLimits, DeviceThrottle
+from orac_node.ingest.rawstream import RawStream
+from orac_node.ingest.refusal import Refusal
+from orac_node.ingest.session import Piece, Utterance, UtteranceKey
+from orac_node.ingest.spool import Spool
+from orac_node.wire import (
+    SAMPLE_RATE,
+    AudioChunk,
+    AudioFormat,
+    AudioKind,
+    ErrorCode,
+    TopicConfig,
+    audio_topic_device,
+    error_topic_fits,
+    parse_audio_topic,
+)
+
+log = logging.getLogger(__name__)
+
+CLOSED_MEMORY = 4096
+"""Recently finished sessions remembered, so late chunks of a finished session
+are recognised (and dropped) instead of opening a second session of that id."""
+RAW_STREAM_FORGET_S = 60.0
+"""A raw stream silent this long is forgotten (its VAD state and pre-roll)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A whole file a device sent: to be decoded off the event loop (:meth:`Intake.read_upload`)."""
+
+    key: UtteranceKey
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What intake made of one message.
+
+    ``taken`` False declines it: it is not acknowledged, so the broker keeps it
+    for the node's next run (a new session while draining). ``audio`` is the
+    utterance that took the message's audio (it may have just endpointed);
+    ``refusal`` what the sender must be told; ``upload`` a file to decode.
+    """
+
+    taken: bool = True
+    audio: Utterance | None = None
+    refusal: Refusal | None = None
+    upload: Upload | None = None
+
+
+TAKEN = Outcome()
+"""A message taken with nothing to follow up (dropped, ignored, or held back)."""
+DECLINED = Outcome(taken=False)
+
+
+@dataclass(slots=True)
+class Ticked:
+    """What the wall clock ended (idle satellites, chunks that never came) and owes."""
+
+    ended: list[Utterance] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+
+
+class Intake:
+    """Validates audio messages and feeds them into utterances."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        vad: SileroVad,
+        spool: Spool | None = None,
+        topic_config: Callable[[str], TopicConfig] = lambda _topic: TopicConfig(),
+    ) -> None:
+        self.config = config
+        self._topic_config = topic_config  # the topics registry's view of a topic
+        self._rules = EndpointRules.from_config(config.endpoint)
+        self._vad = vad
+        self._throttle = DeviceThrottle(DeviceLimits.from_config(config.ingest))
+        self._device_sessions: Counter[str] = Counter()  # open sessions and files per device
+        self._files: set[UtteranceKey] = set()  # files being decoded (not in utterances)
+        self.unanswerable = 0  # refusals whose error topic would be too long to publish
+        self.utterances: dict[UtteranceKey, Utterance] = {}
+        self._closed: OrderedDict[UtteranceKey, EndReason] = OrderedDict()
+        self._raw: dict[str, RawStream] = {}
+        self.late_chunks = 0
+        self._spool = spool
+        self.replaying = False  # feeding spooled chunks back in: they are on disk already
+        self.draining = False  # new sessions are declined (left for the node's next run)
+
+    def on_message(self, topic: str, payload: bytes) -> Outcome:  # noqa: PLR0911 - one per check
+        """Route one message from ``audio/#``; never raises for bad input."""
+        if not self.replaying:
+            dropped = self._over_rate(audio_topic_device(topic), time.monotonic())
+            if dropped is not None:
+                return dropped  # over the device's message rate: dropped unread, counted
+        try:
+            device, kind = parse_audio_topic(topic)
+        except ContractError as exc:
+            return self._refused(self._refusal(audio_topic_device(topic), exc.code, exc.message))
+        if kind is None:
+            log.debug("ignoring %s: not an audio kind of contract v1", topic)
+            return TAKEN
+        limits = self.config.ingest
+        max_bytes = limits.max_file_bytes if kind is AudioKind.FILE else limits.max_chunk_bytes
+        if len(payload) > max_bytes:
+            message = f"{len(payload)} bytes > {max_bytes}"
+            return self._refused(self._refusal(device, ErrorCode.TOO_LARGE, message))
+        if kind is AudioKind.CHUNK:
+            return self._on_chunk(device, topic, payload)
+        if (refusal := self._topic_refusal(device, limits.topic_for(device))) is not None:
+            return self._refused(refusal)  # raw and file audio go to the device's default topic
+        if kind is AudioKind.RAW:
+            return self._on_raw(device, payload)
+        if (refusal := self._session_refusal(device, None, None)) is not None:
+            return self._refused(refusal)
+        key = UtteranceKey(device, f"file-{uuid.uuid4().hex[:12]}")
+        self._files.add(key)
+        self._device_sessions[device] += 1
+        return Outcome(upload=Upload(key, payload))
+
+    @property
+    def throttled(self) -> int:
+        """Messages dropped for being over a device's limits, since start."""
+        return self._throttle.dropped
+
+    def remember_finished(self, keys: list[tuple[str, str]]) -> None:
+        """Sessions an earlier run finalized (the spool's finished log): their chunks are late."""
+        for device, session in keys:
+            self._remember_closed(UtteranceKey(device, session), EndReason.END)
+
+    def resume(self, now: float) -> None:
+        """The broker connection is back: idle clocks restart (the silence was ours)."""
+        for utt in self.utterances.values():
+            utt.last_chunk_at = now
+            if utt.end_seen_at is not None:
+                utt.end_seen_at = now
+
+    def close(self, utt: Utterance) -> None:
+        """The utterance endpointed: later chunks of its session are late."""
+        self.release(utt.key)
+        self._remember_closed(utt.key, utt.reason or EndReason.END)
+
+    def _remember_closed(self, key: UtteranceKey, reason: EndReason) -> None:
+        """Late chunks of ``key`` are recognised; the oldest beyond CLOSED_MEMORY are forgotten."""
+        self._closed[key] = reason
+        while len(self._closed) > CLOSED_MEMORY:
+            self._closed.popitem(last=False)
+
+    def tick(self, now: float) -> Ticked:
+        """Apply wall-clock endpoints; return the utterances they ended and reports owed."""
+        ticked = Ticked()
+        idle_s = self.config.endpoint.idle_timeout_s
+        reorder_wait_s = self.config.ingest.reorder_wait_ms / 1000
+        for utt in list(self.utterances.values()):
+            if utt.tick(now, idle_timeout_s=idle_s, reorder_wait_s=reorder_wait_s) is not None:
+                ticked.ended.append(utt)
+        for device, stream in list(self._raw.items()):
+            if now - stream.last_data_at > RAW_STREAM_FORGET_S:
+                del self._raw[device]
+        for report in self._throttle.reports_due(now):
+            refusal = self._throttled(report.device, report.dropped)
+            if refusal is not None:
+                ticked.refusals.append(refusal)
+        return ticked
+
+    def end_all(self, reason: EndReason, now: float) -> list[Utterance]:
+        """End every open utterance (shutdown); return them."""
+        ended = []
+        for utt in list(self.utterances.values()):
+            if utt.receiving:
+                utt.incomplete = True
+                utt.end_now(reason, now)
+                ended.append(utt)
+        return ended
+
+    # -- per-device limits and refusals --------------------------------------
+
+    def _over_rate(self, device: str, now: float, audio_s: float | None = None) -> Outcome | None:
+        """Charge one message (or, given ``audio_s``, its audio) to the device's rates.
+
+        None: admitted. Otherwise the message is dropped, and the outcome carries the
+        report owed for it (none when the device was told recently).
+        """
+        throttle = self._throttle
+        admitted = (
+            throttle.admit_message(device, now)
+            if audio_s is None
+            else throttle.admit_audio(device, audio_s, now)
+        )
+        if admitted:
+            return None
+        report = throttle.report(device, now)  # the first drop in a while
+        return self._refused(None if report is None else self._throttled(device, report.dropped))
+
+    def _throttled(self, device: str, dropped: int) -> Refusal | None:
+        limits = self._throttle.limits.describe()
+        message = f"{dropped} message(s) dropped: over this device's limit ({limits})"
+        return self._refusal(device, ErrorCode.RATE_LIMITED, message, dropped=dropped)
+
+    def _session_refusal(self, device: str, session: str | None, seq: int | None) -> Refusal | None:
+        """Why one more session does not fit the node's or the device's limits (None: it fits)."""
+        ingest = self.config.ingest
+        if len(self.utterances) + len(self._files) >= ingest.max_sessions:
+            message = "node is at its session limit"
+        elif self._device_sessions[device] >= ingest.device_max_sessions:
+            limit = ingest.device_max_sessions
+            message = f"device has {limit} open sessions, its limit"
+        else:
+            return None
+        return self._refusal(device, ErrorCode.TOO_MANY_SESSIONS, message, session, seq)
+
+    def _topic_refusal(
+        self, device: str, topic: str, session: str | None = None, seq: int | None = None
+    ) -> Refusal | None:
+        """Why the topic takes no audio (registry ``enabled: false``); None when it does."""
+        if self._topic_config(topic).enabled:
+            return None
+        message = f"topic {topic} is disabled"
+        return self._refusal(device, ErrorCode.TOPIC_DISABLED, message, session, seq)
+
+    def release(self, key: UtteranceKey) -> None:
+        """A session or file leaves the open set: it no longer counts for its device."""
+        if self.utterances.pop(key, None) is None and key not in self._files:
+            return
+        self._files.discard(key)
+        self._device_sessions[key.device] -= 1
+        if self._device_sessions[key.device] <= 0:
+            del self._device_sessions[key.device]
+
+    def _refusal(
+        self,
+        device: str,
+        code: str,
+        message: str,
+        session: str | None = None,
+        seq: int | None = None,
+        *,
+        dropped: int | None = None,
+    ) -> Refusal | None:
+        """The report owed to ``device``; None when its name leaves no room for an error topic."""
+        if not error_topic_fits(device):
+            self.unanswerable += 1
+            log.warning(
+                "cannot answer a device named %d chars: %s (%s)", len(device), message, code
+            )
+            return None
+        return Refusal(device, code, message, session, seq, dropped)
+
+    @staticmethod
+    def _refused(refusal: Refusal | None) -> Outcome:
+        return TAKEN if refusal is None else Outcome(refusal=refusal)
+
+    # -- the three kinds of audio -----------------------------------------
+
+    def _on_chunk(self, device: str, topic: str, payload: bytes) -> Outcome:  # noqa: PLR0911
+        now = time.monotonic()
+        try:
+            chunk = AudioChunk.decode(payload)
+            samples = pcm_to_float(chunk.pcm, chunk.format, chunk.channels)
+        except ContractError as exc:
+            return self._refused(self._refusal(device, exc.code, exc.message))
+        except AudioDecodeError as exc:
+            return self._refused(self._refusal(device, ErrorCode.BAD_AUDIO, str(exc)))
+        if not self.replaying:
+            dropped = self._over_rate(device, now, chunk.frames / chunk.rate)
+            if dropped is not None:
+                return dropped  # over the device's audio rate: a gap in its session
+        key = UtteranceKey(device, chunk.session)
+        utt = self.utterances.get(key)
+        if utt is None:
+            if key in self._closed:
+                return self._refused(self._late_chunk(key, chunk.seq))
+            if self.draining:
+                return DECLINED
+            topic_name = chunk.topic or self.config.ingest.topic_for(device)
+            refusal = self._topic_refusal(device, topic_name, chunk.session, chunk.seq)
+            if refusal is None:
+                refusal = self._session_refusal(device, chunk.session, chunk.seq)
+            if refusal is not None:
+                return self._refused(refusal)
+            utt = self._open(key, chunk.topic, chunk.lang, chunk.rate, now)
+        elif chunk.rate != utt.rate:
+            message = f"rate changed from {utt.rate} to {chunk.rate} Hz within the session"
+            return self._refused(
+                self._refusal(device, ErrorCode.BAD_RATE, message, chunk.session, chunk.seq)
+            )
+        if self._spool is not None and not self.replaying:
+            self._spool.append(device, chunk.session, topic, payload)  # before the ack
+        utt.accept(chunk.seq, Piece(samples, chunk.end), now)
+        return Outcome(audio=utt)
+
+    def _late_chunk(self, key: UtteranceKey, seq: int) -> Refusal | None:
+        """A chunk for a session that already has its final: dropped, counted."""
+        self.late_chunks += 1
+        if self._closed.get(key) is EndReason.MAX_DURATION:
+            self._closed[key] = EndReason.END  # tell the sender once, not per chunk
+            limit = self.config.endpoint.max_duration_s
+            message = f"session exceeded {limit:g} s; later audio is dropped"
+            return self._refusal(key.device, ErrorCode.SESSION_TOO_LONG, message, key.session, seq)
+        return None
+
+    def _on_raw(self, device: str, payload: bytes) -> Outcome:
+        if len(payload) % 2:
+            message = "raw payload must be whole s16le samples"
+            return self._refused(self._refusal(device, ErrorCode.BAD_AUDIO, message))
+        now = time.monotonic()
+        dropped = self._over_rate(device, now, len(payload) / 2 / SAMPLE_RATE)
+        if dropped is not None:
+            return dropped
+        stream = self._raw.get(device)
+        if stream is None:
+            stream = self._raw[device] = RawStream(
+                device,
+                rules=self._rules,
+                detector=self._vad.detector(),
+                open_utterance=lambda session: self._open(
+                    UtteranceKey(device, session), None, None, SAMPLE_RATE, time.monotonic()
+                ),
+                now=now,
+            )
+        utt = stream.feed(pcm_to_float(payload, AudioFormat.S16LE, 1), now)
+        return TAKEN if utt is None else Outcome(audio=utt)
+
+    async def read_upload(self, upload: Upload) -> Utterance | Refusal | None:
+        """Decode a whole file into an ended utterance (or the refusal owed for it).
+
+        The file counts as one of its device's open sessions until this returns.
+        """
+        key = upload.key
+        try:
+            return await self._read_file(key, upload.payload)
+        except Exception as exc:  # a file nobody foresaw still gets its answer
+            log.exception("file %s/%s failed", key.device, key.session)
+            message = f"file failed: {exc}"
+            return self._refusal(key.device, ErrorCode.DECODE_FAILED, message, key.session)
+        finally:
+            self.release(key)
+
+    async def _read_file(self, key: UtteranceKey, payload: bytes) -> Utterance | Refusal | None:
+        device = key.device
+        limit_s = self.config.ingest.max_file_s
+        try:
+            # Decoding stops just past the limit: a header claiming 1 Hz would
+            # otherwise resample a small file into gigabytes of samples.
+            samples = await decode_file_bytes_async(payload, max_s=limit_s + 1)
+        except AudioDecodeError as exc:
+            return self._refusal(device, ErrorCode.DECODE_FAILED, str(exc), key.session)
+        if samples.size > limit_s * SAMPLE_RATE:
+            message = f"file is more than {limit_s:g} s of audio"
+            return self._refusal(device, ErrorCode.TOO_LARGE, message, key.session)
+        # A whole file is one utterance: no silence endpoint may cut it short. It is
+        # not in the open table (no idle timeout, no late chunks) while the VAD runs
+        # over it in a thread, but counts among its device's sessions (_files).
+        utt = self.file_utterance(key, topic=None, language=None, samples=samples.size)
+        await asyncio.to_thread(utt.append_samples, samples, time.monotonic())
+        utt.end_now(EndReason.END, time.monotonic())
+        return utt
+
+    def _open(
+        self, key: UtteranceKey, topic: str | None, lang: str | None, rate: int, now: float
+    ) -> Utterance:
+        utt = self._new(key, topic, lang, rate, now)
+        self.utterances[key] = utt
+        self._device_sessions[key.device] += 1
+        log.debug("session %s/%s opened", key.device, key.session, extra=key.log_fields())
+        return utt
+
+    def file_utterance(
+        self, key: UtteranceKey, *, topic: str | None, language: str | None, samples: int
+    ) -> Utterance:
+        """An utterance for a whole file (not in the open table): nothing ends it early."""
+        now = time.monotonic()
+        rules = self._rules.for_whole_file()
+        return self._new(key, topic, language, SAMPLE_RATE, now, rules=rules, samples=samples)
+
+    def _new(
+        self,
+        key: UtteranceKey,
+        topic: str | None,
+        lang: str | None,
+        rate: int,
+        now: float,
+        *,
+        rules: EndpointRules | None = None,
+        samples: int | None = None,
+    ) -> Utterance:
+        cfg = self.config
+        return Utterance(
+            key,
+            topic=(topic := topic or cfg.ingest.topic_for(key.device)),
+            language=lang or self._topic_config(topic).language or cfg.decode.language,
+            rate=rate,
+            rules=rules or self._rules,
+            detector=self._vad.detector(),
+            max_samples=samples or int(cfg.endpoint.max_duration_s * SAMPLE_RATE),
+            reorder_window=cfg.ingest.reorder_window,
+            now=now,
+        )

@@ -1,0 +1,7 @@
+"""MQTT: the node's broker connection and what it sends over it.
+
+bus.py        the connection: persistent session, manual acks, reconnects, outbox
+publisher.py  transcripts, error reports and status onto their topics
+rpc.py        request/response for ORAC Core (MQTT v5)
+options.py    BrokerLogin, TLS settings, socket options for every client
+"""

@@ -1,0 +1,78 @@
+"""Handing the node's outgoing messages to the bus, each on its topic with its QoS.
+
+Partials go at QoS 0 and are the first to be dropped when the outbox is full
+(a stale partial is worthless); finals, error reports and statuses go at QoS 1,
+and the retained status is what the Last Will overwrites when the node dies.
+What goes *into* a transcript is the pipeline's business (pipeline/messages.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from orac_node import __version__
+from orac_node.ingest.refusal import Refusal
+from orac_node.mqtt.bus import Bus, Outgoing
+from orac_node.wire import (
+    ErrorReport,
+    Final,
+    NodeState,
+    NodeStatus,
+    Partial,
+    error_topic,
+    status_topic,
+    transcript_topic,
+)
+
+
+def offline_status(node_id: str, model: str) -> Outgoing:
+    """The retained ``offline`` status, also used as the MQTT Last Will."""
+    status = NodeStatus(node_id, "offline", __version__, model, 0, 0, time.time())
+    return Outgoing(status_topic(node_id), status.encode(), qos=1, retain=True)
+
+
+class TranscriptPublisher:
+    """Publishes transcripts, error reports and the node's status."""
+
+    def __init__(self, bus: Bus, *, node_id: str, model: str) -> None:
+        self._bus = bus
+        self.node_id = node_id
+        self.model = model
+
+    def partial(self, partial: Partial) -> None:
+        """An interim hypothesis (dropped first if the outbox is full)."""
+        topic = transcript_topic(partial.topic)
+        self._bus.publish(Outgoing(topic, partial.encode(), qos=0, droppable=True))
+
+    def final(self, final: Final, *, on_sent: Callable[[], None] | None = None) -> None:
+        """The session's one final; ``on_sent`` runs on the broker's PUBACK."""
+        topic = transcript_topic(final.topic)
+        self._bus.publish(Outgoing(topic, final.encode(), qos=1, on_sent=on_sent))
+
+    def error(self, refusal: Refusal) -> None:
+        """Tell a device what was wrong with its message."""
+        report = ErrorReport(
+            node=self.node_id,
+            device=refusal.device,
+            code=refusal.code,
+            message=refusal.message,
+            ts=time.time(),
+            session=refusal.session,
+            seq=refusal.seq,
+            dropped=refusal.dropped,
+        )
+        self._bus.publish(Outgoing(error_topic(refusal.device), report.encode(), qos=1))
+
+    def status(self, state: NodeState, *, sessions: int, queued: int) -> None:
+        """Publish the retained node status."""
+        status = NodeStatus(
+            node=self.node_id,
+            state=state,
+            version=__version__,
+            model=self.model,
+            sessions=sessions,
+            queued=queued,
+            ts=time.time(),
+        )
+        self._bus.publish(Outgoing(status_topic(self.node_id), status.encode(), qos=1, retain=True))

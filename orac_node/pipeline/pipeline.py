@@ -1,0 +1,353 @@
+"""The data path: one audio message to its published transcript. Start reading here.
+
+    Node.on_message ─▶ Pipeline.on_audio_message
+        Intake.on_message (ingest/intake.py): topic, size, rate limits
+            validate (wire) ─▶ PCM (audio) ─▶ Utterance.accept (ingest/session.py)
+                reorder ─▶ resample ─▶ VAD ─▶ Endpointer
+        ◀─ Outcome: the utterance that took audio, a refusal to publish, a file to decode
+    ─▶ _after_audio: endpointed?        ─▶ finalize (task)
+                     paused after speech? ─▶ _speculate: decode the final now
+                     new speech?         ─▶ _partial (task)
+    finalize: gate on VAD speech ─▶ decode (the speculation's result, or the topic's model
+              with the topic's vocabulary + Core's context as prompt, response cache)
+              ─▶ gate on text ─▶ messages.final (wake words stripped) ─▶ publish
+              ─▶ recent audio (retranscribe), webhooks
+    _partial: the scheduler decodes the window up to the newest audio ─▶ LocalAgreement
+              ─▶ publish ─▶ trim committed segments off a long window
+    tick:     wall-clock endpoints (idle satellite, chunk missing after end), reports owed
+
+Each stage's details live in its own module; this one decides what happens
+when. Everything here runs on the event loop and never blocks: decodes wait
+in the scheduler's worker threads, files in ffmpeg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from orac_node.audio import Samples
+from orac_node.config import NodeConfig
+from orac_node.consumers.answers import RequestOverrides
+from orac_node.consumers.context import ContextStore, build_prompt
+from orac_node.consumers.recent import RecentAudio
+from orac_node.consumers.webhooks import WebhookDelivery
+from orac_node.decode.decoding import DecodeOptions, Decoding, FinalDecoding
+from orac_node.decode.finals import FinalDecoder
+from orac_node.decode.gate import GateRules, check_audio, judge, strip_annotations
+from orac_node.decode.stabilize import trim_point
+from orac_node.ingest.intake import Intake, Upload
+from orac_node.ingest.refusal import Refusal
+from orac_node.ingest.session import Utterance, UtteranceKey, UtteranceState, log_fields
+from orac_node.ingest.spool import Spool
+from orac_node.mqtt.publisher import TranscriptPublisher
+from orac_node.ops.metrics import NodeMetrics
+from orac_node.pipeline import messages
+from orac_node.pipeline.progress import Progress, Speculation
+from orac_node.wire import SAMPLE_RATE, ErrorCode, Final, TopicConfig, TranscriptionEvent
+
+log = logging.getLogger(__name__)
+
+Spawn = Callable[[Coroutine[Any, Any, object], str], None]
+"""Run per-session work as a task the node tracks (its drain waits for them)."""
+
+
+class Pipeline:
+    """Turns audio messages into partials and finals for one node."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        intake: Intake,
+        decoder: FinalDecoder,
+        publisher: TranscriptPublisher,
+        metrics: NodeMetrics,
+        topics: Callable[[str], TopicConfig],
+        context: ContextStore,
+        recent: RecentAudio,
+        webhooks: WebhookDelivery,
+        spool: Spool | None,
+        spawn: Spawn,
+    ) -> None:
+        self.config = config
+        self.intake = intake
+        self.decoder = decoder
+        self._publisher = publisher
+        self._metrics = metrics
+        self.topic = topics
+        self._context = context
+        self._recent = recent
+        self._webhooks = webhooks
+        self._spool = spool
+        self._spawn = spawn
+        self.gate = GateRules.from_config(config.gate)
+        self._progress: dict[UtteranceKey, Progress] = {}
+        self.errors: Counter[str] = Counter()  # error reports sent, by code
+        self.finals = 0
+
+    # -- audio in ------------------------------------------------------------
+
+    def on_audio_message(self, topic: str, payload: bytes) -> bool:
+        """One message from ``audio/#``; False: leave it with the broker for the next run."""
+        outcome = self.intake.on_message(topic, payload)
+        if outcome.refusal is not None:
+            self.refuse(outcome.refusal)
+        if outcome.audio is not None:
+            self._after_audio(outcome.audio)
+        if outcome.upload is not None:
+            self._spawn(self._read_upload(outcome.upload), f"file-{outcome.upload.key.device}")
+        return outcome.taken
+
+    def _after_audio(self, utt: Utterance) -> None:
+        """New audio in an utterance: finalize it, speculate at a pause, or refresh its partial."""
+        if utt.state is UtteranceState.ENDPOINTED:
+            self.finalize_soon(utt)
+            return
+        progress = self._progress.get(utt.key)
+        if progress is None:
+            progress = self._progress[utt.key] = Progress(utt)
+        speculate_s = self.config.endpoint.speculate_ms / 1000
+        partials = self.config.partials
+        interval = partials.interval_ms * SAMPLE_RATE // 1000
+        if progress.wants_speculation(speculate_s):
+            self._speculate(progress)
+        elif partials.enabled and progress.wants_partial(interval, speculate_s):
+            progress.partial_pending = True
+            self._spawn(self._partial(progress), f"partial-{utt.key.session}")
+
+    async def _read_upload(self, upload: Upload) -> None:
+        """A whole file: decoded off the loop into one utterance, then finalized like any."""
+        read = await self.intake.read_upload(upload)
+        if isinstance(read, Refusal):
+            self.refuse(read)
+        elif read is not None:
+            self.finalize_soon(read)
+
+    def refuse(self, refusal: Refusal) -> None:
+        """Tell a device its message was refused (and log and count it)."""
+        self.errors[refusal.code] += 1
+        log.warning(
+            "rejected message from %s: %s (%s)",
+            refusal.device,
+            refusal.message,
+            refusal.code,
+            extra=log_fields(refusal.device, refusal.session),
+        )
+        self._publisher.error(refusal)
+
+    def tick(self, now: float) -> None:
+        """Wall-clock endpoints and the reports they owe (the node calls this every tick)."""
+        ticked = self.intake.tick(now)
+        for refusal in ticked.refusals:
+            self.refuse(refusal)
+        for utt in ticked.ended:
+            self.finalize_soon(utt)
+
+    # -- speculative finals and partials ---------------------------------------
+
+    def _speculate(self, progress: Progress) -> None:
+        """Decode the final now, at a pause; the endpoint may confirm it (speculative final)."""
+        utt = progress.utt
+        options, model = self._final_options(utt)
+        task = asyncio.create_task(
+            self.decoder.decode(utt.audio(), options, model), name=f"speculate-{utt.key.session}"
+        )
+        task.add_done_callback(_consume_exception)
+        progress.speculation = Speculation(utt.endpointer.speech_windows, task)
+
+    async def _partial(self, progress: Progress) -> None:
+        utt = progress.utt
+        window_start = progress.window_start
+        decoded = window_start
+
+        def snapshot() -> Samples | None:
+            nonlocal decoded
+            window = progress.partial_audio()
+            if window is None:
+                return None
+            start, decoded = window
+            return utt.audio(start)
+
+        try:
+            scheduler = self.decoder.pool.main
+            decoding = await scheduler.partial(snapshot, self._options(utt, final=False))
+            if decoding is None or not utt.receiving:
+                return
+            text = strip_annotations(decoding.text)
+            if not text:
+                return
+            stable, unstable = progress.agreement.update(text)
+            progress.partial_seq += 1
+            partial = messages.partial(
+                utt,
+                decoding,
+                node=self._publisher.node_id,
+                model=self._publisher.model,
+                seq=progress.partial_seq,
+                decoded_samples=decoded,
+                stable=stable,
+                unstable=unstable,
+            )
+            self._publisher.partial(partial)
+            self._metrics.observe_partial(partial)
+            self._trim_partial_window(progress, decoding, window_start, decoded)
+        finally:
+            progress.partial_pending = False
+
+    def _trim_partial_window(
+        self, progress: Progress, decoding: Decoding, window_start: int, decoded: int
+    ) -> None:
+        """Buffer trimming: past ``trim_after_s``, drop committed segments from the window."""
+        window_s = (decoded - window_start) / SAMPLE_RATE
+        trim_after_s = self.config.partials.trim_after_s
+        if not trim_after_s or window_s < trim_after_s:
+            return
+        point = trim_point(decoding.segments, window_s, progress.agreement.window_committed)
+        if point is not None:
+            progress.trim_window(window_start, *point)
+
+    # -- decode options --------------------------------------------------------
+
+    def _options(
+        self, utt: Utterance, *, final: bool, prompt: str = "", beam_size: int | None = None
+    ) -> DecodeOptions:
+        decode = self.config.decode
+        return DecodeOptions(
+            language=utt.language,
+            beam_size=(beam_size or decode.beam_size) if final else 1,
+            window_margin_s=decode.window_margin_s,
+            prompt=prompt,
+            timestamps=final,
+            temperature_fallback=decode.temperature_fallback,
+        )
+
+    def _final_options(
+        self, utt: Utterance, request: RequestOverrides | None = None
+    ) -> tuple[DecodeOptions, str | None]:
+        """A final's decode options (prompt from topic, context, request) and its model."""
+        topic = self.topic(utt.topic)
+        extra = request.prompt if request else ""
+        prompt = self.prompt_for(utt.key.device, utt.topic, topic, extra)
+        model = (request.model if request else None) or topic.model
+        return self._options(utt, final=True, prompt=prompt), model
+
+    def prompt_for(self, device: str, topic_name: str, topic: TopicConfig, extra: str = "") -> str:
+        """Topic vocabulary, then the topic's and the device's context, then a request's own."""
+        now = time.monotonic()
+        return build_prompt(
+            topic.prompt,
+            self._context.get(topic=topic_name, now=now),
+            self._context.get(device=device, now=now),
+            extra,
+        )
+
+    # -- finals ----------------------------------------------------------------
+
+    def finalize_soon(self, utt: Utterance) -> None:
+        """ENDPOINTED: leave the open set at once (late chunks see it closed), final as a task."""
+        self.intake.close(utt)
+        utt.start_final()
+        self._spawn(self.finalize(utt), f"final-{utt.key.session}")
+
+    def file_utterance(
+        self, key: UtteranceKey, *, topic: str, language: str | None, samples: int
+    ) -> Utterance:
+        """An utterance for a whole file sent as a request (answers.py fills and ends it)."""
+        return self.intake.file_utterance(key, topic=topic, language=language, samples=samples)
+
+    async def finalize(self, utt: Utterance, request: RequestOverrides | None = None) -> Final:
+        """Decode (or take the speculative decode of) an ended utterance; publish its final."""
+        progress = self._progress.pop(utt.key, None)
+        speech_s = utt.endpointer.speech_s
+        rejection: str | None = check_audio(speech_s, self.gate)
+        decoding, text, queue_ms, model = None, "", 0.0, None
+        speculation = (
+            progress.speculation if progress is not None and progress.speculation_valid() else None
+        )
+        topic = self.topic(utt.topic)
+        if rejection is None:
+            try:
+                result: tuple[str, FinalDecoding]
+                if speculation is not None:
+                    result = await speculation.task  # decoded while the user fell silent
+                else:
+                    options, wanted = self._final_options(utt, request)
+                    result = await self.decoder.decode(utt.audio(), options, wanted)
+                model, decoded = result
+            except Exception as exc:  # a failed decode still owes the sender its final
+                log.exception(
+                    "final decode of %s failed", utt.key.session, extra=utt.key.log_fields()
+                )
+                message = f"transcription failed: {exc}"
+                self.refuse(
+                    Refusal(utt.key.device, ErrorCode.DECODE_FAILED, message, utt.key.session)
+                )
+                rejection = "decode_failed"
+            else:
+                decoding, queue_ms = decoded.decoding, decoded.queue_ms
+                text, rejection = judge(decoding.text, decoding.confidence, speech_s, self.gate)
+        final = messages.final(
+            utt,
+            node=self._publisher.node_id,
+            model=model or self._publisher.model,
+            text=text,
+            decoding=decoding,
+            rejection=rejection,
+            queue_ms=queue_ms,
+            speculative=speculation is not None and decoding is not None,
+            wake_words=topic.wake_words,
+        )
+        publish = request is None or request.publish
+        if publish:
+            self._publisher.final(final, on_sent=self._finished_callback(utt))
+        utt.done()
+        self.finals += 1
+        self._metrics.observe_final(final)
+        if publish:
+            self._after_final(utt, final, topic)
+        log.info(
+            "final %s/%s %s %.1fs audio, %.0f ms after endpoint, conf %.2f: %r",
+            final.device,
+            final.session,
+            final.reason,
+            final.audio_s,
+            final.latency_ms,
+            final.confidence,
+            final.text,
+            extra=utt.key.log_fields(),
+        )
+        return final
+
+    def _after_final(self, utt: Utterance, final: Final, topic: TopicConfig) -> None:
+        """Keep the audio for retranscribe; hand a final with text to the topic's webhooks."""
+        if utt.audio_s <= self.config.endpoint.max_duration_s:
+            self._recent.add(
+                device=final.device,
+                session=final.session,
+                topic=final.topic,
+                language=utt.language,
+                speech_s=final.speech_s,
+                audio=utt.audio(),
+                now=time.monotonic(),
+            )
+        if final.text and topic.webhooks:
+            self._webhooks.submit(TranscriptionEvent.from_final(final), topic.webhooks)
+
+    def _finished_callback(self, utt: Utterance) -> Callable[[], None] | None:
+        """Once the broker has the final, the spool forgets the session's audio."""
+        spool = self._spool
+        if spool is None:
+            return None
+        device, session = utt.key.device, utt.key.session
+        return lambda: spool.finish(device, session)
+
+
+def _consume_exception(task: asyncio.Task[object]) -> None:
+    """A speculative final nobody awaited must not log 'exception never retrieved'."""
+    if not task.cancelled():
+        task.exception()

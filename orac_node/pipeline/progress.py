@@ -1,0 +1,89 @@
+"""How far the transcription of one open utterance has got: its partials and its early final.
+
+The utterance (ingest/session.py) holds the audio; :class:`Progress` holds what
+the pipeline has done with it: the partial window and its LocalAgreement, the
+partial in flight, and a speculative final decoded at a pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from orac_node.decode.decoding import FinalDecoding
+from orac_node.decode.stabilize import LocalAgreement
+from orac_node.ingest.session import Utterance
+from orac_node.wire import SAMPLE_RATE
+
+
+@dataclass
+class Speculation:
+    """A final decoded early, at a pause, valid while no new speech follows."""
+
+    speech_windows: int  # the endpointer's count when it started
+    task: asyncio.Task[tuple[str, FinalDecoding]]  # (model, decoding)
+
+
+@dataclass
+class Progress:
+    """The transcription's state for one utterance, from its first audio to its final."""
+
+    utt: Utterance
+    agreement: LocalAgreement = field(default_factory=LocalAgreement)
+    partial_pending: bool = False
+    partial_seq: int = 0
+    requested_n: int = 0  # samples the newest partial was asked to cover
+    window_start: int = 0  # first sample of the partial window (moved by buffer trimming)
+    speculation: Speculation | None = None
+
+    def wants_partial(self, interval_samples: int, speculate_s: float) -> bool:
+        """Whether enough new speech arrived since the last partial request.
+
+        Not during a pause long enough to speculate: then the final is what matters.
+        """
+        utt = self.utt
+        return (
+            utt.receiving
+            and not self.partial_pending
+            and utt.endpointer.speech_started
+            and not (speculate_s > 0 and utt.paused(speculate_s))
+            and utt.samples - self.requested_n >= interval_samples
+        )
+
+    def wants_speculation(self, speculate_s: float) -> bool:
+        """Whether to start decoding the final now: a pause, and no current guess."""
+        return (
+            speculate_s > 0
+            and self.utt.receiving
+            and self.utt.paused(speculate_s)
+            and not self.speculation_valid()
+        )
+
+    def speculation_valid(self) -> bool:
+        """Whether a speculative final exists and no speech came after it began."""
+        spec = self.speculation
+        if spec is None:
+            return False
+        if spec.speech_windows != self.utt.endpointer.speech_windows:
+            spec.task.cancel()  # speech resumed: the guess is stale
+            self.speculation = None
+            return False
+        return True
+
+    def partial_audio(self) -> tuple[int, int] | None:
+        """The partial window up to the newest audio, as (start, end) samples; None once ended."""
+        if not self.utt.receiving:
+            return None
+        self.requested_n = self.utt.samples
+        return self.window_start, self.requested_n
+
+    def trim_window(self, window_start: int, end_s: float, words: int) -> None:
+        """Move the partial window past ``end_s`` of a window that began at ``window_start``.
+
+        ``words`` committed words of the newest hypothesis lie before that point.
+        """
+        cut = window_start + round(end_s * SAMPLE_RATE)
+        if cut <= self.window_start or cut >= self.utt.samples:
+            return
+        self.window_start = cut
+        self.agreement.trim(words)
