@@ -111,6 +111,7 @@ class Pipeline:
         progress = self._progress.get(utt.key)
         if progress is None:
             progress = self._progress[utt.key] = Progress(utt)
+        progress.drop_stale_speculation()  # the user went on speaking after the pause
         speculate_s = self.config.endpoint.speculate_ms / 1000
         partials = self.config.partials
         interval = partials.interval_ms * SAMPLE_RATE // 1000

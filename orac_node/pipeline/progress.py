@@ -56,19 +56,24 @@ class Progress:
             speculate_s > 0
             and self.utt.receiving
             and self.utt.paused(speculate_s)
-            and not self.speculation_valid()
+            and self.speculation is None
         )
+
+    def drop_stale_speculation(self) -> None:
+        """Cancel a speculative final that speech came after (skipped if queued, else aborted).
+
+        Called on every piece of new audio: a stale guess left queued as a final would
+        hold back every session's partials until the next pause.
+        """
+        spec = self.speculation
+        if spec is not None and spec.speech_windows != self.utt.endpointer.speech_windows:
+            spec.task.cancel()
+            self.speculation = None
 
     def speculation_valid(self) -> bool:
         """Whether a speculative final exists and no speech came after it began."""
-        spec = self.speculation
-        if spec is None:
-            return False
-        if spec.speech_windows != self.utt.endpointer.speech_windows:
-            spec.task.cancel()  # speech resumed: the guess is stale
-            self.speculation = None
-            return False
-        return True
+        self.drop_stale_speculation()
+        return self.speculation is not None
 
     def partial_audio(self) -> tuple[int, int] | None:
         """The partial window up to the newest audio, as (start, end) samples; None once ended."""
