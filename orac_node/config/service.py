@@ -113,3 +113,11 @@ class CacheSection(Section):
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0", description="redis: the server (redis:// or rediss://)."
     )
+    timeout_ms: int = Field(
+        100,
+        ge=1,
+        le=10_000,
+        description="redis: longest wait for one lookup or store; past it, or on any error,"
+        " the lookup is a miss and Redis is left alone for 5 s. A Redis on the LAN answers"
+        " in ~1 ms; 100 ms is what a black-holed server may add to one final.",
+    )

@@ -12,16 +12,23 @@ Two backends behind one small interface:
 - :class:`MemoryCache` (the embedded default): an LRU of ``max_entries`` with
   a TTL, inside the node process.
 - :class:`RedisCache`: shared by every node on a Redis server (redis-py's
-  asyncio client), entries expiring by Redis' own TTL. A Redis that is down
-  makes the cache miss and the node decode as usual (logged, never fatal).
+  asyncio client), entries expiring by Redis' own TTL.
+
+A cache can only ever save work: a Redis that is down, slow or holds something
+that is not one of our decodings is a miss, and the node decodes as usual
+(logged, counted, never fatal). Every Redis call is bounded by
+``cache.timeout_ms``, and after a failure Redis is left alone for
+:data:`RETRY_AFTER_S`, so a black-holed server costs a final at most one timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -33,12 +40,16 @@ from redis.exceptions import RedisError
 from orac_node.audio import Samples, float_to_s16
 from orac_node.config import CacheSection
 from orac_node.decode.decoding import DecodeOptions, Decoding
-from orac_node.wire import Segment, Word
+from orac_node.errors import ContractError
+from orac_node.wire.base import build
 
 log = logging.getLogger(__name__)
 
 KEY_VERSION = 1
 """Part of every key: bump it when the decoding changes for the same inputs."""
+RETRY_AFTER_S = 5.0
+"""After a Redis call failed or timed out, how long every lookup is a miss without
+asking: one slow call per 5 s is all a black-holed server can cost the finals."""
 
 
 def cache_key(samples: Samples, *, model: str, options: DecodeOptions) -> str:
@@ -63,13 +74,32 @@ def encode_decoding(decoding: Decoding) -> bytes:
     return json.dumps(dataclasses.asdict(decoding)).encode()
 
 
+class ForeignEntryError(ValueError):
+    """What the cache holds under a key is not a decoding this node stored."""
+
+
 def decode_decoding(data: bytes | str) -> Decoding:
-    """Back from :func:`encode_decoding`; a hit costs no decode time."""
-    raw = json.loads(data)
-    raw["words"] = [Word(**w) for w in raw["words"]]
-    raw["segments"] = [Segment(**s) for s in raw["segments"]]
-    raw["decode_ms"] = 0.0
-    return Decoding(**raw)
+    """Back from :func:`encode_decoding`; a hit costs no decode time.
+
+    Anything else (another program's value under our prefix, an older layout,
+    a truncated write) raises :class:`ForeignEntryError`.
+    """
+    try:
+        raw = json.loads(data)
+        if not isinstance(raw, dict):
+            raise ForeignEntryError("not a JSON object")
+        decoding = build(Decoding, raw)
+    except (ValueError, RecursionError, ContractError) as exc:
+        raise ForeignEntryError(str(exc)) from exc
+    numbers = (decoding.confidence, decoding.decode_ms)
+    if not (
+        isinstance(decoding.text, str)
+        and isinstance(decoding.language, str)
+        and all(isinstance(n, int | float) and math.isfinite(n) for n in numbers)
+        and isinstance(decoding.aborted, bool)
+    ):
+        raise ForeignEntryError("fields of the wrong type")
+    return dataclasses.replace(decoding, decode_ms=0.0)
 
 
 class TranscriptCache(Protocol):
@@ -136,28 +166,65 @@ class MemoryCache:
 
 
 class RedisCache:
-    """Entries in Redis under ``prefix``, expiring after ``ttl_s``."""
+    """Entries in Redis under ``prefix``, expiring after ``ttl_s``; any failure is a miss."""
 
-    def __init__(self, url: str, ttl_s: float, prefix: str = "orac-node:cache:") -> None:
-        self._redis = aioredis.from_url(url)
+    def __init__(
+        self,
+        url: str,
+        ttl_s: float,
+        prefix: str = "orac-node:cache:",
+        *,
+        timeout_s: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        # Socket timeouts bound a server that accepts and never answers; asyncio's
+        # timeout below bounds the call as a whole (connecting, pool waits, retries).
+        self._redis = aioredis.from_url(
+            url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
+        )
         self._ttl_ms = max(1, int(ttl_s * 1000))
         self._prefix = prefix
-        self._failures = 0
+        self._timeout_s = timeout_s
+        self._clock = clock
+        self._resting_until = 0.0
+        self.failures = 0
+        self.foreign = 0
 
     async def get(self, key: str) -> Decoding | None:
-        """The stored decoding; a miss when Redis cannot be reached."""
+        """The stored decoding; a miss when Redis cannot answer or holds something else."""
+        if self._resting():
+            return None
         try:
-            data = await self._redis.get(self._prefix + key)
-        except (RedisError, OSError) as exc:
+            async with asyncio.timeout(self._timeout_s):
+                data = await self._redis.get(self._prefix + key)
+        except (RedisError, OSError, TimeoutError) as exc:
             self._failed(exc)
             return None
-        return None if data is None else decode_decoding(data)
+        if data is None:
+            return None
+        try:
+            return decode_decoding(data)
+        except ForeignEntryError as exc:
+            self.foreign += 1
+            if self.foreign in (1, 10, 100) or self.foreign % 1000 == 0:
+                log.warning(
+                    "response cache: not a decoding under %s (%d so far): %s",
+                    self._prefix,
+                    self.foreign,
+                    exc,
+                )
+            return None
 
     async def put(self, key: str, decoding: Decoding) -> None:
         """Store with the TTL; skipped when Redis cannot be reached."""
+        if self._resting():
+            return
         try:
-            await self._redis.set(self._prefix + key, encode_decoding(decoding), px=self._ttl_ms)
-        except (RedisError, OSError) as exc:
+            async with asyncio.timeout(self._timeout_s):
+                await self._redis.set(
+                    self._prefix + key, encode_decoding(decoding), px=self._ttl_ms
+                )
+        except (RedisError, OSError, TimeoutError) as exc:
             self._failed(exc)
 
     async def clear(self) -> int:
@@ -171,10 +238,20 @@ class RedisCache:
         """Close the connection pool."""
         await self._redis.aclose()
 
+    def _resting(self) -> bool:
+        return self._clock() < self._resting_until
+
     def _failed(self, exc: BaseException) -> None:
-        self._failures += 1
-        if self._failures in (1, 10, 100) or self._failures % 1000 == 0:
-            log.warning("response cache unavailable (%d failures): %s", self._failures, exc)
+        self.failures += 1
+        self._resting_until = self._clock() + RETRY_AFTER_S
+        if self.failures in (1, 10, 100) or self.failures % 1000 == 0:
+            reason = str(exc) or type(exc).__name__
+            log.warning(
+                "response cache unavailable (%d failures; misses for %.0f s): %s",
+                self.failures,
+                RETRY_AFTER_S,
+                reason,
+            )
 
 
 def make_cache(section: CacheSection) -> MemoryCache | RedisCache | None:
@@ -182,5 +259,5 @@ def make_cache(section: CacheSection) -> MemoryCache | RedisCache | None:
     if section.backend == "memory":
         return MemoryCache(section.max_entries, section.ttl_s)
     if section.backend == "redis":
-        return RedisCache(section.redis_url, section.ttl_s)
+        return RedisCache(section.redis_url, section.ttl_s, timeout_s=section.timeout_ms / 1000)
     return None

@@ -7,6 +7,7 @@ session's would be.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from orac_node.audio import Samples
@@ -24,6 +25,7 @@ class FinalDecoder:
     def __init__(self, pool: ModelPool, cache: TranscriptCache | None) -> None:
         self.pool = pool
         self._cache = cache
+        self._stores: set[asyncio.Task[None]] = set()
         self.cache_hits = self.cache_misses = 0
 
     async def _scheduler_for(
@@ -65,11 +67,15 @@ class FinalDecoder:
         self.cache_misses += 1
         result = await scheduler.final(audio, options)
         if not result.decoding.aborted:
-            await cache.put(key, result.decoding)
+            # Stored in the background: a slow cache must not hold back the final.
+            store = asyncio.create_task(cache.put(key, result.decoding), name="cache-put")
+            self._stores.add(store)
+            store.add_done_callback(self._stores.discard)
         return name, result
 
     async def close(self) -> None:
         """Stop the extra models' workers and release the cache's connections."""
         await self.pool.close()
         if self._cache is not None:
+            await asyncio.gather(*self._stores, return_exceptions=True)
             await self._cache.close()

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -22,6 +23,8 @@ from tests.conftest import AUDIO
 from tests.integration.conftest import load
 from tests.integration.harness import RunningNode, harness
 
+CACHE_TIMEOUT_S = 0.1
+"""The cache's bound on one Redis call (cache.timeout_ms's default)."""
 REDIS_PORT = free_port()
 REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/0"
 NODE_CONFIG: dict[str, object] = {"cache": {"backend": "redis", "redis_url": REDIS_URL}}
@@ -120,3 +123,133 @@ async def _cache_clear(config: Path, *flags: str) -> subprocess.CompletedProcess
         check=False,
         env={k: v for k, v in os.environ.items() if not k.startswith("ORAC_NODE_")},
     )
+
+
+# -- a Redis that is down, slow or holds garbage is a miss ------------------------------
+
+GARBAGE = {
+    "not JSON": b"\xff\xfe not json at all",
+    "JSON, not an object": b"[1, 2, 3]",
+    "another program's object": b'{"user": "alice", "visits": 3}',
+    "a decoding missing fields": b'{"text": "hi", "words": []}',
+    "fields of the wrong shape": b'{"text": "hi", "language": "en", "confidence": 0.5,'
+    b' "decode_ms": 1.0, "words": [1, 2], "segments": "x", "aborted": false}',
+}
+
+
+@pytest.mark.parametrize("value", list(GARBAGE.values()), ids=list(GARBAGE))
+async def test_a_foreign_or_malformed_entry_is_a_miss(value: bytes) -> None:
+    import redis.asyncio as aioredis  # noqa: PLC0415 - the test writes behind the cache's back
+
+    cache = RedisCache(REDIS_URL, ttl_s=60, prefix="garbage:")
+    writer = aioredis.from_url(REDIS_URL)
+    try:
+        await writer.set("garbage:k", value)
+        assert await cache.get("k") is None
+        await writer.delete("garbage:k")
+        await writer.rpush("garbage:k", b"a list, not a string")  # WRONGTYPE for GET
+        assert await cache.get("k") is None
+    finally:
+        await writer.delete("garbage:k")
+        await writer.aclose()
+        await cache.close()
+
+
+async def test_a_final_is_decoded_when_its_cache_entry_is_garbage(tmp_path: Path) -> None:
+    """Through the pipeline: the entry under the final's own key is junk."""
+    import redis.asyncio as aioredis  # noqa: PLC0415
+
+    from orac_node.config import NodeConfig  # noqa: PLC0415
+    from tests.unit.pipeline_rig import ScriptedEngine, running  # noqa: PLC0415
+
+    cache = RedisCache(REDIS_URL, ttl_s=60, prefix="final:")
+    writer = aioredis.from_url(REDIS_URL)
+    engine = ScriptedEngine(text="Pause the music.")
+    samples = load(AUDIO / "commands" / "utt014.wav")
+    try:
+        async with running(NodeConfig(), engine, tmp_path, cache) as rig:
+            await rig.stream("kitchen", "first", samples, end=True)
+            await asyncio.gather(*rig.tasks)
+            async with asyncio.timeout(5):  # stored in the background, after the final
+                while not (keys := [key async for key in writer.scan_iter(match="final:*")]):
+                    await asyncio.sleep(0.01)
+            assert len(keys) == 1  # the first final's decode
+            await writer.set(keys[0], b'{"not": "a decoding"}')
+            await rig.stream("kitchen", "second", samples, end=True)
+            await asyncio.gather(*rig.tasks)
+        _, second = rig.finals()
+        assert second.rejected is None, second
+        assert second.text == "Pause the music." and second.decode_ms > 0  # decoded again
+        assert sum(1 for job in engine.jobs if job.final) == 2
+    finally:
+        await writer.aclose()
+        await cache.close()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A redis-server of this test's own, so the test may pause or kill it."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            shutil.which("redis-server") or "/usr/bin/redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while not port_in_use(port):
+        assert process.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+        time.sleep(0.02)
+    process.port = port  # type: ignore[attr-defined]
+    yield process
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGCONT)
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def test_a_paused_redis_is_a_miss_within_the_timeout(
+    own_redis: subprocess.Popen[bytes],
+) -> None:
+    url = f"redis://127.0.0.1:{own_redis.port}/0"  # type: ignore[attr-defined]
+    cache = RedisCache(url, ttl_s=60)
+    decoding = Decoding(text="x", language="en", confidence=0.5, decode_ms=1.0)
+    try:
+        await cache.put("k", decoding)
+        assert await cache.get("k") is not None  # connected and working
+        os.kill(own_redis.pid, signal.SIGSTOP)  # black-holed: connections stay open, no answer
+        started = time.monotonic()
+        assert await cache.get("k") is None
+        await cache.put("k2", decoding)
+        assert await cache.get("k2") is None
+        spent = time.monotonic() - started
+        assert spent < 3 * CACHE_TIMEOUT_S + 0.5, f"three calls took {spent:.2f} s"
+        os.kill(own_redis.pid, signal.SIGCONT)
+    finally:
+        await cache.close()
+
+
+async def test_a_redis_stopped_while_in_use_is_a_miss(own_redis: subprocess.Popen[bytes]) -> None:
+    url = f"redis://127.0.0.1:{own_redis.port}/0"  # type: ignore[attr-defined]
+    cache = RedisCache(url, ttl_s=60)
+    decoding = Decoding(text="x", language="en", confidence=0.5, decode_ms=1.0)
+    try:
+        await cache.put("k", decoding)
+        assert await cache.get("k") is not None
+        own_redis.terminate()
+        own_redis.wait(timeout=10)
+        assert await cache.get("k") is None
+        await cache.put("k", decoding)
+    finally:
+        await cache.close()

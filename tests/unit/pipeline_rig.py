@@ -26,6 +26,7 @@ from orac_node.config import NodeConfig
 from orac_node.consumers.context import ContextStore
 from orac_node.consumers.recent import RecentAudio
 from orac_node.consumers.webhooks import WebhookDelivery
+from orac_node.decode.cache import TranscriptCache
 from orac_node.decode.decoding import DecodeOptions, Decoding
 from orac_node.decode.finals import FinalDecoder
 from orac_node.decode.modelpool import ModelPool
@@ -91,7 +92,13 @@ class ScriptedEngine:
 class Rig:
     """A pipeline with its scheduler running, fed chunk by chunk."""
 
-    def __init__(self, config: NodeConfig, engine: ScriptedEngine, state_dir: Path) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        engine: ScriptedEngine,
+        state_dir: Path,
+        cache: TranscriptCache | None = None,
+    ) -> None:
         self.engine = engine
         self.bus = Bus(
             config.broker,
@@ -109,7 +116,7 @@ class Rig:
         self.pipeline = Pipeline(
             config,
             intake=Intake(config, vad=VAD),
-            decoder=FinalDecoder(self.pool, None),
+            decoder=FinalDecoder(self.pool, cache),
             publisher=TranscriptPublisher(self.bus, node_id="rig", model="tiny.en"),
             metrics=NodeMetrics(_no_readings),
             topics=lambda name: config.registry.topics.get(name, TopicConfig()),
@@ -184,10 +191,13 @@ def silence(seconds: float) -> Samples:
 
 @contextlib.asynccontextmanager
 async def running(
-    config: NodeConfig, engine: ScriptedEngine, state_dir: Path
+    config: NodeConfig,
+    engine: ScriptedEngine,
+    state_dir: Path,
+    cache: TranscriptCache | None = None,
 ) -> AsyncIterator[Rig]:
     """A rig whose scheduler serves; its tasks are cancelled on the way out."""
-    rig = Rig(config, engine, state_dir)
+    rig = Rig(config, engine, state_dir, cache)
     scheduler = asyncio.create_task(rig.scheduler.run(), name="rig-scheduler")
     try:
         yield rig
