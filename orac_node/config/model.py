@@ -59,7 +59,9 @@ class ModelSection(Section):
         description="Other ggml models, by name, that requests and topic configs may ask for,"
         " e.g. {base.en: /models/ggml-base.en.bin}; each is loaded on first use and then kept"
         " (one engine, its own memory). Names not listed (nor the main model's) get"
-        " unknown_model.",
+        " unknown_model. A listed file that is missing or does not load is reported once"
+        " (model_unavailable) and the node's model decodes instead; it is tried again after"
+        " 5 minutes.",
     )
 
     @field_validator("extra")

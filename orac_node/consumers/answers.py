@@ -29,7 +29,7 @@ from orac_node.decode.decoding import DecodeOptions
 from orac_node.decode.engine import whisper_languages
 from orac_node.decode.finals import FinalDecoder
 from orac_node.decode.gate import GateRules, judge
-from orac_node.decode.modelpool import UnknownModelError
+from orac_node.decode.modelpool import ModelUnavailableError, UnknownModelError
 from orac_node.errors import AudioDecodeError
 from orac_node.ingest.endpoint import EndReason
 from orac_node.ingest.session import Utterance, UtteranceKey
@@ -187,12 +187,14 @@ class Answers:
             temperature_fallback=decode.temperature_fallback,
         )
         try:
-            model, result = await self._pipeline.decoder.decode(
+            result = await self._pipeline.decoder.decode(
                 recent.samples(), options, request.model or topic.model, strict=True
             )
         except UnknownModelError as exc:
             raise RequestFailedError(ErrorCode.UNKNOWN_MODEL, str(exc)) from None
-        decoding = result.decoding
+        except ModelUnavailableError as exc:
+            raise RequestFailedError(ErrorCode.MODEL_UNAVAILABLE, str(exc)) from None
+        decoding, model = result.decoding, result.model
         text, rejection = judge(
             decoding.text, decoding.confidence, recent.speech_s, self._pipeline.gate
         )

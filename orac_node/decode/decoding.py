@@ -39,7 +39,13 @@ class Decoding:
 
 @dataclass(frozen=True, slots=True)
 class FinalDecoding:
-    """A final's decoding plus how long it waited for a worker."""
+    """A final's decoding, the model that made it, and how long it waited for a worker.
+
+    ``fallback`` says why ``model`` is not the one asked for, the first time a
+    model asked for turns out not to load (then it is quietly the node's own).
+    """
 
     decoding: Decoding
     queue_ms: float
+    model: str = ""
+    fallback: str | None = None

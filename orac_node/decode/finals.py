@@ -8,12 +8,13 @@ session's would be.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 from orac_node.audio import Samples
 from orac_node.decode.cache import TranscriptCache, cache_key
 from orac_node.decode.decoding import DecodeOptions, FinalDecoding
-from orac_node.decode.modelpool import ModelPool, UnknownModelError
+from orac_node.decode.modelpool import ModelPool, ModelUnavailableError, UnknownModelError
 from orac_node.decode.scheduler import InferenceScheduler
 
 log = logging.getLogger(__name__)
@@ -30,21 +31,25 @@ class FinalDecoder:
 
     async def _scheduler_for(
         self, model: str | None, *, strict: bool
-    ) -> tuple[str, InferenceScheduler]:
-        """The model to decode with and its scheduler.
+    ) -> tuple[str, InferenceScheduler, str | None]:
+        """The model to decode with, its scheduler, and why it is not the one asked for.
 
         A topic config naming a model this node cannot load must not cost the
-        user their final: not ``strict``, it falls back to the main model
-        (logged). A request asked for that model explicitly: ``strict`` raises.
+        user their final: not ``strict``, it falls back to the main model (the
+        reason is returned the first time, for the sender to be told once). A
+        request asked for that model explicitly: ``strict`` raises.
         """
         pool = self.pool
         try:
-            return model or pool.main_name, await pool.scheduler(model)
-        except UnknownModelError:
+            return model or pool.main_name, await pool.scheduler(model), None
+        except (UnknownModelError, ModelUnavailableError) as exc:
             if strict:
                 raise
-            log.warning("model %r is not available here; using %s", model, pool.main_name)
-            return pool.main_name, await pool.scheduler(None)
+            fresh = isinstance(exc, ModelUnavailableError) and exc.fresh
+            if isinstance(exc, UnknownModelError):
+                log.warning("model %r is not available here; using %s", model, pool.main_name)
+            fallback = f"{exc}; decoded with {pool.main_name}" if fresh else None
+            return pool.main_name, await pool.scheduler(None), fallback
 
     async def decode(
         self,
@@ -53,17 +58,18 @@ class FinalDecoder:
         model: str | None = None,
         *,
         strict: bool = False,
-    ) -> tuple[str, FinalDecoding]:
-        """A final's model and decoding (from the response cache when decoded alike before)."""
-        name, scheduler = await self._scheduler_for(model, strict=strict)
+    ) -> FinalDecoding:
+        """A final's decoding (from the response cache when decoded alike before)."""
+        name, scheduler, fallback = await self._scheduler_for(model, strict=strict)
         cache = self._cache
         if cache is None:
-            return name, await scheduler.final(audio, options)
+            result = await scheduler.final(audio, options)
+            return dataclasses.replace(result, model=name, fallback=fallback)
         key = cache_key(audio, model=name, options=options)
         cached = await cache.get(key)
         if cached is not None:
             self.cache_hits += 1
-            return name, FinalDecoding(cached, queue_ms=0.0)
+            return FinalDecoding(cached, queue_ms=0.0, model=name, fallback=fallback)
         self.cache_misses += 1
         result = await scheduler.final(audio, options)
         if not result.decoding.aborted:
@@ -71,7 +77,7 @@ class FinalDecoder:
             store = asyncio.create_task(cache.put(key, result.decoding), name="cache-put")
             self._stores.add(store)
             store.add_done_callback(self._stores.discard)
-        return name, result
+        return dataclasses.replace(result, model=name, fallback=fallback)
 
     async def close(self) -> None:
         """Stop the extra models' workers and release the cache's connections."""

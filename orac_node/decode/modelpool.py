@@ -8,12 +8,19 @@ thread, probed first like the main one, see models.check_loadable) and then
 kept: it gets one engine and its own :class:`InferenceScheduler`, so its
 decodes are serialised like the main model's and never share an engine
 between threads. Loading happens once even when several requests ask at once.
+
+An extra model whose file is missing or does not load is remembered as such
+(:class:`ModelUnavailableError`) for :data:`RETRY_LOAD_S`: the finals that ask
+for it meanwhile fall back at once (decode/finals.py) instead of probing the
+file again each time; after that, the next one tries again, so a file put right
+is picked up without a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 
 from orac_node.decode.engine import WhisperEngine
@@ -24,8 +31,28 @@ from orac_node.errors import ModelError
 log = logging.getLogger(__name__)
 
 
+RETRY_LOAD_S = 300.0
+"""How long a model that failed to load stays failed before it is tried again: an
+operator fixing the file is seen within 5 minutes, while a broken file costs one
+probe (a child process, ~0.3 s) per 5 minutes instead of one per final."""
+
+
 class UnknownModelError(LookupError):
     """A name that is neither the node's model nor one of ``model.extra``."""
+
+
+class ModelUnavailableError(LookupError):
+    """A ``model.extra`` model whose file is missing or does not load.
+
+    ``fresh`` is true for the callers of the load that just failed, false while
+    the failure is remembered: whoever reports it does so once per failure.
+    """
+
+    def __init__(self, name: str, reason: str, *, fresh: bool) -> None:
+        super().__init__(f"model {name!r} cannot be loaded: {reason}")
+        self.name = name
+        self.reason = reason
+        self.fresh = fresh
 
 
 class ModelPool:
@@ -51,6 +78,7 @@ class ModelPool:
         self._use_gpu = use_gpu
         self._cache_dir = cache_dir
         self._loading: dict[str, asyncio.Task[InferenceScheduler]] = {}
+        self._failed: dict[str, tuple[str, float]] = {}  # name -> (why, retry at)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self, main: InferenceScheduler) -> None:
@@ -90,6 +118,9 @@ class ModelPool:
             return ready
         if name not in self._extra:
             raise UnknownModelError(f"model {name!r} is not available; try one of {self.names}")
+        failed = self._failed.get(name)
+        if failed is not None and time.monotonic() < failed[1]:
+            raise ModelUnavailableError(name, failed[0], fresh=False)
         task = self._loading.get(name)
         if task is None:
             task = self._loading[name] = asyncio.create_task(self._load(name), name=f"load-{name}")
@@ -111,9 +142,13 @@ class ModelPool:
 
         try:
             engine = await asyncio.to_thread(load)
-        except ModelError:
-            log.exception("cannot load model %s", name)
-            raise
+        except ModelError as exc:
+            self._failed[name] = (str(exc), time.monotonic() + RETRY_LOAD_S)
+            log.warning(
+                "model %s cannot be loaded (tried again in %.0f s): %s", name, RETRY_LOAD_S, exc
+            )
+            raise ModelUnavailableError(name, str(exc), fresh=True) from exc
+        self._failed.pop(name, None)
         scheduler = InferenceScheduler([engine], cores=self._threads)
         task = asyncio.create_task(scheduler.run(), name=f"inference-{name}")
         self._tasks.add(task)

@@ -273,13 +273,12 @@ class Pipeline:
         topic = self.topic(utt.topic)
         if rejection is None:
             try:
-                result: tuple[str, FinalDecoding]
+                decoded: FinalDecoding
                 if speculation is not None:
-                    result = await speculation.task  # decoded while the user fell silent
+                    decoded = await speculation.task  # decoded while the user fell silent
                 else:
                     options, wanted = self._final_options(utt, request)
-                    result = await self.decoder.decode(utt.audio(), options, wanted)
-                model, decoded = result
+                    decoded = await self.decoder.decode(utt.audio(), options, wanted)
             except Exception as exc:  # a failed decode still owes the sender its final
                 log.exception(
                     "final decode of %s failed", utt.key.session, extra=utt.key.log_fields()
@@ -290,8 +289,12 @@ class Pipeline:
                 )
                 rejection = "decode_failed"
             else:
-                decoding, queue_ms = decoded.decoding, decoded.queue_ms
+                decoding, queue_ms, model = decoded.decoding, decoded.queue_ms, decoded.model
                 text, rejection = judge(decoding.text, decoding.confidence, speech_s, self.gate)
+                if decoded.fallback is not None:  # the topic's model does not load: say so once
+                    key = utt.key
+                    code = ErrorCode.MODEL_UNAVAILABLE
+                    self.refuse(Refusal(key.device, code, decoded.fallback, key.session))
         final = messages.final(
             utt,
             node=self._publisher.node_id,

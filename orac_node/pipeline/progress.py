@@ -21,7 +21,7 @@ class Speculation:
     """A final decoded early, at a pause, valid while no new speech follows."""
 
     speech_windows: int  # the endpointer's count when it started
-    task: asyncio.Task[tuple[str, FinalDecoding]]  # (model, decoding)
+    task: asyncio.Task[FinalDecoding]
 
 
 @dataclass

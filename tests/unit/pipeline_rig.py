@@ -108,7 +108,11 @@ class Rig:
             on_message=lambda _message: True,
         )
         self.pool = ModelPool(
-            "tiny.en", extra={}, threads=2, use_gpu=False, cache_dir=state_dir / "models"
+            "tiny.en",
+            extra=config.model.extra,
+            threads=2,
+            use_gpu=False,
+            cache_dir=state_dir / "models",
         )
         self.scheduler = InferenceScheduler([engine], cores=2)
         self.pool.start(self.scheduler)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 
-from orac_node.audio import load_audio_file
+from orac_node.audio import float_to_s16, load_audio_file
 from orac_node.config import NodeConfig
-from orac_node.wire import SAMPLE_RATE
+from orac_node.consumers.answers import Answers
+from orac_node.decode import modelfiles, modelpool
+from orac_node.mqtt.rpc import RequestFailedError
+from orac_node.wire import SAMPLE_RATE, AudioChunk, AudioFormat, RetranscribeRequest
 from tests.conftest import AUDIO
 from tests.unit.pipeline_rig import ScriptedEngine, running, silence
 
@@ -54,3 +60,56 @@ async def test_speech_after_a_pause_cancels_the_speculative_final_and_partials_g
         assert final.text == engine.text
         assert not final.speculative  # decoded again after the end: the guess was stale
         assert np.isfinite(final.latency_ms)
+
+
+async def test_a_topic_model_that_cannot_load_falls_back_once_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """model.extra names a missing file and a corrupt one: finals use the node's model."""
+    corrupt = tmp_path / "ggml-corrupt.bin"
+    corrupt.write_bytes(b"ggml" + bytes(range(256)) * 64)
+    config = NodeConfig.model_validate(
+        {
+            "model": {"extra": {"gone": str(tmp_path / "missing.bin"), "corrupt": str(corrupt)}},
+            "registry": {"topics": {"hall": {"model": "gone"}, "attic": {"model": "corrupt"}}},
+        }
+    )
+    probes: list[Path] = []
+    real_probe = modelfiles.check_loadable
+
+    def counted(path: Path, **kwargs: Any) -> None:
+        probes.append(path)
+        real_probe(path, **kwargs)
+
+    monkeypatch.setattr(modelpool, "check_loadable", counted)
+    engine = ScriptedEngine()
+    async with running(config, engine, tmp_path) as rig:
+        for n, topic in enumerate(["hall", "attic", "hall", "attic", "hall"]):
+            chunk = AudioChunk(f"s{n}", 0, SAMPLE_RATE, 1, AudioFormat.S16LE, float_to_s16(COMMAND))
+            rig.pipeline.on_audio_message(
+                "audio/kitchen/chunk", dataclasses.replace(chunk, topic=topic, end=True).encode()
+            )
+            await asyncio.gather(*rig.tasks)
+    finals = rig.finals()
+    assert [f.rejected for f in finals] == [None] * 5
+    assert [f.model for f in finals] == ["tiny.en"] * 5
+    assert all(f.text == engine.text for f in finals)
+    assert sorted(p.name for p in probes) == ["ggml-corrupt.bin", "missing.bin"]  # once each
+    reports = rig.errors()
+    assert [r.code for r in reports] == ["model_unavailable", "model_unavailable"]
+    assert "gone" in reports[0].message and "corrupt" in reports[1].message
+    assert all(r.session in ("s0", "s1") for r in reports)
+
+
+async def test_a_request_for_a_model_that_cannot_load_is_answered_model_unavailable(
+    tmp_path: Path,
+) -> None:
+    config = NodeConfig.model_validate({"model": {"extra": {"gone": str(tmp_path / "x.bin")}}})
+    async with running(config, ScriptedEngine(), tmp_path) as rig:
+        await rig.stream("kitchen", "s1", COMMAND, end=True)
+        await asyncio.gather(*rig.tasks)
+        answers = Answers("rig", rig.pipeline, rig.pipeline._recent, state=lambda: "ready")
+        for _ in range(2):  # the load that fails, then the failure remembered
+            with pytest.raises(RequestFailedError) as refused:
+                await answers.retranscribe(RetranscribeRequest("kitchen", "s1", model="gone"))
+            assert refused.value.code == "model_unavailable"
