@@ -354,10 +354,15 @@ class Node:
                 self._publish_status()
 
     def _spawn(self, coro: Coroutine[Any, Any, object], name: str) -> None:
-        """Run per-session work as a tracked task (drain waits for these)."""
+        """Run per-session work as a tracked task (drain waits for these); failures are logged."""
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[object]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("task %s failed", task.get_name(), exc_info=error)
 
     def _readings(self) -> Readings:
         """The counts and levels the metrics collector reads at each scrape."""

@@ -158,11 +158,12 @@ class WhisperEngine:
                 if depth or opens:
                     depth = 0 if closes else 1
                     continue
-                log_p.append(math.log(max(data.p, 1e-9)))
+                p = data.p if math.isfinite(data.p) else 0.0  # a broken token counts as unlikely
+                log_p.append(math.log(max(p, 1e-9)))
                 if piece.startswith(" ") and current:
                     words.append(_word(current))
                     current = []
-                current.append((piece, data.p, data.t0 * _CENTISECOND, data.t1 * _CENTISECOND))
+                current.append((piece, p, data.t0 * _CENTISECOND, data.t1 * _CENTISECOND))
             if current:
                 words.append(_word(current))
         text = " ".join(s.text for s in segments if s.text)

@@ -85,7 +85,7 @@ def check_text(text: str, confidence: float, speech_s: float, rules: GateRules) 
     """After decoding: reject ``text`` (annotations already stripped) that is not believable."""
     if _PUNCT_ONLY.match(text):
         return Rejection.NON_SPEECH
-    if confidence < rules.min_confidence:
+    if not confidence >= rules.min_confidence:  # also NaN: no number is no confidence
         return Rejection.LOW_CONFIDENCE
     phrase = " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
     if phrase in _STOCK_PHRASES and speech_s < STOCK_PHRASE_MIN_SPEECH_S:

@@ -152,6 +152,7 @@ class ModelPool:
         scheduler = InferenceScheduler([engine], cores=self._threads)
         task = asyncio.create_task(scheduler.run(), name=f"inference-{name}")
         self._tasks.add(task)
+        task.add_done_callback(_log_failure)
         self._schedulers[name] = scheduler
         return scheduler
 
@@ -160,3 +161,9 @@ class ModelPool:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """An extra model's workers stopped by an error: say so (close() only cancels)."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("%s stopped", task.get_name(), exc_info=error)

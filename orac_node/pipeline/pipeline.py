@@ -262,53 +262,46 @@ class Pipeline:
         return self.intake.file_utterance(key, topic=topic, language=language, samples=samples)
 
     async def finalize(self, utt: Utterance, request: RequestOverrides | None = None) -> Final:
-        """Decode (or take the speculative decode of) an ended utterance; publish its final."""
+        """Decode (or take the speculative decode of) an ended utterance; publish its final.
+
+        Whatever fails on the way, the session gets a final (an error final at worst)
+        and the sender an error report: a final is never lost.
+        """
         progress = self._progress.pop(utt.key, None)
-        speech_s = utt.endpointer.speech_s
-        rejection: str | None = check_audio(speech_s, self.gate)
-        decoding, text, queue_ms, model = None, "", 0.0, None
         speculation = (
             progress.speculation if progress is not None and progress.speculation_valid() else None
         )
         topic = self.topic(utt.topic)
-        if rejection is None:
-            try:
-                decoded: FinalDecoding
-                if speculation is not None:
-                    decoded = await speculation.task  # decoded while the user fell silent
-                else:
-                    options, wanted = self._final_options(utt, request)
-                    decoded = await self.decoder.decode(utt.audio(), options, wanted)
-            except Exception as exc:  # a failed decode still owes the sender its final
-                log.exception(
-                    "final decode of %s failed", utt.key.session, extra=utt.key.log_fields()
-                )
-                message = f"transcription failed: {exc}"
-                self.refuse(
-                    Refusal(utt.key.device, ErrorCode.DECODE_FAILED, message, utt.key.session)
-                )
-                rejection = "decode_failed"
-            else:
-                decoding, queue_ms, model = decoded.decoding, decoded.queue_ms, decoded.model
-                text, rejection = judge(decoding.text, decoding.confidence, speech_s, self.gate)
-                if decoded.fallback is not None:  # the topic's model does not load: say so once
-                    key = utt.key
-                    code = ErrorCode.MODEL_UNAVAILABLE
-                    self.refuse(Refusal(key.device, code, decoded.fallback, key.session))
-        final = messages.final(
-            utt,
-            node=self._publisher.node_id,
-            model=model or self._publisher.model,
-            text=text,
-            decoding=decoding,
-            rejection=rejection,
-            queue_ms=queue_ms,
-            speculative=speculation is not None and decoding is not None,
-            wake_words=topic.wake_words,
-        )
+        decoded, rejection = await self._decode_final(utt, speculation, request)
+        node, model = self._publisher.node_id, self._publisher.model
         publish = request is None or request.publish
-        if publish:
-            self._publisher.final(final, on_sent=self._finished_callback(utt))
+        try:
+            text = ""
+            if decoded is not None:
+                decoding = decoded.decoding
+                speech_s = utt.endpointer.speech_s
+                text, rejection = judge(decoding.text, decoding.confidence, speech_s, self.gate)
+            final = messages.final(
+                utt,
+                node=node,
+                model=decoded.model if decoded else model,
+                text=text,
+                decoding=decoded.decoding if decoded else None,
+                rejection=rejection,
+                queue_ms=decoded.queue_ms if decoded else 0.0,
+                speculative=speculation is not None and decoded is not None,
+                wake_words=topic.wake_words,
+            )
+            if publish:
+                self._publisher.final(final, on_sent=self._finished_callback(utt))
+        except Exception as exc:
+            log.exception(
+                "building the final of %s failed", utt.key.session, extra=utt.key.log_fields()
+            )
+            self._owe(utt, f"building the final failed: {exc}")
+            final = messages.failed(utt, node=node, model=model)
+            if publish:
+                self._publisher.final(final, on_sent=self._finished_callback(utt))
         utt.done()
         self.finals += 1
         self._metrics.observe_final(final)
@@ -326,6 +319,38 @@ class Pipeline:
             extra=utt.key.log_fields(),
         )
         return final
+
+    async def _decode_final(
+        self,
+        utt: Utterance,
+        speculation: Speculation | None,
+        request: RequestOverrides | None,
+    ) -> tuple[FinalDecoding | None, str | None]:
+        """The final's decoding, or why there is none (too little speech, a failed decode)."""
+        rejection = check_audio(utt.endpointer.speech_s, self.gate)
+        if rejection is not None:
+            return None, rejection
+        try:
+            if speculation is not None:
+                decoded = await speculation.task  # decoded while the user fell silent
+            else:
+                options, wanted = self._final_options(utt, request)
+                decoded = await self.decoder.decode(utt.audio(), options, wanted)
+        except Exception as exc:  # a failed decode still owes the sender its final
+            log.exception("final decode of %s failed", utt.key.session, extra=utt.key.log_fields())
+            self._owe(utt, f"transcription failed: {exc}")
+            return None, messages.FAILED
+        if decoded.fallback is not None:  # the topic's model does not load: say so once
+            key = utt.key
+            self.refuse(
+                Refusal(key.device, ErrorCode.MODEL_UNAVAILABLE, decoded.fallback, key.session)
+            )
+        return decoded, None
+
+    def _owe(self, utt: Utterance, message: str) -> None:
+        """Tell the sender its session's final has no text because the node failed."""
+        key = utt.key
+        self.refuse(Refusal(key.device, ErrorCode.DECODE_FAILED, message, key.session))
 
     def _after_final(self, utt: Utterance, final: Final, topic: TopicConfig) -> None:
         """Keep the audio for retranscribe; hand a final with text to the topic's webhooks."""

@@ -32,6 +32,7 @@ from orac_node.decode.finals import FinalDecoder
 from orac_node.decode.modelpool import ModelPool
 from orac_node.decode.scheduler import InferenceScheduler
 from orac_node.ingest.intake import Intake
+from orac_node.ingest.spool import Spool
 from orac_node.mqtt.bus import Bus, Outgoing
 from orac_node.mqtt.publisher import TranscriptPublisher
 from orac_node.ops.metrics import NodeMetrics, Readings
@@ -98,6 +99,7 @@ class Rig:
         engine: ScriptedEngine,
         state_dir: Path,
         cache: TranscriptCache | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self.engine = engine
         self.bus = Bus(
@@ -119,7 +121,7 @@ class Rig:
         self.tasks: list[asyncio.Task[object]] = []
         self.pipeline = Pipeline(
             config,
-            intake=Intake(config, vad=VAD),
+            intake=Intake(config, vad=VAD, spool=spool),
             decoder=FinalDecoder(self.pool, cache),
             publisher=TranscriptPublisher(self.bus, node_id="rig", model="tiny.en"),
             metrics=NodeMetrics(_no_readings),
@@ -127,7 +129,7 @@ class Rig:
             context=ContextStore(16),
             recent=RecentAudio(16, 600),
             webhooks=WebhookDelivery(config.webhooks, state_dir / "webhooks"),
-            spool=None,
+            spool=spool,
             spawn=self._spawn,
         )
 
@@ -161,6 +163,12 @@ class Rig:
             seq += 1
             await asyncio.sleep(pace_s)
         return seq
+
+    def acknowledge_all(self) -> None:
+        """What the bus does on each PUBACK: run the messages' ``on_sent``."""
+        for message in self.bus._outbox:
+            if message.on_sent is not None:
+                message.on_sent()
 
     def published(self) -> list[Partial | Final | ErrorReport]:
         """Everything in the outbox, decoded (transcripts and error reports)."""
@@ -199,9 +207,10 @@ async def running(
     engine: ScriptedEngine,
     state_dir: Path,
     cache: TranscriptCache | None = None,
+    spool: Spool | None = None,
 ) -> AsyncIterator[Rig]:
     """A rig whose scheduler serves; its tasks are cancelled on the way out."""
-    rig = Rig(config, engine, state_dir, cache)
+    rig = Rig(config, engine, state_dir, cache, spool)
     scheduler = asyncio.create_task(rig.scheduler.run(), name="rig-scheduler")
     try:
         yield rig

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,10 @@ from orac_node.audio import float_to_s16, load_audio_file
 from orac_node.config import NodeConfig
 from orac_node.consumers.answers import Answers
 from orac_node.decode import modelfiles, modelpool
+from orac_node.ingest.spool import Spool
 from orac_node.mqtt.rpc import RequestFailedError
-from orac_node.wire import SAMPLE_RATE, AudioChunk, AudioFormat, RetranscribeRequest
+from orac_node.pipeline import messages
+from orac_node.wire import SAMPLE_RATE, AudioChunk, AudioFormat, Final, RetranscribeRequest
 from tests.conftest import AUDIO
 from tests.unit.pipeline_rig import ScriptedEngine, running, silence
 
@@ -113,3 +116,35 @@ async def test_a_request_for_a_model_that_cannot_load_is_answered_model_unavaila
             with pytest.raises(RequestFailedError) as refused:
                 await answers.retranscribe(RetranscribeRequest("kitchen", "s1", model="gone"))
             assert refused.value.code == "model_unavailable"
+
+
+async def test_a_nan_confidence_never_reaches_json(tmp_path: Path) -> None:
+    engine = ScriptedEngine(confidence=math.nan)
+    async with running(NodeConfig(), engine, tmp_path) as rig:
+        await rig.stream("kitchen", "s1", COMMAND, end=True)
+        await asyncio.gather(*rig.tasks)
+    (final,) = rig.finals()  # published: its JSON parsed back
+    assert math.isfinite(final.confidence)
+    assert final.rejected == "low_confidence"  # a confidence that is no number is no confidence
+
+
+async def test_a_final_that_cannot_be_built_is_published_as_an_error_final(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*_args: object, **_kwargs: object) -> Final:
+        raise RuntimeError("wake-word table corrupt")
+
+    monkeypatch.setattr(messages, "final", broken)
+    spool = Spool(tmp_path / "spool", max_bytes=1 << 20, finished_ttl_s=60)
+    async with running(NodeConfig(), ScriptedEngine(), tmp_path, spool=spool) as rig:
+        await rig.stream("kitchen", "s1", COMMAND, end=True)
+        await asyncio.gather(*rig.tasks)
+        assert spool.open_sessions == 1  # kept until the broker has the final
+        rig.acknowledge_all()
+    (final,) = rig.finals()
+    assert (final.session, final.text, final.rejected) == ("s1", "", "decode_failed")
+    assert [r.code for r in rig.errors()] == ["decode_failed"]
+    assert "wake-word table corrupt" in rig.errors()[0].message
+    assert spool.open_sessions == 0  # the session's audio left the spool once acknowledged
+    assert not rig.pipeline.intake.utterances
+    assert "building the final of s1 failed" in caplog.text
