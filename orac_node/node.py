@@ -30,7 +30,7 @@ from typing import Any
 import aiomqtt
 
 from orac_node import __version__
-from orac_node.audio.vad import SileroVad
+from orac_node.audio.vad import SileroVad, speech_probabilities
 from orac_node.config import NodeConfig
 from orac_node.consumers.answers import Answers
 from orac_node.consumers.context import ContextStore
@@ -40,7 +40,7 @@ from orac_node.consumers.webhooks import WebhookDelivery
 from orac_node.decode.cache import make_cache
 from orac_node.decode.finals import FinalDecoder
 from orac_node.decode.modelpool import ModelPool
-from orac_node.decode.scheduler import Decoder, InferenceScheduler
+from orac_node.decode.scheduler import Decoder
 from orac_node.errors import ContractError
 from orac_node.ingest.endpoint import EndReason
 from orac_node.ingest.intake import Intake
@@ -130,6 +130,7 @@ class Node:
             threads=model.resolved_workers() * model.resolved_threads(),
             use_gpu=model.device != "cpu",
             cache_dir=model.cache_dir.expanduser(),
+            slots=model.resolved_workers(),
         )
         self.webhooks = WebhookDelivery(
             config.webhooks,
@@ -143,7 +144,11 @@ class Node:
             intake=Intake(
                 config, vad=self._vad, spool=self.spool, topic_config=self.registry.topic
             ),
-            decoder=FinalDecoder(self.pool, make_cache(config.cache)),
+            decoder=FinalDecoder(
+                self.pool,
+                make_cache(config.cache),
+                speech=lambda samples: speech_probabilities(samples, self._vad),
+            ),
             publisher=self._publisher,
             metrics=self.metrics,
             topics=self.registry.topic,
@@ -230,11 +235,7 @@ class Node:
             load_s = time.monotonic() - started
             self.metrics.model_load.set(load_s)
             log.info("model ready in %.2f s (%d worker(s))", load_s, len(engines))
-            model = self.config.model
-            scheduler = InferenceScheduler(
-                list(engines), cores=model.resolved_workers() * model.resolved_threads()
-            )
-            self.pool.start(scheduler)
+            scheduler = self.pool.start(engines)
             scheduler_task = group.create_task(scheduler.run(), name="inference")
             webhooks_task = group.create_task(self._deliver_webhooks(), name="webhooks")
             self._recover()

@@ -30,8 +30,8 @@ class RequestsSection(Section):
         4,
         ge=1,
         le=256,
-        description="Requests decoded at once; more are answered busy (a burst of"
-        " retranscribes must not starve live finals of the workers).",
+        description="Requests decoded at once; more are answered busy. Transcribe requests"
+        " decode behind live sessions (the batch lane); retranscribes beside live finals.",
     )
 
 

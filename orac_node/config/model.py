@@ -49,7 +49,8 @@ class ModelSection(Section):
         le=16,
         description="Model instances, each with its own thread (pywhispercpp has no shared"
         " weights: ~100-150 MB each for tiny.en). 0 = auto: one per 4 CPU cores (one on 2-4"
-        " cores, two on 8), one on CUDA; see docs/BENCHMARKS.md before raising it.",
+        " cores, two on 8), one on CUDA; see docs/BENCHMARKS.md before raising it. Also how"
+        " many decodes run at once, whichever model (model.extra too) they use.",
     )
     threads: int = Field(
         0, ge=0, le=64, description="Threads per instance; 0 = CPU cores / workers."

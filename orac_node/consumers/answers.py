@@ -30,6 +30,7 @@ from orac_node.decode.engine import whisper_languages
 from orac_node.decode.finals import FinalDecoder
 from orac_node.decode.gate import GateRules, judge
 from orac_node.decode.modelpool import ModelUnavailableError, UnknownModelError
+from orac_node.decode.scheduler import Lane
 from orac_node.errors import AudioDecodeError
 from orac_node.ingest.endpoint import EndReason
 from orac_node.ingest.session import Utterance, UtteranceKey
@@ -81,7 +82,9 @@ class Transcriber(Protocol):
         """An utterance for a whole file."""
         ...
 
-    async def finalize(self, utt: Utterance, request: RequestOverrides | None = None) -> Final:
+    async def finalize(
+        self, utt: Utterance, request: RequestOverrides | None = None, *, lane: Lane = Lane.LIVE
+    ) -> Final:
         """Decode an ended utterance and publish its final."""
         ...
 
@@ -156,7 +159,7 @@ class Answers:
         await asyncio.to_thread(utt.append_samples, samples, time.monotonic())
         utt.end_now(EndReason.END, time.monotonic())
         utt.start_final()
-        final = await self._pipeline.finalize(utt, overrides)
+        final = await self._pipeline.finalize(utt, overrides, lane=Lane.BATCH)
         prompt = self._pipeline.prompt_for(request.device, topic_name, topic, overrides.prompt)
         return _transcription(final, prompt=prompt, beam_size=self._config.decode.beam_size)
 

@@ -1,8 +1,10 @@
 """A final's decode: the model asked for (or the node's), from the cache when decoded alike before.
 
-Finals of live sessions, files and Core's retranscribe requests all decode
-through :meth:`FinalDecoder.decode`, so a request's text is what a streamed
-session's would be.
+Finals of live sessions, files and Core's requests all decode through
+:meth:`FinalDecoder.decode`, so a request's text is what a streamed session's
+would be. Live finals queue in the scheduler's live lane; files and transcribe
+requests in the batch lane, a window at a time (longform.py), so no live
+session waits behind them.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import logging
 from orac_node.audio import Samples
 from orac_node.decode.cache import TranscriptCache, cache_key
 from orac_node.decode.decoding import DecodeOptions, FinalDecoding
+from orac_node.decode.longform import SpeechProbabilities, decode_long
 from orac_node.decode.modelpool import ModelPool, ModelUnavailableError, UnknownModelError
-from orac_node.decode.scheduler import InferenceScheduler
+from orac_node.decode.scheduler import Lane
 
 log = logging.getLogger(__name__)
 
@@ -23,16 +26,17 @@ log = logging.getLogger(__name__)
 class FinalDecoder:
     """Decodes finals with the node's models and its response cache."""
 
-    def __init__(self, pool: ModelPool, cache: TranscriptCache | None) -> None:
+    def __init__(
+        self, pool: ModelPool, cache: TranscriptCache | None, *, speech: SpeechProbabilities
+    ) -> None:
         self.pool = pool
         self._cache = cache
+        self._speech = speech
         self._stores: set[asyncio.Task[None]] = set()
         self.cache_hits = self.cache_misses = 0
 
-    async def _scheduler_for(
-        self, model: str | None, *, strict: bool
-    ) -> tuple[str, InferenceScheduler, str | None]:
-        """The model to decode with, its scheduler, and why it is not the one asked for.
+    async def _model_for(self, model: str | None, *, strict: bool) -> tuple[str, str | None]:
+        """The model to decode with, and why it is not the one asked for.
 
         A topic config naming a model this node cannot load must not cost the
         user their final: not ``strict``, it falls back to the main model (the
@@ -41,7 +45,7 @@ class FinalDecoder:
         """
         pool = self.pool
         try:
-            return model or pool.main_name, await pool.scheduler(model), None
+            return await pool.ensure(model), None
         except (UnknownModelError, ModelUnavailableError) as exc:
             if strict:
                 raise
@@ -49,7 +53,7 @@ class FinalDecoder:
             if isinstance(exc, UnknownModelError):
                 log.warning("model %r is not available here; using %s", model, pool.main_name)
             fallback = f"{exc}; decoded with {pool.main_name}" if fresh else None
-            return pool.main_name, await pool.scheduler(None), fallback
+            return pool.main_name, fallback
 
     async def decode(
         self,
@@ -58,30 +62,35 @@ class FinalDecoder:
         model: str | None = None,
         *,
         strict: bool = False,
+        lane: Lane = Lane.LIVE,
     ) -> FinalDecoding:
-        """A final's decoding (from the response cache when decoded alike before)."""
-        name, scheduler, fallback = await self._scheduler_for(model, strict=strict)
+        """A final's decoding (from the response cache when decoded alike before).
+
+        ``lane`` BATCH: a file or a request's audio, decoded behind live work.
+        """
+        name, fallback = await self._model_for(model, strict=strict)
         cache = self._cache
-        if cache is None:
-            result = await scheduler.final(audio, options)
-            return dataclasses.replace(result, model=name, fallback=fallback)
-        key = cache_key(audio, model=name, options=options)
-        cached = await cache.get(key)
-        if cached is not None:
-            self.cache_hits += 1
-            return FinalDecoding(cached, queue_ms=0.0, model=name, fallback=fallback)
-        self.cache_misses += 1
-        result = await scheduler.final(audio, options)
-        if not result.decoding.aborted:
+        key = cache_key(audio, model=name, options=options) if cache is not None else ""
+        if cache is not None:
+            cached = await cache.get(key)
+            if cached is not None:
+                self.cache_hits += 1
+                return FinalDecoding(cached, queue_ms=0.0, model=name, fallback=fallback)
+            self.cache_misses += 1
+        scheduler = self.pool.scheduler
+        if lane is Lane.BATCH:
+            result = await decode_long(scheduler, audio, options, model=name, speech=self._speech)
+        else:
+            result = await scheduler.final(audio, options, model=name, lane=lane)
+        if cache is not None and not result.decoding.aborted:
             # Stored in the background: a slow cache must not hold back the final.
             store = asyncio.create_task(cache.put(key, result.decoding), name="cache-put")
             self._stores.add(store)
             store.add_done_callback(self._stores.discard)
-        return dataclasses.replace(result, model=name, fallback=fallback)
+        return dataclasses.replace(result, fallback=fallback)
 
     async def close(self) -> None:
-        """Stop the extra models' workers and release the cache's connections."""
-        await self.pool.close()
+        """Wait for results being stored, and release the cache's connections."""
         if self._cache is not None:
             await asyncio.gather(*self._stores, return_exceptions=True)
             await self._cache.close()

@@ -4,10 +4,10 @@ Topic configs (``model``) and requests (``retranscribe`` with a bigger model)
 may name another model. Only names the operator listed in ``model.extra`` (or
 the main model's own name) can be loaded: a request must not make the node
 download or open arbitrary files. An extra model is loaded on first use (in a
-thread, probed first like the main one, see models.check_loadable) and then
-kept: it gets one engine and its own :class:`InferenceScheduler`, so its
-decodes are serialised like the main model's and never share an engine
-between threads. Loading happens once even when several requests ask at once.
+thread, probed first like the main one, see modelfiles.check_loadable) and then
+kept: it gets one engine in the node's one :class:`InferenceScheduler`, whose
+slots bound the decodes of all models together. Loading happens once even when
+several requests ask at once.
 
 An extra model whose file is missing or does not load is remembered as such
 (:class:`ModelUnavailableError`) for :data:`RETRY_LOAD_S`: the finals that ask
@@ -21,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from orac_node.decode.engine import WhisperEngine
 from orac_node.decode.modelfiles import check_loadable
-from orac_node.decode.scheduler import InferenceScheduler
+from orac_node.decode.scheduler import Decoder, InferenceScheduler
 from orac_node.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -56,10 +57,10 @@ class ModelUnavailableError(LookupError):
 
 
 class ModelPool:
-    """Main scheduler plus lazily loaded extra models, by name.
+    """The node's model plus lazily loaded extra models, by name, all in one scheduler.
 
-    The main model's scheduler is handed over by :meth:`start` once its engines
-    are loaded and warm (the node does that before it takes input).
+    The main model's engines are handed over by :meth:`start` once loaded and warm
+    (the node does that before it takes input).
     """
 
     def __init__(
@@ -70,32 +71,39 @@ class ModelPool:
         threads: int,
         use_gpu: bool,
         cache_dir: Path,
+        slots: int = 1,
+        load_engine: Callable[[Path], Decoder] | None = None,
     ) -> None:
         self.main_name = main_name
-        self._schedulers: dict[str, InferenceScheduler] = {}
         self._extra = dict(extra)
         self._threads = threads
         self._use_gpu = use_gpu
         self._cache_dir = cache_dir
-        self._loading: dict[str, asyncio.Task[InferenceScheduler]] = {}
+        self._slots = slots
+        self._load_engine = load_engine or self._load_whisper
+        self._scheduler: InferenceScheduler | None = None
+        self._loaded: set[str] = set()
+        self._loading: dict[str, asyncio.Task[None]] = {}
         self._failed: dict[str, tuple[str, float]] = {}  # name -> (why, retry at)
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(self, main: InferenceScheduler) -> None:
-        """The main model is loaded: its scheduler serves from now on."""
-        self._schedulers[self.main_name] = main
+    def start(self, engines: Sequence[Decoder]) -> InferenceScheduler:
+        """The main model is loaded: the scheduler that serves every model from now on."""
+        self._scheduler = InferenceScheduler(
+            engines, cores=self._threads, slots=self._slots, model=self.main_name
+        )
+        self._loaded.add(self.main_name)
+        return self._scheduler
 
     @property
-    def main(self) -> InferenceScheduler:
-        """The main model's scheduler (partials always decode with it)."""
-        scheduler = self._schedulers.get(self.main_name)
-        assert scheduler is not None, "the main model is not loaded yet"
-        return scheduler
+    def scheduler(self) -> InferenceScheduler:
+        """The node's scheduler (set by :meth:`start`)."""
+        assert self._scheduler is not None, "the main model is not loaded yet"
+        return self._scheduler
 
     @property
     def queued(self) -> int:
-        """Decode jobs waiting for a worker, every loaded model's."""
-        return sum(scheduler.queued for scheduler in self._schedulers.values())
+        """Decode jobs waiting for a worker, every model's."""
+        return 0 if self._scheduler is None else self._scheduler.queued
 
     @property
     def names(self) -> list[str]:
@@ -105,17 +113,17 @@ class ModelPool:
     @property
     def loaded(self) -> list[str]:
         """Models loaded now."""
-        return list(self._schedulers)
+        return [name for name in self.names if name in self._loaded]
 
-    def schedulers(self) -> list[InferenceScheduler]:
-        """Every loaded model's scheduler (queue depth, metrics)."""
-        return list(self._schedulers.values())
+    async def ensure(self, name: str | None) -> str:
+        """Model ``name`` (None: the main one), loaded on first use; its name.
 
-    async def scheduler(self, name: str | None) -> InferenceScheduler:
-        """The scheduler of model ``name`` (None: the main one), loading it on first use."""
+        Raises :class:`UnknownModelError` for a name not listed, and
+        :class:`ModelUnavailableError` for one whose file does not load.
+        """
         name = name or self.main_name
-        if (ready := self._schedulers.get(name)) is not None:
-            return ready
+        if name in self._loaded:
+            return name
         if name not in self._extra:
             raise UnknownModelError(f"model {name!r} is not available; try one of {self.names}")
         failed = self._failed.get(name)
@@ -125,23 +133,17 @@ class ModelPool:
         if task is None:
             task = self._loading[name] = asyncio.create_task(self._load(name), name=f"load-{name}")
         try:
-            return await asyncio.shield(task)
+            await asyncio.shield(task)
         finally:
             if task.done():
                 self._loading.pop(name, None)
+        return name
 
-    async def _load(self, name: str) -> InferenceScheduler:
+    async def _load(self, name: str) -> None:
         path = self._extra[name].expanduser()
         log.info("loading model %s from %s", name, path)
-
-        def load() -> WhisperEngine:
-            check_loadable(path, stamp_dir=self._cache_dir)
-            engine = WhisperEngine(path, threads=self._threads, use_gpu=self._use_gpu)
-            engine.warm_up()
-            return engine
-
         try:
-            engine = await asyncio.to_thread(load)
+            engine = await asyncio.to_thread(self._load_engine, path)
         except ModelError as exc:
             self._failed[name] = (str(exc), time.monotonic() + RETRY_LOAD_S)
             log.warning(
@@ -149,21 +151,12 @@ class ModelPool:
             )
             raise ModelUnavailableError(name, str(exc), fresh=True) from exc
         self._failed.pop(name, None)
-        scheduler = InferenceScheduler([engine], cores=self._threads)
-        task = asyncio.create_task(scheduler.run(), name=f"inference-{name}")
-        self._tasks.add(task)
-        task.add_done_callback(_log_failure)
-        self._schedulers[name] = scheduler
-        return scheduler
+        self.scheduler.add_model(name, [engine])
+        self._loaded.add(name)
 
-    async def close(self) -> None:
-        """Stop the extra models' workers."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    """An extra model's workers stopped by an error: say so (close() only cancels)."""
-    if not task.cancelled() and (error := task.exception()) is not None:
-        log.error("%s stopped", task.get_name(), exc_info=error)
+    def _load_whisper(self, path: Path) -> Decoder:
+        """Probe, load and warm a whisper.cpp model (blocking: in a thread)."""
+        check_loadable(path, stamp_dir=self._cache_dir)
+        engine = WhisperEngine(path, threads=self._threads, use_gpu=self._use_gpu)
+        engine.warm_up()
+        return engine

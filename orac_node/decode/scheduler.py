@@ -1,18 +1,27 @@
-"""Inference scheduling: a few model workers serving every session.
+"""Inference scheduling: a few model workers serving every session, live work first.
 
-Each worker owns one engine and one thread (a single-thread executor), so a
-model instance is never touched by two threads (pywhispercpp aborts the process
-if it is). Requests wait in two queues:
+Each engine is owned by one worker with one thread (a single-thread executor),
+so a model instance is never touched by two threads (pywhispercpp aborts the
+process if it is). Engines belong to models (the node's own and ``model.extra``
+ones); at most ``slots`` decodes run at once whatever their model, so an extra
+model never oversubscribes the cores. Jobs wait in three lanes, served in order:
 
-- finals, served first and in arrival order: the final is what ORAC Core acts
-  on, so a final never waits behind a partial. A partial already running when a
-  final arrives is aborted at whisper.cpp's next abort check.
-- a final whose caller gave up (a speculative final overtaken by new speech)
-  is skipped if still queued and aborted if already running.
-- partials, served only when no final waits. The caller passes a *snapshot
-  function* instead of audio: it is called when a worker picks the job up, so
-  a partial that waited always decodes the newest audio (partials coalesce),
-  and the caller keeps at most one partial per session queued (fairness).
+1. ``LIVE``: finals of live sessions (speculative ones too) and Core's
+   retranscribe requests: what a user or Core waits for.
+2. ``PARTIAL``: partials, served only when no live final waits. The caller
+   passes a *snapshot function* instead of audio: it is called when a worker
+   picks the job up, so a partial that waited always decodes the newest audio
+   (partials coalesce), and the caller keeps at most one partial per session
+   queued (fairness).
+3. ``BATCH``: whole files and transcribe requests (up to 10 minutes of audio,
+   decoded a window at a time, longform.py). Never ahead of live sessions.
+
+Preemption: when a job cannot start because lower-lane jobs hold the slots or
+the engine it needs, one of them is aborted at whisper.cpp's next abort check
+(a few ms): a partial is dropped (the next one decodes newer audio anyway), a
+batch window goes back to the head of its lane and is decoded again. A job
+whose caller gave up (a speculative final overtaken by new speech) is skipped
+if still queued and aborted if already running.
 """
 
 from __future__ import annotations
@@ -23,9 +32,10 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Protocol
 
 from orac_node.audio import Samples
@@ -47,129 +57,238 @@ class Decoder(Protocol):
         ...
 
 
-@dataclass(slots=True)
+class Lane(IntEnum):
+    """Where a job queues; a lower value is served first."""
+
+    LIVE = 0
+    PARTIAL = 1
+    BATCH = 2
+
+
+@dataclass(eq=False)
 class _Job:
     audio: Callable[[], Samples | None]
     options: DecodeOptions
+    model: str
+    lane: Lane
     future: asyncio.Future[Decoding | None]
     enqueued: float
-    is_final: bool
     started: float = 0.0
+    preempted: bool = False
 
     @property
     def wait_ms(self) -> float:
         """How long the job waited for a worker."""
         return round((self.started - self.enqueued) * 1000, 1)
 
+    def should_abort(self) -> bool:
+        # Called from the worker thread between whisper.cpp graph evaluations;
+        # reading two attributes is atomic under the GIL.
+        return self.preempted or self.future.cancelled()
+
+
+@dataclass(eq=False)
+class _Worker:
+    """One engine of one model, with the thread it is only ever called from."""
+
+    model: str
+    engine: Decoder
+    executor: ThreadPoolExecutor
+    job: _Job | None = None
+
+
+@dataclass
+class _Lanes:
+    queues: dict[Lane, deque[_Job]] = field(
+        default_factory=lambda: {lane: deque() for lane in Lane}
+    )
+
+    def __len__(self) -> int:
+        return sum(len(queue) for queue in self.queues.values())
+
+    def waiting(self) -> list[_Job]:
+        return [job for lane in Lane for job in self.queues[lane]]
+
 
 class InferenceScheduler:
-    """Runs decode jobs on a pool of engines, finals before partials."""
+    """Runs decode jobs on the node's engines, live work first (module docstring)."""
 
-    def __init__(self, engines: list[Decoder], *, cores: int = 1) -> None:
+    def __init__(
+        self,
+        engines: Sequence[Decoder],
+        *,
+        cores: int = 1,
+        slots: int | None = None,
+        model: str = "main",
+    ) -> None:
         if not engines:
             raise ValueError("at least one engine is needed")
-        self._engines = engines
         self._cores = cores
-        self._finals: deque[_Job] = deque()
-        self._partials: deque[_Job] = deque()
+        self._slots = slots or len(engines)
+        self.main = model
+        self._workers: list[_Worker] = []
+        self._lanes = _Lanes()
         self._wakeup = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
         self.busy = 0
         self.decodes = 0
         self.aborted = 0
+        self.preemptions = 0
+        self.add_model(model, engines)
+
+    def add_model(self, model: str, engines: Sequence[Decoder]) -> None:
+        """Engines of another model (``model.extra``), served from now on."""
+        for engine in engines:
+            index = len(self._workers)
+            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"whisper-{index}")
+            self._workers.append(_Worker(model, engine, executor))
+        self._wakeup.set()
+
+    @property
+    def models(self) -> list[str]:
+        """Models with engines here."""
+        return list(dict.fromkeys(worker.model for worker in self._workers))
 
     @property
     def queued(self) -> int:
         """Jobs waiting for a worker."""
-        return len(self._finals) + len(self._partials)
+        return len(self._lanes)
 
-    async def run(self) -> None:
-        """Serve jobs until cancelled (one named task per worker)."""
-        executors = [
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"whisper-{i}")
-            for i in range(len(self._engines))
-        ]
-        try:
-            async with asyncio.TaskGroup() as group:
-                for i, (engine, executor) in enumerate(zip(self._engines, executors, strict=True)):
-                    group.create_task(self._worker(engine, executor), name=f"inference-worker-{i}")
-        finally:
-            for job in (*self._finals, *self._partials):
-                job.future.cancel()
-            for executor in executors:
-                executor.shutdown(wait=True)
+    async def final(
+        self,
+        samples: Samples,
+        options: DecodeOptions,
+        *,
+        model: str | None = None,
+        lane: Lane = Lane.LIVE,
+    ) -> FinalDecoding:
+        """Decode a finished utterance (or a window of a file: ``lane`` BATCH).
 
-    async def final(self, samples: Samples, options: DecodeOptions) -> FinalDecoding:
-        """Decode a finished utterance with priority over every partial."""
-        job = self._enqueue(lambda: samples, options, is_final=True)
+        A live final goes before every partial and batch job. A batch window that
+        live work preempts is decoded again from the start of the window.
+        """
+        if lane is Lane.PARTIAL:
+            raise ValueError("partials go through partial()")
+        job = self._enqueue(lambda: samples, options, model or self.main, lane)
         decoding = await job.future
-        assert decoding is not None  # finals are never skipped
-        return FinalDecoding(decoding, queue_ms=job.wait_ms)
+        if decoding is None:  # nothing to decode: nothing was said
+            decoding = Decoding("", options.language, 0.0, 0.0)
+        return FinalDecoding(decoding, queue_ms=job.wait_ms, model=job.model)
 
     async def partial(
         self, snapshot: Callable[[], Samples | None], options: DecodeOptions
     ) -> Decoding | None:
-        """Decode the newest audio when a worker is free; None if skipped or aborted."""
-        return await self._enqueue(snapshot, options, is_final=False).future
+        """Decode the newest audio with the node's model when a worker is free.
+
+        None if skipped (nothing to decode) or aborted (a final needed the worker).
+        """
+        return await self._enqueue(snapshot, options, self.main, Lane.PARTIAL).future
 
     def _enqueue(
-        self, audio: Callable[[], Samples | None], options: DecodeOptions, *, is_final: bool
+        self,
+        audio: Callable[[], Samples | None],
+        options: DecodeOptions,
+        model: str,
+        lane: Lane,
     ) -> _Job:
+        if model not in self.models:
+            raise LookupError(f"no engine for model {model!r}")
         future: asyncio.Future[Decoding | None] = asyncio.get_running_loop().create_future()
-        job = _Job(audio, options, future, time.monotonic(), is_final)
-        (self._finals if is_final else self._partials).append(job)
+        job = _Job(audio, options, model, lane, future, time.monotonic())
+        self._lanes.queues[lane].append(job)
         self._wakeup.set()
         return job
 
-    async def _take(self) -> _Job:
-        while not (self._finals or self._partials):
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        return self._finals.popleft() if self._finals else self._partials.popleft()
+    async def run(self) -> None:
+        """Start jobs as slots and engines free up, until cancelled."""
+        try:
+            while True:
+                self._wakeup.clear()
+                self._dispatch()
+                await self._wakeup.wait()
+        finally:
+            for task in self._running:
+                task.cancel()
+            await asyncio.gather(*self._running, return_exceptions=True)
+            for job in self._lanes.waiting():
+                job.future.cancel()
+            for worker in self._workers:
+                worker.executor.shutdown(wait=True)
 
-    def _final_waiting(self) -> bool:
-        # Called from the worker thread between whisper.cpp graph evaluations;
-        # reading a deque's length is atomic under the GIL.
-        return bool(self._finals)
+    def _dispatch(self) -> None:
+        """Start every waiting job that can start, best lane first; preempt for the rest."""
+        for lane in Lane:
+            queue = self._lanes.queues[lane]
+            for job in list(queue):
+                if job.future.cancelled():
+                    queue.remove(job)
+                    continue
+                worker = self._free_worker(job.model)
+                if worker is not None:
+                    queue.remove(job)
+                    self._start(worker, job)
+                else:
+                    self._preempt_for(job)
 
-    def _abort_check(self, job: _Job) -> Callable[[], bool]:
-        """When a running decode should stop: its caller gave up, or (partials) a final waits."""
-        future = job.future
-        if job.is_final:
-            return future.cancelled
-        return lambda: self._final_waiting() or future.cancelled()
+    def _free_worker(self, model: str) -> _Worker | None:
+        if self.busy >= self._slots:
+            return None
+        return next((w for w in self._workers if w.model == model and w.job is None), None)
 
-    async def _worker(self, engine: Decoder, executor: ThreadPoolExecutor) -> None:
+    def _preempt_for(self, job: _Job) -> None:
+        """Abort one lower-lane job whose end would let ``job`` start (if none is going)."""
+        running = [w.job for w in self._workers if w.job is not None]
+        if any(r.preempted and r.lane > job.lane for r in running):
+            return  # one is already stopping; it frees what it frees
+        slots_full = self.busy >= self._slots
+        victims = [r for r in running if r.lane > job.lane and (r.model == job.model or slots_full)]
+        if victims:
+            victim = max(victims, key=lambda r: (r.lane, r.started))
+            victim.preempted = True
+            self.preemptions += 1
+
+    def _start(self, worker: _Worker, job: _Job) -> None:
+        samples = job.audio()
+        if samples is None or samples.size == 0:
+            job.future.set_result(None)
+            return
+        job.started = time.monotonic()
+        worker.job = job
+        self.busy += 1
+        # All cores for a lone decode, shared out when several are busy (two
+        # 1-thread decodes in parallel beat two 2-thread ones in a row).
+        options = dataclasses.replace(job.options, threads=max(1, self._cores // self.busy))
+        task = asyncio.create_task(self._decode(worker, job, samples, options))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _decode(
+        self, worker: _Worker, job: _Job, samples: Samples, options: DecodeOptions
+    ) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            job = await self._take()
-            if job.future.cancelled():
-                continue
-            samples = job.audio()
-            if samples is None or samples.size == 0:
-                job.future.set_result(None)
-                continue
-            job.started = time.monotonic()
-            abort = self._abort_check(job)
-            self.busy += 1
-            # All cores for a lone decode, shared out when several workers are busy
-            # (two 1-thread decodes in parallel beat two 2-thread ones in a row).
-            options = dataclasses.replace(job.options, threads=max(1, self._cores // self.busy))
-            try:
-                decoding = await loop.run_in_executor(
-                    executor, engine.decode, samples, options, abort
-                )
-            except asyncio.CancelledError:
-                job.future.cancel()  # the scheduler is stopping: release the caller
-                raise
-            except Exception as exc:  # a decode failure must fail the job, not the worker
-                log.exception("decode failed")
-                if not job.future.done():
-                    job.future.set_exception(exc)
-                continue
-            finally:
-                self.busy -= 1
-            self.decodes += 1
-            if decoding.aborted:
-                self.aborted += 1
-            with contextlib.suppress(asyncio.InvalidStateError):
-                job.future.set_result(None if decoding.aborted else decoding)
+        try:
+            decoding = await loop.run_in_executor(
+                worker.executor, worker.engine.decode, samples, options, job.should_abort
+            )
+        except asyncio.CancelledError:
+            job.future.cancel()  # the scheduler is stopping: release the caller
+            raise
+        except Exception as exc:  # a decode failure must fail the job, not the worker
+            log.exception("decode failed")
+            if not job.future.done():
+                job.future.set_exception(exc)
+            return
+        finally:
+            worker.job = None
+            self.busy -= 1
+            self._wakeup.set()
+        self.decodes += 1
+        if decoding.aborted:
+            self.aborted += 1
+            if job.preempted and job.lane is Lane.BATCH and not job.future.cancelled():
+                job.preempted = False
+                job.enqueued = time.monotonic()
+                self._lanes.queues[Lane.BATCH].appendleft(job)  # decoded again, first in line
+                return
+        with contextlib.suppress(asyncio.InvalidStateError):
+            job.future.set_result(None if decoding.aborted else decoding)

@@ -39,6 +39,7 @@ from orac_node.consumers.webhooks import WebhookDelivery
 from orac_node.decode.decoding import DecodeOptions, Decoding, FinalDecoding
 from orac_node.decode.finals import FinalDecoder
 from orac_node.decode.gate import GateRules, check_audio, judge, strip_annotations
+from orac_node.decode.scheduler import Lane
 from orac_node.decode.stabilize import trim_point
 from orac_node.ingest.intake import Intake, Upload
 from orac_node.ingest.refusal import Refusal
@@ -122,12 +123,12 @@ class Pipeline:
             self._spawn(self._partial(progress), f"partial-{utt.key.session}")
 
     async def _read_upload(self, upload: Upload) -> None:
-        """A whole file: decoded off the loop into one utterance, then finalized like any."""
+        """A whole file: decoded off the loop into one utterance, finalized behind live work."""
         read = await self.intake.read_upload(upload)
         if isinstance(read, Refusal):
             self.refuse(read)
         elif read is not None:
-            self.finalize_soon(read)
+            self.finalize_soon(read, lane=Lane.BATCH)
 
     def refuse(self, refusal: Refusal) -> None:
         """Tell a device its message was refused (and log and count it)."""
@@ -175,7 +176,7 @@ class Pipeline:
             return utt.audio(start)
 
         try:
-            scheduler = self.decoder.pool.main
+            scheduler = self.decoder.pool.scheduler
             decoding = await scheduler.partial(snapshot, self._options(utt, final=False))
             if decoding is None or not utt.receiving:
                 return
@@ -249,11 +250,11 @@ class Pipeline:
 
     # -- finals ----------------------------------------------------------------
 
-    def finalize_soon(self, utt: Utterance) -> None:
+    def finalize_soon(self, utt: Utterance, *, lane: Lane = Lane.LIVE) -> None:
         """ENDPOINTED: leave the open set at once (late chunks see it closed), final as a task."""
         self.intake.close(utt)
         utt.start_final()
-        self._spawn(self.finalize(utt), f"final-{utt.key.session}")
+        self._spawn(self.finalize(utt, lane=lane), f"final-{utt.key.session}")
 
     def file_utterance(
         self, key: UtteranceKey, *, topic: str, language: str | None, samples: int
@@ -261,9 +262,16 @@ class Pipeline:
         """An utterance for a whole file sent as a request (answers.py fills and ends it)."""
         return self.intake.file_utterance(key, topic=topic, language=language, samples=samples)
 
-    async def finalize(self, utt: Utterance, request: RequestOverrides | None = None) -> Final:
+    async def finalize(
+        self,
+        utt: Utterance,
+        request: RequestOverrides | None = None,
+        *,
+        lane: Lane = Lane.LIVE,
+    ) -> Final:
         """Decode (or take the speculative decode of) an ended utterance; publish its final.
 
+        ``lane`` BATCH for files and transcribe requests: decoded behind live sessions.
         Whatever fails on the way, the session gets a final (an error final at worst)
         and the sender an error report: a final is never lost.
         """
@@ -272,7 +280,7 @@ class Pipeline:
             progress.speculation if progress is not None and progress.speculation_valid() else None
         )
         topic = self.topic(utt.topic)
-        decoded, rejection = await self._decode_final(utt, speculation, request)
+        decoded, rejection = await self._decode_final(utt, speculation, request, lane)
         node, model = self._publisher.node_id, self._publisher.model
         publish = request is None or request.publish
         try:
@@ -325,6 +333,7 @@ class Pipeline:
         utt: Utterance,
         speculation: Speculation | None,
         request: RequestOverrides | None,
+        lane: Lane,
     ) -> tuple[FinalDecoding | None, str | None]:
         """The final's decoding, or why there is none (too little speech, a failed decode)."""
         rejection = check_audio(utt.endpointer.speech_s, self.gate)
@@ -335,7 +344,7 @@ class Pipeline:
                 decoded = await speculation.task  # decoded while the user fell silent
             else:
                 options, wanted = self._final_options(utt, request)
-                decoded = await self.decoder.decode(utt.audio(), options, wanted)
+                decoded = await self.decoder.decode(utt.audio(), options, wanted, lane=lane)
         except Exception as exc:  # a failed decode still owes the sender its final
             log.exception("final decode of %s failed", utt.key.session, extra=utt.key.log_fields())
             self._owe(utt, f"transcription failed: {exc}")

@@ -167,7 +167,7 @@ async def test_a_final_is_decoded_when_its_cache_entry_is_garbage(tmp_path: Path
     engine = ScriptedEngine(text="Pause the music.")
     samples = load(AUDIO / "commands" / "utt014.wav")
     try:
-        async with running(NodeConfig(), engine, tmp_path, cache) as rig:
+        async with running(NodeConfig(), engine, tmp_path, cache=cache) as rig:
             await rig.stream("kitchen", "first", samples, end=True)
             await asyncio.gather(*rig.tasks)
             async with asyncio.timeout(5):  # stored in the background, after the final

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import random
 import subprocess
 import time
+import wave
 
 import numpy as np
 import pytest
@@ -14,8 +16,17 @@ import soxr
 from orac_node.audio import float_to_s16
 from orac_node.wire import SAMPLE_RATE, AudioChunk, AudioFormat, AudioKind, audio_topic
 from tests.conftest import AUDIO
-from tests.integration.conftest import load
+from tests.integration.accuracy import word_error_rate
+from tests.integration.conftest import load, load_refs
 from tests.integration.harness import RunningNode, harness
+
+LONG_FILE = [
+    (path.name, ref)
+    for path, ref in load_refs("speech")
+    if path.name
+    in {"jfk.wav", "ps_librivox_0870.wav", "ps_librivox_0880.wav", "ps_librivox_0920.wav"}
+] * 2
+"""Read speech, about 70 s with the pauses between: three windows."""
 
 COMMAND = AUDIO / "commands" / "utt009.wav"  # "open the curtains in the lounge"
 
@@ -72,6 +83,33 @@ async def test_whole_file_in_one_message(node: RunningNode, device: str, codec: 
     final = next(r.final for r in h.results.values() if r.final and r.final.device == device)
     assert final.session.startswith("file-")
     assert "curtains" in final.text.lower()
+
+
+async def test_a_file_longer_than_a_window_is_stitched_on_its_timeline(
+    node: RunningNode, device: str
+) -> None:
+    """58 s of read speech: decoded in windows cut at pauses, stitched on one timeline."""
+    clips = [load(AUDIO / "speech" / name) for name, _ in LONG_FILE]
+    pause = np.zeros(SAMPLE_RATE // 2, np.float32)
+    audio = np.concatenate([piece for clip in clips for piece in (clip, pause)])
+    wav = io.BytesIO()
+    with wave.open(wav, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(float_to_s16(audio))
+    async with harness(node.url) as h:
+        await h.mqtt.publish(audio_topic(device, AudioKind.FILE), wav.getvalue(), qos=1)
+        deadline = time.monotonic() + 60
+        while not any(r.final and r.final.device == device for r in h.results.values()):
+            assert time.monotonic() < deadline, "no final for the file"
+            await asyncio.sleep(0.1)
+    final = next(r.final for r in h.results.values() if r.final and r.final.device == device)
+    assert final.audio_s == pytest.approx(audio.size / SAMPLE_RATE, abs=0.05)
+    assert word_error_rate([" ".join(ref for _, ref in LONG_FILE)], [final.text]) < 0.1
+    ends = [segment.end for segment in final.segments]
+    assert ends == sorted(ends) and ends[-1] > 50  # one timeline, well past the first window
+    assert final.words[-1].end == pytest.approx(final.audio_s, abs=2.0)
 
 
 async def test_undecodable_file_gets_an_error(node: RunningNode, device: str) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from orac_node.audio import Samples, float_to_s16
-from orac_node.audio.vad import SileroVad
+from orac_node.audio.vad import SileroVad, speech_probabilities
 from orac_node.config import NodeConfig
 from orac_node.consumers.context import ContextStore
 from orac_node.consumers.recent import RecentAudio
@@ -30,7 +30,7 @@ from orac_node.decode.cache import TranscriptCache
 from orac_node.decode.decoding import DecodeOptions, Decoding
 from orac_node.decode.finals import FinalDecoder
 from orac_node.decode.modelpool import ModelPool
-from orac_node.decode.scheduler import InferenceScheduler
+from orac_node.decode.scheduler import Decoder
 from orac_node.ingest.intake import Intake
 from orac_node.ingest.spool import Spool
 from orac_node.mqtt.bus import Bus, Outgoing
@@ -59,6 +59,26 @@ class Job:
 
     final: bool  # finals decode with timestamps, partials without
     samples: int
+    model: str
+    at: float  # time.monotonic() when it began
+
+
+class Activity:
+    """How many engines decode at once, at most (engines of several models)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+
+    def enter(self) -> None:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+
+    def leave(self) -> None:
+        with self._lock:
+            self.now -= 1
 
 
 @dataclass
@@ -67,6 +87,9 @@ class ScriptedEngine:
 
     text: str = "turn on the lights"
     confidence: float = 0.9
+    seconds_per_audio_s: float = 0.0  # how long a decode takes, by the audio it decodes
+    name: str = "tiny.en"
+    activity: Activity | None = None  # shared by engines that must not run at once
     jobs: list[Job] = field(default_factory=list)
     hold: threading.Event = field(default_factory=threading.Event)
     aborted: int = 0
@@ -80,14 +103,25 @@ class ScriptedEngine:
         options: DecodeOptions,
         should_abort: Callable[[], bool] | None = None,
     ) -> Decoding:
-        self.jobs.append(Job(options.timestamps, samples.size))
-        deadline = time.monotonic() + HOLD_LIMIT_S
-        while options.timestamps and not self.hold.is_set() and time.monotonic() < deadline:
-            if should_abort is not None and should_abort():
-                self.aborted += 1
-                return Decoding("", "en", 0.0, 1.0, aborted=True)
-            time.sleep(0.002)
-        return Decoding(self.text, "en", self.confidence, 1.0)
+        self.jobs.append(Job(options.timestamps, samples.size, self.name, time.monotonic()))
+        if self.activity is not None:
+            self.activity.enter()
+        try:
+            started = time.monotonic()
+            busy_s = self.seconds_per_audio_s * samples.size / SAMPLE_RATE
+            deadline = started + HOLD_LIMIT_S
+            while time.monotonic() < deadline and (
+                time.monotonic() - started < busy_s
+                or (options.timestamps and not self.hold.is_set())
+            ):
+                if should_abort is not None and should_abort():
+                    self.aborted += 1
+                    return Decoding("", "en", 0.0, 1.0, aborted=True)
+                time.sleep(0.002)
+            return Decoding(self.text, "en", self.confidence, 1.0)
+        finally:
+            if self.activity is not None:
+                self.activity.leave()
 
 
 class Rig:
@@ -98,8 +132,10 @@ class Rig:
         config: NodeConfig,
         engine: ScriptedEngine,
         state_dir: Path,
+        *,
         cache: TranscriptCache | None = None,
         spool: Spool | None = None,
+        load_engine: Callable[[Path], Decoder] | None = None,
     ) -> None:
         self.engine = engine
         self.bus = Bus(
@@ -115,14 +151,16 @@ class Rig:
             threads=2,
             use_gpu=False,
             cache_dir=state_dir / "models",
+            load_engine=load_engine,
         )
-        self.scheduler = InferenceScheduler([engine], cores=2)
-        self.pool.start(self.scheduler)
+        self.scheduler = self.pool.start([engine])
         self.tasks: list[asyncio.Task[object]] = []
         self.pipeline = Pipeline(
             config,
             intake=Intake(config, vad=VAD, spool=spool),
-            decoder=FinalDecoder(self.pool, cache),
+            decoder=FinalDecoder(
+                self.pool, cache, speech=lambda samples: speech_probabilities(samples, VAD)
+            ),
             publisher=TranscriptPublisher(self.bus, node_id="rig", model="tiny.en"),
             metrics=NodeMetrics(_no_readings),
             topics=lambda name: config.registry.topics.get(name, TopicConfig()),
@@ -206,11 +244,13 @@ async def running(
     config: NodeConfig,
     engine: ScriptedEngine,
     state_dir: Path,
+    *,
     cache: TranscriptCache | None = None,
     spool: Spool | None = None,
+    load_engine: Callable[[Path], Decoder] | None = None,
 ) -> AsyncIterator[Rig]:
     """A rig whose scheduler serves; its tasks are cancelled on the way out."""
-    rig = Rig(config, engine, state_dir, cache, spool)
+    rig = Rig(config, engine, state_dir, cache=cache, spool=spool, load_engine=load_engine)
     scheduler = asyncio.create_task(rig.scheduler.run(), name="rig-scheduler")
     try:
         yield rig

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import math
+import wave
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from orac_node.mqtt.rpc import RequestFailedError
 from orac_node.pipeline import messages
 from orac_node.wire import SAMPLE_RATE, AudioChunk, AudioFormat, Final, RetranscribeRequest
 from tests.conftest import AUDIO
-from tests.unit.pipeline_rig import ScriptedEngine, running, silence
+from tests.unit.pipeline_rig import Activity, ScriptedEngine, running, silence
 
 PADDING = int(0.3 * SAMPLE_RATE)
 """The synthesized commands have 0.3 s of digital silence before and after the speech."""
@@ -148,3 +150,54 @@ async def test_a_final_that_cannot_be_built_is_published_as_an_error_final(
     assert spool.open_sessions == 0  # the session's audio left the spool once acknowledged
     assert not rig.pipeline.intake.utterances
     assert "building the final of s1 failed" in caplog.text
+
+
+async def test_a_live_final_does_not_wait_behind_a_long_file(tmp_path: Path) -> None:
+    """A one-minute file is decoded a window at a time in the batch lane; live work goes first."""
+    jfk = load_audio_file(AUDIO / "speech" / "jfk.wav")
+    minute = np.concatenate([np.concatenate((jfk, silence(1.0))) for _ in range(5)])
+    engine = ScriptedEngine(seconds_per_audio_s=0.03)  # a 28 s window: 0.84 s of decode
+    async with running(NodeConfig(), engine, tmp_path) as rig:
+        wav = io.BytesIO()
+        with wave.open(wav, "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(SAMPLE_RATE)
+            out.writeframes(float_to_s16(minute))
+        rig.pipeline.on_audio_message("audio/recorder/file", wav.getvalue())
+        async with asyncio.timeout(10):  # the file's first window is decoding
+            while not any(job.samples > 10 * SAMPLE_RATE for job in engine.jobs):
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        await rig.stream("kitchen", "live", COMMAND, end=True)
+        await asyncio.gather(*rig.tasks)
+    live = next(f for f in rig.finals() if f.session == "live")
+    (file,) = (f for f in rig.finals() if f.device == "recorder")
+    assert live.queue_ms < 150, f"the live final waited {live.queue_ms} ms for a worker"
+    assert rig.finals().index(live) == 0  # published while the file was still decoding
+    windows = [job for job in engine.jobs if job.final and job.samples > 10 * SAMPLE_RATE]
+    assert max(job.samples for job in windows) <= 28 * SAMPLE_RATE
+    assert engine.aborted >= 1  # the window the live final interrupted was decoded again
+    assert file.text.count(engine.text) == 3  # 60 s in three windows, stitched
+    assert file.rejected is None and file.audio_s == pytest.approx(60.0, abs=0.1)
+
+
+async def test_extra_models_share_the_nodes_decode_slots(tmp_path: Path) -> None:
+    """A topic's extra model gets an engine of its own, not cores of its own."""
+    activity = Activity()
+    config = NodeConfig.model_validate(
+        {
+            "model": {"workers": 1, "extra": {"big": str(tmp_path / "ggml-big.bin")}},
+            "registry": {"topics": {"attic": {"model": "big"}}},
+        }
+    )
+    main = ScriptedEngine(seconds_per_audio_s=0.1, activity=activity)
+    big = ScriptedEngine(seconds_per_audio_s=0.1, activity=activity, name="big")
+    async with running(config, main, tmp_path, load_engine=lambda _path: big) as rig:
+        for n, topic in enumerate(["attic", "general", "attic", "general"]):
+            chunk = AudioChunk(f"s{n}", 0, SAMPLE_RATE, 1, AudioFormat.S16LE, float_to_s16(COMMAND))
+            payload = dataclasses.replace(chunk, topic=topic, end=True).encode()
+            rig.pipeline.on_audio_message(f"audio/dev{n}/chunk", payload)
+        await asyncio.gather(*rig.tasks)
+    assert sorted(f.model for f in rig.finals()) == ["big", "big", "tiny.en", "tiny.en"]
+    assert activity.most == 1  # one decode at a time on a one-worker node, whatever model
