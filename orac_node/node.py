@@ -94,12 +94,14 @@ class Node:
         self.received: Counter[str] = Counter()  # audio messages by kind (chunk, raw, file)
         self.context_refused = 0
         spool = config.spool
+        self._spool_written = asyncio.Event()
         self.spool = (
             Spool(
                 spool.resolved_dir(self.node_id),
                 max_bytes=spool.max_bytes,
                 finished_ttl_s=spool.finished_ttl_s,
                 fsync_each=spool.fsync_interval_ms == 0,
+                on_dirty=self._spool_written.set,
             )
             if spool.enabled
             else None
@@ -184,7 +186,7 @@ class Node:
         if topic.startswith("audio/"):
             kind = topic.rpartition("/")[2]
             self.received[kind if kind in MESSAGE_KINDS else "other"] += 1
-            return self.pipeline.on_audio_message(topic, bytes(payload))
+            return self.pipeline.on_audio_message(topic, bytes(payload)).taken
         if topic.startswith("orac/request/"):
             self.requests.on_message(topic, bytes(payload), message.properties)
         elif topic.startswith("orac/context/"):
@@ -238,6 +240,7 @@ class Node:
             scheduler = self.pool.start(engines)
             scheduler_task = group.create_task(scheduler.run(), name="inference")
             webhooks_task = group.create_task(self._deliver_webhooks(), name="webhooks")
+            spool_task = group.create_task(self._sync_spool(), name="spool-sync")
             self._recover()
             ticker_task = group.create_task(self._ticker(), name="ticker")
             intake = group.create_task(self.bus.open_intake(), name="open-intake")
@@ -254,6 +257,7 @@ class Node:
             intake.cancel()
             await self._drain()
             ticker_task.cancel()
+            spool_task.cancel()
             scheduler_task.cancel()
             await self.pipeline.decoder.close()
             self.bus.stop()
@@ -286,10 +290,15 @@ class Node:
                 if (found.device, found.session) in done:
                     self.spool.finish(found.device, found.session)  # killed after its final
                     continue
+                opened = False
+                for payload in found.payloads:
+                    outcome = self.pipeline.on_audio_message(found.topic, payload)
+                    opened = opened or outcome.audio is not None
+                if not opened:  # refused now (its topic disabled meanwhile, limits): told, dropped
+                    self.spool.discard(found.device, found.session)
+                    continue
                 replayed += 1
                 chunks += len(found.payloads)
-                for payload in found.payloads:
-                    self.pipeline.on_audio_message(found.topic, payload)
         finally:
             intake.replaying = False
         if replayed:
@@ -332,17 +341,28 @@ class Node:
         self._publisher.status(self._state, sessions=sessions, queued=queued)
         self._systemd.status(f"{self._state}: {sessions} open session(s), {queued} queued")
 
+    async def _sync_spool(self) -> None:
+        """Fsync the spool (and compact its finished log) in a thread, never on this loop.
+
+        Every ``spool.fsync_interval_ms``; with 0, whenever something was written.
+        """
+        if self.spool is None:
+            return
+        interval_s = self.config.spool.fsync_interval_ms / 1000
+        while True:
+            if interval_s:
+                await asyncio.sleep(interval_s)
+            else:
+                await self._spool_written.wait()
+                self._spool_written.clear()
+            await asyncio.to_thread(self.spool.sync)
+
     async def _ticker(self) -> None:
         next_status = time.monotonic() + STATUS_EVERY_S
-        fsync_s = self.config.spool.fsync_interval_ms / 1000
-        next_sync = time.monotonic() + fsync_s
         offline = False
         while True:
             await asyncio.sleep(TICK_S)
             now = time.monotonic()
-            if self.spool is not None and fsync_s and now >= next_sync:
-                next_sync = now + fsync_s
-                await asyncio.to_thread(self.spool.sync)
             if not self.bus.connected.is_set():
                 offline = True  # cut off from the broker: no satellite is idle, we are
                 continue

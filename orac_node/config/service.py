@@ -73,9 +73,9 @@ class SpoolSection(Section):
         1000,
         ge=0,
         le=60_000,
-        description="fsync spooled audio this often (0: after every chunk). Writes reach the"
-        " kernel at once, so a killed process loses nothing; this bounds what a power cut"
-        " loses, at the cost of SD-card writes.",
+        description="fsync spooled audio this often, in a thread (0: as soon as anything was"
+        " written). Writes reach the kernel at once, so a killed process loses nothing; this"
+        " bounds what a power cut loses, at the cost of SD-card writes.",
     )
     finished_ttl_s: float = Field(
         3600.0,

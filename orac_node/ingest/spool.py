@@ -22,9 +22,15 @@ there: everything before it is replayed.
 Durability: writes go straight to the kernel (``os.write`` on an ``O_APPEND``
 descriptor, no user-space buffer), so a killed or crashed *process* loses
 nothing written. Against power loss, the files written to (session files and
-the finished log) are ``fsync``-ed every ``spool.fsync_interval_ms`` (default
-1 s), in a thread: a power cut can cost the last second of in-flight audio, or
-replay a session finalized in that second (a duplicate final, same ``session``).
+the finished log) are ``fsync``-ed by :meth:`Spool.sync`, which the node runs
+in a thread every ``spool.fsync_interval_ms`` (default 1 s; 0: as soon as
+something was written), never on the event loop: a power cut can cost the
+last second of in-flight audio, or replay a session finalized in that second
+(a duplicate final, same ``session``).
+
+The finished log is compacted by :meth:`Spool.sync` too, once it holds
+:data:`COMPACT_AFTER` more lines than when last written: entries past their
+TTL leave it, so it stays bounded however long the node runs.
 
 The window the spool cannot close: between the broker's PUBACK of a final and
 the finished-log entry written right after it (a few microseconds of Python),
@@ -40,8 +46,11 @@ import json
 import logging
 import os
 import struct
+import threading
 import time
 import zlib
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +60,10 @@ _RECORD = struct.Struct("<II")  # length, crc32
 SUFFIX = ".spool"
 FINISHED_LOG = "finished.log"
 FORMAT_VERSION = 1
+COMPACT_AFTER = 1000
+"""The finished log is rewritten once this many lines were added since it was last
+written (each ~80 bytes): a few hundred KB at most beyond the entries still needed,
+and a rewrite every thousand finals, off the event loop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,16 +86,26 @@ class _Open:
 
 @dataclass
 class Spool:
-    """The spool directory of one node: per-session files and the finished log."""
+    """The spool directory of one node: per-session files and the finished log.
+
+    ``fsync_each`` (spool.fsync_interval_ms 0) makes every write wake
+    ``on_dirty`` so the node's sync thread flushes it at once; writes themselves
+    never wait for the disk.
+    """
 
     directory: Path
     max_bytes: int
     finished_ttl_s: float
-    fsync_each: bool = False  # fsync after every chunk (spool.fsync_interval_ms: 0)
+    fsync_each: bool = False
+    clock: Callable[[], float] = time.time
+    on_dirty: Callable[[], None] | None = None
     _open: dict[tuple[str, str], _Open] = field(default_factory=dict)
     _bytes: int = 0
     _finished_fd: int = -1
     _finished_dirty: bool = False
+    _entries: deque[tuple[float, str, str]] = field(default_factory=deque)
+    _added: int = 0  # finished-log lines written since the file was last rewritten
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     refused: int = 0  # sessions not spooled because the spool was full
 
     def __post_init__(self) -> None:
@@ -94,8 +117,7 @@ class Spool:
     def finished(self) -> list[tuple[str, str]]:
         """Sessions finalized within ``finished_ttl_s``; compacts the log to them."""
         path = self.directory / FINISHED_LOG
-        now = time.time()
-        keep: list[tuple[float, str, str]] = []
+        now = self.clock()
         if path.exists():
             for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
                 try:
@@ -103,12 +125,12 @@ class Spool:
                 except (ValueError, TypeError):
                     continue  # a line cut short by a crash
                 if now - float(at) < self.finished_ttl_s:
-                    keep.append((float(at), str(device), str(session)))
+                    self._entries.append((float(at), str(device), str(session)))
         tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(entry) + "\n" for entry in keep), encoding="utf-8")
+        _write_entries(tmp, self._entries)
         tmp.replace(path)
         self._finished_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        return [(device, session) for _, device, session in keep]
+        return [(device, session) for _, device, session in self._entries]
 
     def recover(self) -> list[SpooledSession]:
         """Every session file left by an earlier process, oldest first, reopened for appending."""
@@ -127,6 +149,13 @@ class Spool:
             self._open[(device, session)] = _Open(fd, path)
             found.append(SpooledSession(device, session, topic, records[1:], path))
         return found
+
+    def discard(self, device: str, session: str) -> None:
+        """Forget a session without a final (refused when it was replayed): its file goes."""
+        entry = self._open.pop((device, session), None)
+        if entry is not None:
+            os.close(entry.fd)
+            self._unlink(entry.path)
 
     # -- while serving ------------------------------------------------------
 
@@ -163,14 +192,19 @@ class Spool:
     def _write(self, entry: _Open, data: bytes) -> None:
         record = _RECORD.pack(len(data), zlib.crc32(data)) + data
         os.write(entry.fd, record)
-        if self.fsync_each:
-            os.fsync(entry.fd)
-        else:
-            entry.dirty = True
+        entry.dirty = True
         self._bytes += len(record)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.fsync_each and self.on_dirty is not None:
+            self.on_dirty()
 
     def sync(self) -> None:
-        """Flush the files written since the last call to disk (blocking: run it in a thread)."""
+        """Flush what was written since the last call to disk, and compact the finished log.
+
+        Blocking: the node runs it in a thread.
+        """
         if self._finished_dirty and self._finished_fd >= 0:
             self._finished_dirty = False
             with contextlib.suppress(OSError):
@@ -180,20 +214,43 @@ class Spool:
                 entry.dirty = False
                 with contextlib.suppress(OSError):  # closed meanwhile
                     os.fsync(entry.fd)
+        if self._added >= COMPACT_AFTER:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Rewrite the finished log with the entries still within their TTL."""
+        path = self.directory / FINISHED_LOG
+        cutoff = self.clock() - self.finished_ttl_s
+        with self._lock:
+            while self._entries and self._entries[0][0] <= cutoff:
+                self._entries.popleft()
+            kept = list(self._entries)
+            self._added = 0
+        tmp = path.with_suffix(".tmp")
+        _write_entries(tmp, kept, durable=True)
+        with self._lock:
+            # entries finished while the copy was written go after it
+            newer = list(self._entries)[len(kept) :]
+            with tmp.open("a", encoding="utf-8") as out:
+                out.writelines(json.dumps(entry) + "\n" for entry in newer)
+            tmp.replace(path)
+            fd, self._finished_fd = self._finished_fd, os.open(path, os.O_WRONLY | os.O_APPEND)
+            os.close(fd)
 
     def finish(self, device: str, session: str) -> None:
         """The session's final was acknowledged: remember it, drop its audio."""
         if self._finished_fd >= 0:
-            line = json.dumps([round(time.time(), 3), device, session]) + "\n"
-            os.write(self._finished_fd, line.encode())
-            if self.fsync_each:
-                os.fsync(self._finished_fd)
-            else:
-                self._finished_dirty = True  # flushed by the next sync(), off the event loop
-        entry = self._open.pop((device, session), None)
-        if entry is not None:
-            os.close(entry.fd)
-            self._unlink(entry.path)
+            entry = (round(self.clock(), 3), device, session)
+            with self._lock:  # the sync thread may be swapping the file
+                os.write(self._finished_fd, (json.dumps(entry) + "\n").encode())
+                self._entries.append(entry)
+                self._added += 1
+            self._finished_dirty = True  # flushed by the next sync(), off the event loop
+            self._wake()
+        entry_open = self._open.pop((device, session), None)
+        if entry_open is not None:
+            os.close(entry_open.fd)
+            self._unlink(entry_open.path)
 
     def close(self) -> None:
         """Close every descriptor (files stay for the next start)."""
@@ -219,6 +276,17 @@ class Spool:
             size = path.stat().st_size
             path.unlink()
             self._bytes = max(0, self._bytes - size)
+
+
+def _write_entries(
+    path: Path, entries: Iterable[tuple[float, str, str]], *, durable: bool = False
+) -> None:
+    """Write finished-log entries to ``path``; ``durable``: also flushed to the disk."""
+    with path.open("w", encoding="utf-8") as out:
+        out.writelines(json.dumps(entry) + "\n" for entry in entries)
+        if durable:
+            out.flush()
+            os.fsync(out.fileno())
 
 
 def _file_name(device: str, session: str) -> str:

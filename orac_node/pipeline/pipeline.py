@@ -41,7 +41,7 @@ from orac_node.decode.finals import FinalDecoder
 from orac_node.decode.gate import GateRules, check_audio, judge, strip_annotations
 from orac_node.decode.scheduler import Lane
 from orac_node.decode.stabilize import trim_point
-from orac_node.ingest.intake import Intake, Upload
+from orac_node.ingest.intake import Intake, Outcome, Upload
 from orac_node.ingest.refusal import Refusal
 from orac_node.ingest.session import Utterance, UtteranceKey, UtteranceState, log_fields
 from orac_node.ingest.spool import Spool
@@ -93,8 +93,8 @@ class Pipeline:
 
     # -- audio in ------------------------------------------------------------
 
-    def on_audio_message(self, topic: str, payload: bytes) -> bool:
-        """One message from ``audio/#``; False: leave it with the broker for the next run."""
+    def on_audio_message(self, topic: str, payload: bytes) -> Outcome:
+        """One message from ``audio/#``; ``taken`` False: leave it with the broker."""
         outcome = self.intake.on_message(topic, payload)
         if outcome.refusal is not None:
             self.refuse(outcome.refusal)
@@ -102,7 +102,7 @@ class Pipeline:
             self._after_audio(outcome.audio)
         if outcome.upload is not None:
             self._spawn(self._read_upload(outcome.upload), f"file-{outcome.upload.key.device}")
-        return outcome.taken
+        return outcome
 
     def _after_audio(self, utt: Utterance) -> None:
         """New audio in an utterance: finalize it, speculate at a pause, or refresh its partial."""

@@ -179,7 +179,7 @@ class Rig:
     ) -> bool:
         pcm = float_to_s16(samples)
         chunk = AudioChunk(session, seq, SAMPLE_RATE, 1, AudioFormat.S16LE, pcm, end=end)
-        return self.pipeline.on_audio_message(f"audio/{device}/chunk", chunk.encode())
+        return self.pipeline.on_audio_message(f"audio/{device}/chunk", chunk.encode()).taken
 
     async def stream(
         self,

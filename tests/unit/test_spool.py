@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -119,3 +122,46 @@ def test_any_device_and_session_name_round_trips(
             assert all(p.name.endswith(SUFFIX) and "/" not in p.name for p in Path(tmp).iterdir())
         else:
             assert found == []
+
+
+def test_the_finished_log_is_compacted_while_the_node_runs(tmp_path: Path) -> None:
+    """Entries older than the TTL leave the log during sync, not only at the next start."""
+    now = [1_000_000.0]
+    spool = Spool(tmp_path, max_bytes=1 << 20, finished_ttl_s=60.0, clock=lambda: now[0])
+    spool.finished()
+    for n in range(3000):
+        spool.finish("kitchen", f"old-{n}")
+    now[0] += 120.0  # those are past the TTL now
+    for n in range(10):
+        spool.finish("kitchen", f"new-{n}")
+    spool.sync()  # the node's sync thread
+    lines = (tmp_path / FINISHED_LOG).read_text().splitlines()
+    assert [json.loads(line)[2] for line in lines] == [f"new-{n}" for n in range(10)]
+    spool.finish("kitchen", "after")  # still appends after the swap
+    spool.close()
+    again = Spool(tmp_path, max_bytes=1 << 20, finished_ttl_s=60.0, clock=lambda: now[0])
+    assert again.finished()[-1] == ("kitchen", "after")
+
+
+def test_fsync_after_every_chunk_is_not_done_on_the_caller_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """spool.fsync_interval_ms 0: each append is flushed by the sync thread, not by intake."""
+    threads: list[str] = []
+    real_fsync = os.fsync
+
+    def recording(fd: int) -> None:
+        threads.append(threading.current_thread().name)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    spool = Spool(tmp_path, max_bytes=1 << 20, finished_ttl_s=60.0, fsync_each=True)
+    spool.finished()
+    spool.append("kitchen", "s1", TOPIC, b"chunk")
+    spool.finish("kitchen", "s0")
+    assert threads == []  # the event loop's thread never waits for the disk
+    syncer = threading.Thread(target=spool.sync, name="spool-sync")
+    syncer.start()
+    syncer.join()
+    assert threads and set(threads) == {"spool-sync"}
+    spool.close()
