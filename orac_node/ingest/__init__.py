@@ -6,6 +6,7 @@ endpoint.py   when an utterance is over, in audio time
 reorder.py    seq order, duplicates, gaps
 rawstream.py  cutting bare PCM streams into utterances at speech
 limits.py     per-device rate limits
+closed.py     ended sessions, and the audio that still comes for them
 spool.py      in-flight sessions on disk, replayed after a crash; the finished log
 refusal.py    Refusal: what a sender is told when its audio is not taken
 """

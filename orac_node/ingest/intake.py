@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -34,6 +34,7 @@ from orac_node.audio import decode_file_bytes_async, pcm_to_float
 from orac_node.audio.vad import SileroVad
 from orac_node.config import NodeConfig
 from orac_node.errors import AudioDecodeError, ContractError
+from orac_node.ingest.closed import ClosedSessions, LateReport
 from orac_node.ingest.endpoint import EndpointRules, EndReason
 from orac_node.ingest.limits import DeviceLimits, DeviceThrottle
 from orac_node.ingest.rawstream import RawStream
@@ -54,9 +55,6 @@ from orac_node.wire import (
 
 log = logging.getLogger(__name__)
 
-CLOSED_MEMORY = 4096
-"""Recently finished sessions remembered, so late chunks of a finished session
-are recognised (and dropped) instead of opening a second session of that id."""
 RAW_STREAM_FORGET_S = 60.0
 """A raw stream silent this long is forgotten (its VAD state and pre-roll)."""
 
@@ -118,9 +116,8 @@ class Intake:
         self._files: set[UtteranceKey] = set()  # files being decoded (not in utterances)
         self.unanswerable = 0  # refusals whose error topic would be too long to publish
         self.utterances: dict[UtteranceKey, Utterance] = {}
-        self._closed: OrderedDict[UtteranceKey, EndReason] = OrderedDict()
+        self._closed = ClosedSessions(config.endpoint.max_duration_s)
         self._raw: dict[str, RawStream] = {}
-        self.late_chunks = 0
         self._spool = spool
         self.replaying = False  # feeding spooled chunks back in: they are on disk already
         self.draining = False  # new sessions are declined (left for the node's next run)
@@ -161,10 +158,15 @@ class Intake:
         """Messages dropped for being over a device's limits, since start."""
         return self._throttle.dropped
 
+    @property
+    def late_chunks(self) -> int:
+        """Chunks dropped because their session had already ended, since start."""
+        return self._closed.late_chunks
+
     def remember_finished(self, keys: list[tuple[str, str]]) -> None:
         """Sessions an earlier run finalized (the spool's finished log): their chunks are late."""
         for device, session in keys:
-            self._remember_closed(UtteranceKey(device, session), EndReason.END)
+            self._closed.remember(UtteranceKey(device, session), EndReason.END, quiet=True)
 
     def resume(self, now: float) -> None:
         """The broker connection is back: idle clocks restart (the silence was ours)."""
@@ -176,13 +178,7 @@ class Intake:
     def close(self, utt: Utterance) -> None:
         """The utterance endpointed: later chunks of its session are late."""
         self.release(utt.key)
-        self._remember_closed(utt.key, utt.reason or EndReason.END)
-
-    def _remember_closed(self, key: UtteranceKey, reason: EndReason) -> None:
-        """Late chunks of ``key`` are recognised; the oldest beyond CLOSED_MEMORY are forgotten."""
-        self._closed[key] = reason
-        while len(self._closed) > CLOSED_MEMORY:
-            self._closed.popitem(last=False)
+        self._closed.remember(utt.key, utt.reason or EndReason.END)
 
     def tick(self, now: float) -> Ticked:
         """Apply wall-clock endpoints; return the utterances they ended and reports owed."""
@@ -198,6 +194,9 @@ class Intake:
         for report in self._throttle.reports_due(now):
             refusal = self._throttled(report.device, report.dropped)
             if refusal is not None:
+                ticked.refusals.append(refusal)
+        for late in self._closed.due(now):
+            if (refusal := self._late_refusal(late)) is not None:
                 ticked.refusals.append(refusal)
         return ticked
 
@@ -307,7 +306,8 @@ class Intake:
         utt = self.utterances.get(key)
         if utt is None:
             if key in self._closed:
-                return self._refused(self._late_chunk(key, chunk.seq))
+                late = self._closed.late(key, chunk.seq, now)
+                return self._refused(None if late is None else self._late_refusal(late))
             if self.draining:
                 return DECLINED
             topic_name = chunk.topic or self.config.ingest.topic_for(device)
@@ -327,15 +327,11 @@ class Intake:
         utt.accept(chunk.seq, Piece(samples, chunk.end), now)
         return Outcome(audio=utt)
 
-    def _late_chunk(self, key: UtteranceKey, seq: int) -> Refusal | None:
-        """A chunk for a session that already has its final: dropped, counted."""
-        self.late_chunks += 1
-        if self._closed.get(key) is EndReason.MAX_DURATION:
-            self._closed[key] = EndReason.END  # tell the sender once, not per chunk
-            limit = self.config.endpoint.max_duration_s
-            message = f"session exceeded {limit:g} s; later audio is dropped"
-            return self._refusal(key.device, ErrorCode.SESSION_TOO_LONG, message, key.session, seq)
-        return None
+    def _late_refusal(self, late: LateReport) -> Refusal | None:
+        key = late.key
+        return self._refusal(
+            key.device, late.code, late.message, key.session, late.seq, dropped=late.dropped
+        )
 
     def _on_raw(self, device: str, payload: bytes) -> Outcome:
         if len(payload) % 2:

@@ -70,8 +70,8 @@ async def test_max_duration_ends_the_session_and_later_audio_is_refused(
     assert final.endpoint == "max_duration"
     assert abs(final.audio_s - 4.0) < 0.05
     assert final.text
-    assert [e.code for e in errors] == ["session_too_long"]
-    assert errors[0].session == session
+    assert {e.code for e in errors} == {"session_too_long"}
+    assert errors[0].session == session and errors[0].dropped == 1  # the first, told at once
 
 
 async def test_no_speech_stream_times_out_with_empty_final(node: RunningNode, device: str) -> None:
@@ -93,6 +93,9 @@ async def test_late_chunks_of_a_finished_session_are_dropped(
             result.session, 0, SAMPLE_RATE, 1, AudioFormat.S16LE, float_to_s16(command), end=True
         )
         await h.mqtt.publish(audio_topic(device), chunk.encode(), qos=1)
-        await asyncio.sleep(1.0)
+        (report,) = await h.wait_errors(device, 1)
+        await asyncio.sleep(1.5)  # no second final, no second report
     assert result.final is not None and "time" in result.final.text.lower()
-    assert not h.errors[device]
+    assert [r.session for r in h.results.values() if r.final] == [result.session]
+    assert (report.code, report.session, report.dropped) == ("late_audio", result.session, 1)
+    assert h.errors[device] == [report]

@@ -7,11 +7,14 @@ with each outcome (publish a refusal, decode an upload) is recorded instead.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pytest
 
+from orac_node.audio import Samples, float_to_s16, load_audio_file
 from orac_node.audio.vad import SileroVad
 from orac_node.config import NodeConfig
 from orac_node.ingest.intake import Intake, Outcome, Ticked, Upload
@@ -19,6 +22,7 @@ from orac_node.ingest.limits import REPORT_EVERY_S
 from orac_node.ingest.refusal import Refusal
 from orac_node.ingest.session import Utterance
 from orac_node.wire import AudioChunk, AudioFormat
+from tests.conftest import AUDIO
 
 VAD = SileroVad()
 SILENCE = b"\x00\x00" * 320  # 20 ms
@@ -160,3 +164,49 @@ async def test_files_being_decoded_count_as_the_devices_sessions() -> None:
     intake.on_message("audio/tool/chunk", _chunk("a"))
     intake.on_message("audio/tool/chunk", _chunk("b"))
     assert rec.codes("tool")[-1] == "decode_failed"  # both slots were given back
+
+
+# -- audio after a session ended ------------------------------------------------------
+
+SPEECH = load_audio_file(AUDIO / "commands" / "utt000.wav")
+
+
+def _chunks(samples: Samples, session: str, first_seq: int = 0) -> list[bytes]:
+    step = 320  # 20 ms
+    pcm = [float_to_s16(samples[i : i + step]) for i in range(0, samples.size, step)]
+    return [
+        AudioChunk(session, first_seq + n, 16_000, 1, AudioFormat.S16LE, p).encode()
+        for n, p in enumerate(pcm)
+    ]
+
+
+def test_speech_after_the_silence_endpoint_is_reported_with_its_count() -> None:
+    """The user paused longer than silence_ms and went on: the satellite must be told."""
+    intake, rec = _intake()
+    first = _chunks(np.concatenate((SPEECH, np.zeros(16_000, np.float32))), "s1")
+    for payload in first:
+        intake.on_message("audio/kitchen/chunk", payload)
+    (utt,) = rec.audio[-1:]
+    assert utt.reason == "silence"
+    intake.close(utt)  # what the pipeline does at the endpoint
+    rest = _chunks(SPEECH, "s1", first_seq=len(first))
+    for payload in rest:
+        intake.on_message("audio/kitchen/chunk", payload)
+    assert [(code, n) for _, code, n in rec.errors] == [("late_audio", 1)]  # told at once
+    intake.tick(time.monotonic() + REPORT_EVERY_S + 0.01)  # the rest, counted, a second later
+    reports = [(code, n) for _, code, n in rec.errors]
+    assert reports == [("late_audio", 1), ("late_audio", len(rest) - 1)]
+    assert intake.late_chunks == len(rest)
+    intake.tick(time.monotonic() + 3 * REPORT_EVERY_S)
+    assert len(rec.errors) == 2  # nothing more to tell
+
+
+def test_late_audio_of_a_session_finished_before_a_restart_is_dropped_quietly() -> None:
+    """The spool's finished log: redeliveries after a restart, not a user still talking."""
+    intake, rec = _intake()
+    intake.remember_finished([("kitchen", "s0")])
+    for payload in _chunks(SPEECH[:3200], "s0"):
+        intake.on_message("audio/kitchen/chunk", payload)
+    intake.tick(time.monotonic() + REPORT_EVERY_S + 0.01)
+    assert rec.errors == []
+    assert intake.late_chunks == 10
