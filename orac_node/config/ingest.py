@@ -12,9 +12,10 @@ class IngestSection(Section):
     """Limits and defaults for incoming audio.
 
     Per-device limits, so one misbehaving satellite cannot crowd out the others.
-    Over-limit messages are dropped and counted; the device gets at most one
-    rate_limited error per second, saying how many were dropped. Dropped chunks
-    leave gaps: that session's final is flagged incomplete.
+    The rates apply when a session opens: a device over them has its new sessions
+    refused (rate_limited, at most one report a second, saying how many messages
+    were dropped) until it is back within them; a session once admitted is never
+    cut by them (its length is bounded by endpoint.max_duration_s).
     """
 
     default_topic: str = Field(
@@ -69,7 +70,7 @@ class IngestSection(Section):
         description="Messages per second one device may send (chunk, raw and file alike);"
         " 0 = no limit. Normal is 50/s (20 ms chunks), 100/s with 10 ms chunks; 150 leaves"
         " headroom for those and drains a backlog at 3x (20 ms), while a 10x flood (500/s)"
-        " is throttled.",
+        " has most of its sessions refused.",
     )
     device_audio_s_per_s: float = Field(
         3.0,
@@ -87,7 +88,8 @@ class IngestSection(Section):
         description="Depth of both per-device buckets in seconds of their rate: 1500 messages"
         " and 30 s of audio by default, i.e. a whole max-length (30 s) utterance replayed by"
         " a satellite after a network blip, or 30 s of 20 ms chunks redelivered at once by a"
-        " persistent MQTT session. A 10x flood is throttled after ~4 s.",
+        " persistent MQTT session. What a device uses beyond it is a debt of at most one"
+        " burst, paid back at the rate before its next session is admitted.",
     )
 
     @field_validator("default_topic")

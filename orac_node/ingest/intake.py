@@ -8,11 +8,12 @@ returns what happened as an :class:`Outcome`: the utterance that took audio
 the sender, or a whole file to decode off the event loop. Intake itself
 publishes nothing and starts no task.
 
-Per-device limits are applied here too, cheapest first: the device's message
-rate before the payload is parsed, its audio rate once a chunk's length is
-known, its open sessions before one more is opened (limits.py holds the
-buckets). A throttled chunk of an open session leaves a hole, which the
-reorderer counts as a gap: that session's final comes out ``incomplete``.
+Per-device limits are applied here too, when a session opens: its rates
+(limits.py holds the buckets: a device in debt from what its sessions used has
+its next session refused, ``rate_limited``) and its number of open sessions. A
+session once admitted is never cut by a limit: its chunks are charged to the
+buckets, and its length is bounded by ``endpoint.max_duration_s``. Messages
+that belong to no session (unparseable, unknown kinds) need admission too.
 
 Every chunk an utterance accepts is appended to the session's spool file
 (spool.py) before ``on_message`` returns, and so before the broker gets its
@@ -26,7 +27,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -34,7 +35,7 @@ from orac_node.audio import decode_file_bytes_async, pcm_to_float
 from orac_node.audio.vad import SileroVad
 from orac_node.config import NodeConfig
 from orac_node.errors import AudioDecodeError, ContractError
-from orac_node.ingest.closed import ClosedSessions, LateReport
+from orac_node.ingest.closed import CLOSED_MEMORY, ClosedSessions, LateReport
 from orac_node.ingest.endpoint import EndpointRules, EndReason
 from orac_node.ingest.limits import DeviceLimits, DeviceThrottle
 from orac_node.ingest.rawstream import RawStream
@@ -117,6 +118,7 @@ class Intake:
         self.unanswerable = 0  # refusals whose error topic would be too long to publish
         self.utterances: dict[UtteranceKey, Utterance] = {}
         self._closed = ClosedSessions(config.endpoint.max_duration_s)
+        self._refused_sessions: OrderedDict[UtteranceKey, None] = OrderedDict()
         self._raw: dict[str, RawStream] = {}
         self._spool = spool
         self.replaying = False  # feeding spooled chunks back in: they are on disk already
@@ -124,29 +126,34 @@ class Intake:
 
     def on_message(self, topic: str, payload: bytes) -> Outcome:  # noqa: PLR0911 - one per check
         """Route one message from ``audio/#``; never raises for bad input."""
-        if not self.replaying:
-            dropped = self._over_rate(audio_topic_device(topic), time.monotonic())
-            if dropped is not None:
-                return dropped  # over the device's message rate: dropped unread, counted
+        now = time.monotonic()
         try:
             device, kind = parse_audio_topic(topic)
         except ContractError as exc:
-            return self._refused(self._refusal(audio_topic_device(topic), exc.code, exc.message))
+            device = audio_topic_device(topic)  # counts against the name it was sent as
+            return self._admit(device, now) or self._refused(
+                self._refusal(device, exc.code, exc.message)
+            )
         if kind is None:
             log.debug("ignoring %s: not an audio kind of contract v1", topic)
-            return TAKEN
+            return self._admit(device, now) or TAKEN
         limits = self.config.ingest
         max_bytes = limits.max_file_bytes if kind is AudioKind.FILE else limits.max_chunk_bytes
         if len(payload) > max_bytes:
             message = f"{len(payload)} bytes > {max_bytes}"
-            return self._refused(self._refusal(device, ErrorCode.TOO_LARGE, message))
+            return self._admit(device, now) or self._refused(
+                self._refusal(device, ErrorCode.TOO_LARGE, message)
+            )
         if kind is AudioKind.CHUNK:
-            return self._on_chunk(device, topic, payload)
-        if (refusal := self._topic_refusal(device, limits.topic_for(device))) is not None:
-            return self._refused(refusal)  # raw and file audio go to the device's default topic
+            return self._on_chunk(device, topic, payload, now)
         if kind is AudioKind.RAW:
-            return self._on_raw(device, payload)
-        if (refusal := self._session_refusal(device, None, None)) is not None:
+            return self._on_raw(device, payload, now)
+        if (dropped := self._admit(device, now)) is not None:
+            return dropped
+        refusal = self._topic_refusal(device, limits.topic_for(device))  # the device's topic
+        if refusal is None:
+            refusal = self._session_refusal(device, None, None)
+        if refusal is not None:
             return self._refused(refusal)
         key = UtteranceKey(device, f"file-{uuid.uuid4().hex[:12]}")
         self._files.add(key)
@@ -212,27 +219,42 @@ class Intake:
 
     # -- per-device limits and refusals --------------------------------------
 
-    def _over_rate(self, device: str, now: float, audio_s: float | None = None) -> Outcome | None:
-        """Charge one message (or, given ``audio_s``, its audio) to the device's rates.
+    def _admit(
+        self, device: str, now: float, session: str | None = None, seq: int | None = None
+    ) -> Outcome | None:
+        """A message that would open a session, or belongs to none: None when admitted.
 
-        None: admitted. Otherwise the message is dropped, and the outcome carries the
-        report owed for it (none when the device was told recently).
+        Over the device's rate (in debt from what its sessions used), it is dropped
+        and counted; the outcome carries the report owed for it (none when the
+        device was told recently).
         """
-        throttle = self._throttle
-        admitted = (
-            throttle.admit_message(device, now)
-            if audio_s is None
-            else throttle.admit_audio(device, audio_s, now)
-        )
-        if admitted:
+        if self.replaying or self._throttle.admit(device, now):
             return None
-        report = throttle.report(device, now)  # the first drop in a while
-        return self._refused(None if report is None else self._throttled(device, report.dropped))
+        return self._dropped(device, now, session, seq)
 
-    def _throttled(self, device: str, dropped: int) -> Refusal | None:
+    def _dropped(
+        self, device: str, now: float, session: str | None = None, seq: int | None = None
+    ) -> Outcome:
+        """A message dropped for the device's rate, with the report owed now, if any."""
+        report = self._throttle.report(device, now)  # the first drop in a while
+        if report is None:
+            return TAKEN
+        return self._refused(self._throttled(device, report.dropped, session, seq))
+
+    def _charge(self, device: str, now: float, audio_s: float) -> None:
+        """A message of an admitted session: never dropped, paid for by the next session."""
+        if not self.replaying:
+            self._throttle.charge(device, now, audio_s=audio_s)
+
+    def _throttled(
+        self, device: str, dropped: int, session: str | None = None, seq: int | None = None
+    ) -> Refusal | None:
         limits = self._throttle.limits.describe()
-        message = f"{dropped} message(s) dropped: over this device's limit ({limits})"
-        return self._refusal(device, ErrorCode.RATE_LIMITED, message, dropped=dropped)
+        message = (
+            f"{dropped} message(s) dropped: over this device's limit ({limits}); sessions"
+            " already open go on, new ones are refused until the device is back within it"
+        )
+        return self._refusal(device, ErrorCode.RATE_LIMITED, message, session, seq, dropped=dropped)
 
     def _session_refusal(self, device: str, session: str | None, seq: int | None) -> Refusal | None:
         """Why one more session does not fit the node's or the device's limits (None: it fits)."""
@@ -289,27 +311,33 @@ class Intake:
 
     # -- the three kinds of audio -----------------------------------------
 
-    def _on_chunk(self, device: str, topic: str, payload: bytes) -> Outcome:  # noqa: PLR0911
-        now = time.monotonic()
+    def _on_chunk(  # noqa: PLR0911 - one return per way a chunk can end
+        self, device: str, topic: str, payload: bytes, now: float
+    ) -> Outcome:
         try:
             chunk = AudioChunk.decode(payload)
             samples = pcm_to_float(chunk.pcm, chunk.format, chunk.channels)
         except ContractError as exc:
-            return self._refused(self._refusal(device, exc.code, exc.message))
+            refusal = self._refusal(device, exc.code, exc.message)
+            return self._admit(device, now) or self._refused(refusal)
         except AudioDecodeError as exc:
-            return self._refused(self._refusal(device, ErrorCode.BAD_AUDIO, str(exc)))
-        if not self.replaying:
-            dropped = self._over_rate(device, now, chunk.frames / chunk.rate)
-            if dropped is not None:
-                return dropped  # over the device's audio rate: a gap in its session
+            refusal = self._refusal(device, ErrorCode.BAD_AUDIO, str(exc))
+            return self._admit(device, now) or self._refused(refusal)
         key = UtteranceKey(device, chunk.session)
         utt = self.utterances.get(key)
         if utt is None:
             if key in self._closed:
+                self._charge(device, now, 0.0)
                 late = self._closed.late(key, chunk.seq, now)
                 return self._refused(None if late is None else self._late_refusal(late))
+            if key in self._refused_sessions:
+                self._throttle.drop(device, now)  # all of a refused session is refused
+                return self._dropped(device, now, chunk.session, chunk.seq)
             if self.draining:
                 return DECLINED
+            if (dropped := self._admit(device, now, chunk.session, chunk.seq)) is not None:
+                self._remember_refused(key)
+                return dropped
             topic_name = chunk.topic or self.config.ingest.topic_for(device)
             refusal = self._topic_refusal(device, topic_name, chunk.session, chunk.seq)
             if refusal is None:
@@ -317,15 +345,24 @@ class Intake:
             if refusal is not None:
                 return self._refused(refusal)
             utt = self._open(key, chunk.topic, chunk.lang, chunk.rate, now)
+            self._charge(device, now, chunk.frames / chunk.rate)  # admitting took the message
         elif chunk.rate != utt.rate:
             message = f"rate changed from {utt.rate} to {chunk.rate} Hz within the session"
             return self._refused(
                 self._refusal(device, ErrorCode.BAD_RATE, message, chunk.session, chunk.seq)
             )
+        else:
+            self._charge(device, now, chunk.frames / chunk.rate)
         if self._spool is not None and not self.replaying:
             self._spool.append(device, chunk.session, topic, payload)  # before the ack
         utt.accept(chunk.seq, Piece(samples, chunk.end), now)
         return Outcome(audio=utt)
+
+    def _remember_refused(self, key: UtteranceKey) -> None:
+        """A session refused for the device's rate: its later chunks are refused too."""
+        self._refused_sessions[key] = None
+        while len(self._refused_sessions) > CLOSED_MEMORY:
+            self._refused_sessions.popitem(last=False)
 
     def _late_refusal(self, late: LateReport) -> Refusal | None:
         key = late.key
@@ -333,15 +370,22 @@ class Intake:
             key.device, late.code, late.message, key.session, late.seq, dropped=late.dropped
         )
 
-    def _on_raw(self, device: str, payload: bytes) -> Outcome:
+    def _on_raw(self, device: str, payload: bytes, now: float) -> Outcome:
+        stream = self._raw.get(device)
+        listening = stream is None or stream.utterance is None or not stream.utterance.receiving
+        if listening:  # the next utterance may begin: admission, as for a new session
+            if (dropped := self._admit(device, now)) is not None:
+                return dropped
+            if refusal := self._topic_refusal(device, self.config.ingest.topic_for(device)):
+                return self._refused(refusal)
         if len(payload) % 2:
             message = "raw payload must be whole s16le samples"
             return self._refused(self._refusal(device, ErrorCode.BAD_AUDIO, message))
-        now = time.monotonic()
-        dropped = self._over_rate(device, now, len(payload) / 2 / SAMPLE_RATE)
-        if dropped is not None:
-            return dropped
-        stream = self._raw.get(device)
+        audio_s = len(payload) / 2 / SAMPLE_RATE
+        if not listening:
+            self._charge(device, now, audio_s)
+        elif not self.replaying:
+            self._throttle.charge(device, now, messages=0.0, audio_s=audio_s)
         if stream is None:
             stream = self._raw[device] = RawStream(
                 device,

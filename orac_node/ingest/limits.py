@@ -1,14 +1,23 @@
-"""Per-device rate limits: token buckets and the throttle reports they produce.
+"""Per-device rate limits: token buckets, applied when a session opens, and their reports.
 
-Owns :class:`DeviceThrottle`, which intake asks before it spends work on a
-message: one bucket for messages per second (checked before the payload is
-even parsed, so a flood costs a dict lookup per message) and one for seconds
-of audio per second (checked once a chunk's length is known). A refused
-message is dropped and counted; the device is told with a ``rate_limited``
-report, but reports are rate-limited too: the first drop is reported at once,
-later ones at most once per :data:`REPORT_EVERY_S` with the count since the
-previous report, so a flood of thousands of messages per second becomes one
-error message per second, and every dropped message is still accounted for.
+Owns :class:`DeviceThrottle`, with one bucket per device for messages per
+second and one for seconds of audio per second. The limits are applied at
+*admission*: a message that would open a session (a chunk of a new session, a
+raw stream's next utterance, a file) or belongs to none (one that does not
+parse) needs both buckets out of debt (:meth:`DeviceThrottle.admit`), else it
+is dropped. A session once admitted is never cut: its chunks are charged to
+the buckets, which may go into debt (:meth:`DeviceThrottle.charge`), so the
+device's *next* session is refused until it has paid, instead of every
+session losing chunks from its middle (a transcript of half the words is
+worse than a clear refusal). What one admitted session can cost is bounded by
+the utterance length limit.
+
+A refused message is dropped and counted; the device is told with a
+``rate_limited`` report, but reports are rate-limited too: the first drop is
+reported at once, later ones at most once per :data:`REPORT_EVERY_S` with the
+count since the previous report, so a flood of thousands of messages per
+second becomes one error message per second, and every dropped message is
+still accounted for.
 
 Pure logic: every method takes the current (monotonic) time, so tests drive
 the clock. The other per-device limits (session count, payload size,
@@ -57,6 +66,16 @@ class TokenBucket:
             return False
         self.tokens -= cost
         return True
+
+    def charge(self, cost: float, now: float) -> None:
+        """Take ``cost`` tokens, into debt if need be (no deeper than one bucket's depth)."""
+        self._refill(now)
+        self.tokens = max(-self.capacity, self.tokens - cost)
+
+    def in_debt(self, now: float) -> bool:
+        """Whether more was taken than the bucket held."""
+        self._refill(now)
+        return self.tokens < 0
 
     def is_full(self, now: float) -> bool:
         """Whether the bucket has refilled completely (it can be forgotten)."""
@@ -120,21 +139,35 @@ class DeviceThrottle:
         """Devices currently remembered (bounded by :meth:`reports_due`'s sweep)."""
         return len(self._devices)
 
-    def admit_message(self, device: str, now: float) -> bool:
-        """Charge one message; False (and the drop counted) when over the rate."""
-        if not self.limits.messages_per_s:
-            return True
-        state = self._state(device, now)
-        assert state.messages is not None
-        return state.messages.take(1.0, now) or self._drop(device, state)
+    def admit(self, device: str, now: float) -> bool:
+        """A message that opens a session (or belongs to none): allowed unless in debt.
 
-    def admit_audio(self, device: str, seconds: float, now: float) -> bool:
-        """Charge ``seconds`` of audio; False (and the drop counted) when over the rate."""
-        if not self.limits.audio_s_per_s:
+        Allowed, it is charged one message; refused, it is dropped and counted.
+        """
+        if not (self.limits.messages_per_s or self.limits.audio_s_per_s):
             return True
         state = self._state(device, now)
-        assert state.audio is not None
-        return state.audio.take(seconds, now) or self._drop(device, state)
+        if (state.audio is not None and state.audio.in_debt(now)) or (
+            state.messages is not None and not state.messages.take(1.0, now)
+        ):
+            return self._drop(device, state)
+        return True
+
+    def charge(
+        self, device: str, now: float, *, messages: float = 1.0, audio_s: float = 0.0
+    ) -> None:
+        """A message of an admitted session: always taken, paid for by the next session."""
+        if not (self.limits.messages_per_s or self.limits.audio_s_per_s):
+            return
+        state = self._state(device, now)
+        if state.messages is not None:
+            state.messages.charge(messages, now)
+        if state.audio is not None:
+            state.audio.charge(audio_s, now)
+
+    def drop(self, device: str, now: float) -> None:
+        """A message of a session already refused: dropped and counted with the rest."""
+        self._drop(device, self._state(device, now))
 
     def report(self, device: str, now: float) -> ThrottleReport | None:
         """The device's report if it has unreported drops and may be told now."""

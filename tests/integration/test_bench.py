@@ -67,7 +67,8 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
     baselines = report["baselines"]
     assert 0 < baselines["node_params_ms_p50"] < baselines["default_ms_p50"]
     assert {t["id"] for t in report["targets"]} >= {"P1", "P2a", "P2b", "P3a", "P7a"}
-    assert report["startup"]["time_to_ready_s"] > report["startup"]["model_load_s"] > 0
+    # two separate measurements (the node starting, the bench loading a model): both happen
+    assert report["startup"]["time_to_ready_s"] > 0 and report["startup"]["model_load_s"] > 0
     assert not any(math.isnan(u["latency_ms"]) for u in report["utterances"])
     assert png.stat().st_size > 10_000  # a real plot, not an empty file
     assert "PASS" in done.stdout or "MISS" in done.stdout

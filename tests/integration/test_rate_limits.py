@@ -1,9 +1,13 @@
-"""A device flooding at 10x its limit is throttled and told so; another device is untouched.
+"""A device flooding at 10x its limit cannot hurt another, is told, and has new sessions refused.
 
 The node runs with low per-device limits (60 messages/s, 2 s of audio/s, a
-1 s burst) so the flood is short. Timing is not asserted here: what a flood
-costs the other devices' latency is a benchmark figure (``orac-node bench
---scenario flood``, target R1).
+1 s burst) so the flood is short. Limits apply when a session opens: the
+flooder's one session is admitted and never cut by a limit, so it ends at the
+utterance length limit (everything after it is dropped and counted in
+``session_too_long`` reports), and the device's next session is refused
+(``rate_limited``) until it has paid for what it sent. Timing is not asserted
+here: what a flood costs the other devices' latency is a benchmark figure
+(``orac-node bench --scenario flood``, target R1).
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ async def _flood(url: str, device: str, seconds: float) -> tuple[int, float]:
     return sent, elapsed
 
 
-async def test_a_flooding_device_is_throttled_and_told_while_another_streams_untouched(
+async def test_a_flooding_device_is_held_and_told_while_another_streams_untouched(
     node: RunningNode, device: str
 ) -> None:
     flooder = f"{device}-flood"
@@ -74,25 +78,28 @@ async def test_a_flooding_device_is_throttled_and_told_while_another_streams_unt
         )
         await asyncio.sleep(0.5)  # the flood starts while the user is speaking
         sent, elapsed = await _flood(node.url, flooder, FLOOD_S)
+        # at once, a new session of the flooder: it has used far more than its rate
+        fresh = AudioChunk("after", 0, 16000, 1, AudioFormat.S16LE, SILENCE_20MS, end=True)
+        await h.mqtt.publish(audio_topic(flooder), fresh.encode(), qos=1)
         result = await stream
         flood_final = await h.wait_final("flood", timeout=15)
 
-        def reported() -> list[ErrorReport]:
-            return [e for e in h.errors[flooder] if e.code == "rate_limited"]
+        def reported(code: str) -> list[ErrorReport]:
+            return [e for e in h.errors[flooder] if e.code == code]
 
         # the last drops are reported within a second of happening
         deadline = time.monotonic() + 5
-        while flood_final.chunks + sum(e.dropped or 0 for e in reported()) < sent:
+        while flood_final.chunks + sum(e.dropped or 0 for e in reported("session_too_long")) < sent:
             assert time.monotonic() < deadline, "dropped chunks were not all reported"
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.5)  # anything more would be a report too many
-    reports = reported()
+    too_long, limited = reported("session_too_long"), reported("rate_limited")
 
     rate = sent / elapsed
-    dropped = sum(e.dropped or 0 for e in reports)
+    dropped = sum(e.dropped or 0 for e in too_long)
     print(
         f"flood: {sent} chunks at {rate:.0f}/s, {flood_final.chunks} taken, {dropped} dropped"
-        f" in {len(reports)} report(s); other device final {result.final}"
+        f" in {len(too_long)} report(s); other device final {result.final}"
     )
     assert rate >= 10 * LIMIT_PER_S, f"the test only flooded at {rate:.0f} msg/s"
     # The other device: its command transcribed, whole, and nothing to complain about.
@@ -100,13 +107,15 @@ async def test_a_flooding_device_is_throttled_and_told_while_another_streams_unt
     assert final is not None and "capital" in final.text.lower()
     assert (final.gaps, final.incomplete) == (0, False)
     assert h.errors[device] == []
-    # The flooder: told it is throttled, in a few reports rather than one per drop,
-    # and every chunk it sent either reached its session or is counted in a report.
-    assert h.errors[flooder] == reports
-    assert 1 <= len(reports) <= elapsed / 1.0 + 3
-    assert all(e.dropped and e.dropped > 0 and e.message for e in reports)
+    # The flooder's session was admitted and not cut by the limit: whole up to the
+    # utterance limit, every chunk after it counted in a few reports.
+    assert flood_final.endpoint == "max_duration"
+    assert (flood_final.gaps, flood_final.incomplete) == (0, False)
     assert flood_final.chunks + dropped == sent
-    assert dropped > sent / 2
-    # Its own session lost chunks: a throttled session comes out incomplete.
-    assert flood_final.incomplete and flood_final.gaps > 0
+    assert 1 <= len(too_long) <= elapsed / 1.0 + 3
+    assert all(e.dropped and e.message for e in too_long)
+    # Its next session was refused up front, not transcribed in pieces.
+    assert [(e.dropped, e.session) for e in limited] == [(1, "after")]
+    assert "after" not in h.results
+    assert len(h.errors[flooder]) == len(too_long) + len(limited)  # nothing else to tell
     assert node.process.poll() is None

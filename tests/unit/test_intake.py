@@ -7,6 +7,7 @@ with each outcome (publish a refusal, decode an upload) is recorded instead.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,20 +100,22 @@ def test_a_device_may_hold_only_its_own_number_of_sessions() -> None:
     }
 
 
-def test_a_flooding_device_is_held_to_its_rate_and_every_drop_is_reported() -> None:
-    intake, rec = _intake(device_chunks_per_s=20, device_burst_s=1, device_audio_s_per_s=0)
+def test_a_flood_of_new_sessions_is_held_to_the_rate_and_every_drop_is_reported() -> None:
+    intake, rec = _intake(
+        device_chunks_per_s=20, device_burst_s=1, device_audio_s_per_s=0, device_max_sessions=1024
+    )
     sent = 500
-    for seq in range(sent):
-        intake.on_message("audio/flood/chunk", _chunk("s", seq))
+    for n in range(sent):  # a session per message, each ended at once
+        intake.on_message("audio/flood/chunk", _chunk(f"s{n}", end=True))
     intake.on_message("audio/calm/chunk", _chunk("c"))
-    (utt,) = (u for u in intake.utterances.values() if u.key.device == "flood")
-    assert utt.chunks < 30  # the burst of 20, plus what refilled meanwhile
+    opened = [u for u in rec.audio if u.key.device == "flood"]
+    assert len(opened) < 30  # the burst of 20, plus what refilled meanwhile
     assert rec.codes("flood") == ["rate_limited"]  # one report, not 480
     assert rec.codes("calm") == []
-    intake.tick(utt.created_at + REPORT_EVERY_S + 0.01)
+    intake.tick(time.monotonic() + REPORT_EVERY_S + 0.01)
     reports = [n for d, code, n in rec.errors if d == "flood" and code == "rate_limited"]
     assert len(reports) == 2
-    assert utt.chunks + sum(n or 0 for n in reports) == sent  # nothing unaccounted for
+    assert len(opened) + sum(n or 0 for n in reports) == sent  # nothing unaccounted for
 
 
 def test_audio_rate_counts_seconds_not_messages() -> None:
@@ -121,11 +124,13 @@ def test_audio_rate_counts_seconds_not_messages() -> None:
     for seq in range(4):
         intake.on_message("audio/big/chunk", _chunk("s", seq, pcm=one_second))
     (utt,) = intake.utterances.values()
-    assert utt.chunks == 2
-    assert rec.codes("big") == ["rate_limited"]
+    assert utt.chunks == 4  # admitted, never cut: 2 s over the bucket, as debt
+    assert rec.codes("big") == []
+    intake.on_message("audio/big/chunk", _chunk("next", pcm=one_second))  # refused: in debt
     intake.on_message("audio/big/raw", one_second)  # raw audio draws on the same bucket
+    assert rec.codes("big") == ["rate_limited"]
     assert intake.tick(utt.created_at + REPORT_EVERY_S + 0.01).ended == []
-    assert [n for _, code, n in rec.errors if code == "rate_limited"] == [1, 2]
+    assert [n for _, code, n in rec.errors if code == "rate_limited"] == [1, 1]
 
 
 def test_bad_payloads_within_the_rate_each_get_their_own_error() -> None:
@@ -210,3 +215,39 @@ def test_late_audio_of_a_session_finished_before_a_restart_is_dropped_quietly() 
     intake.tick(time.monotonic() + REPORT_EVERY_S + 0.01)
     assert rec.errors == []
     assert intake.late_chunks == 10
+
+
+# -- per-device rates are applied when a session opens ----------------------------------
+
+
+def test_a_device_over_its_rate_has_new_sessions_refused_never_cut() -> None:
+    """A satellite replaying recorded commands faster than real time (the issue's orders)."""
+    intake, rec = _intake(device_audio_s_per_s=1.0, device_burst_s=5.0)  # 5 s of audio banked
+    sent: dict[str, int] = {}
+    for n in range(6):  # 6 x 2.5 s of audio, all at once: more than the bank
+        chunks = _chunks(SPEECH, f"order-{n}")
+        chunks[-1] = dataclasses.replace(AudioChunk.decode(chunks[-1]), end=True).encode()
+        for payload in chunks:
+            intake.on_message("audio/replayer/chunk", payload)
+        sent[f"order-{n}"] = len(chunks)
+    opened = {utt.key.session: utt for utt in rec.audio}
+    assert 1 < len(opened) < 6  # what the bank allowed, then refused
+    for session, utt in opened.items():  # every admitted session is whole
+        assert (utt.chunks, utt.reorderer.gaps, utt.incomplete) == (sent[session], 0, False)
+    refused = [s for s in sent if s not in opened]
+    assert refused == [f"order-{n}" for n in range(len(opened), 6)]  # later ones, whole too
+    intake.tick(time.monotonic() + REPORT_EVERY_S + 0.01)
+    reports = [n for _, code, n in rec.errors if code == "rate_limited"]
+    assert sum(n or 0 for n in reports) == sum(sent[s] for s in refused)  # all accounted for
+
+
+def test_an_admitted_session_goes_on_past_the_devices_rate() -> None:
+    intake, rec = _intake(device_audio_s_per_s=1.0, device_burst_s=2.0)
+    chunks = _chunks(np.concatenate([SPEECH] * 3), "long")  # 7.5 s of audio at once
+    for payload in chunks:
+        intake.on_message("audio/kitchen/chunk", payload)
+    (utt,) = intake.utterances.values()
+    assert (utt.chunks, utt.reorderer.gaps) == (len(chunks), 0)
+    assert rec.errors == []
+    intake.on_message("audio/kitchen/chunk", _chunk("next"))  # the debt refuses the next one
+    assert rec.codes("kitchen") == ["rate_limited"]

@@ -91,9 +91,9 @@ def _throttle(messages: float = 10, audio: float = 1.0, burst_s: float = 1.0) ->
 
 def test_devices_have_their_own_buckets() -> None:
     throttle = _throttle(messages=10, burst_s=1)
-    assert all(throttle.admit_message("flood", 0.0) for _ in range(10))
-    assert not throttle.admit_message("flood", 0.0)
-    assert throttle.admit_message("kitchen", 0.0)  # untouched by the other device's flood
+    assert all(throttle.admit("flood", 0.0) for _ in range(10))
+    assert not throttle.admit("flood", 0.0)
+    assert throttle.admit("kitchen", 0.0)  # untouched by the other device's flood
 
 
 def test_a_ten_times_flood_is_held_to_the_limit() -> None:
@@ -101,35 +101,51 @@ def test_a_ten_times_flood_is_held_to_the_limit() -> None:
     sent = admitted = 0
     for i in range(1000):  # 100 msg/s for 10 s against a limit of 10/s
         sent += 1
-        admitted += throttle.admit_message("flood", i / 100)
+        admitted += throttle.admit("flood", i / 100)
     assert admitted == pytest.approx(20 + 10 * 10, abs=2)  # burst + rate x time
     assert throttle.dropped == sent - admitted
 
 
 def test_audio_rate_is_separate_from_the_message_rate() -> None:
     throttle = _throttle(messages=1000, audio=1.0, burst_s=2)
-    assert throttle.admit_audio("big", 1.5, 0.0)
-    assert not throttle.admit_audio("big", 1.0, 0.0)  # 0.5 s left
-    assert throttle.admit_audio("big", 0.5, 0.0)
-    assert throttle.admit_message("big", 0.0)
-    assert throttle.admit_audio("big", 1.0, 1.0)
+    throttle.charge("big", 0.0, audio_s=1.5)  # an admitted session's chunks
+    assert throttle.admit("big", 0.0)  # 0.5 s left: not in debt
+    throttle.charge("big", 0.0, audio_s=1.0)  # charged past the bucket: 0.5 s of debt
+    assert not throttle.admit("big", 0.0)  # the next session waits for the debt
+    assert throttle.admit("big", 0.6)  # paid back at 1 s/s
+
+
+def test_debt_is_no_deeper_than_one_bucket() -> None:
+    throttle = _throttle(messages=1000, audio=1.0, burst_s=2)
+    throttle.charge("big", 0.0, audio_s=1000.0)  # a session far past the rate
+    assert not throttle.admit("big", 1.9)
+    assert throttle.admit("big", 2.01)  # 2 s of debt at most, repaid at 1 s/s
+
+
+def test_charging_an_admitted_session_never_drops() -> None:
+    throttle = _throttle(messages=1, audio=1.0, burst_s=1)
+    for _ in range(100):
+        throttle.charge("d", 0.0, audio_s=0.02)
+    assert throttle.dropped == 0
+    assert throttle.report("d", 0.0) is None
 
 
 def test_zero_means_no_limit_and_no_state() -> None:
     throttle = _throttle(messages=0, audio=0)
-    assert all(throttle.admit_message("d", 0.0) for _ in range(10_000))
-    assert throttle.admit_audio("d", 1e6, 0.0)
+    assert all(throttle.admit("d", 0.0) for _ in range(10_000))
+    throttle.charge("d", 0.0, audio_s=1e6)
+    assert throttle.admit("d", 0.0)
     assert throttle.tracked == 0
 
 
 def test_first_drop_is_reported_at_once_then_at_most_once_per_interval() -> None:
     throttle = _throttle(messages=1, burst_s=1)
-    assert throttle.admit_message("d", 0.0)
-    assert not throttle.admit_message("d", 0.0)
+    assert throttle.admit("d", 0.0)
+    assert not throttle.admit("d", 0.0)
     first = throttle.report("d", 0.0)
     assert first is not None and first.dropped == 1
     for _ in range(50):
-        throttle.admit_message("d", 0.1)
+        throttle.admit("d", 0.1)
     assert throttle.report("d", 0.1) is None  # within the interval: held back
     assert throttle.reports_due(0.5) == []
     due = throttle.reports_due(REPORT_EVERY_S)
@@ -159,12 +175,9 @@ def test_every_drop_is_reported_exactly_once_and_reports_are_rate_limited(
 
     for device, dt, audio in events:
         now += dt
-        ok = (
-            throttle.admit_audio(device, 0.02, now)
-            if audio
-            else throttle.admit_message(device, now)
-        )
-        if not ok:
+        if audio:
+            throttle.charge(device, now, audio_s=0.2)  # a chunk of an admitted session
+        elif not throttle.admit(device, now):
             dropped[device] = dropped.get(device, 0) + 1
             if (report := throttle.report(device, now)) is not None:
                 collect(now, device, report.dropped)
@@ -180,7 +193,7 @@ def test_every_drop_is_reported_exactly_once_and_reports_are_rate_limited(
 def test_idle_devices_are_forgotten_so_made_up_names_cannot_grow_the_table() -> None:
     throttle = _throttle(messages=100, audio=1.0, burst_s=1)
     for i in range(10_000):
-        throttle.admit_message(f"dev-{i}", 0.0)
+        throttle.admit(f"dev-{i}", 0.0)
     assert throttle.tracked == 10_000
     throttle.reports_due(SWEEP_EVERY_S)  # every bucket has refilled by now
     assert throttle.tracked == 0
@@ -188,10 +201,10 @@ def test_idle_devices_are_forgotten_so_made_up_names_cannot_grow_the_table() -> 
 
 def test_a_device_with_unreported_drops_is_not_forgotten() -> None:
     throttle = _throttle(messages=1, burst_s=1)
-    throttle.admit_message("d", 0.0)
-    throttle.admit_message("d", 0.0)  # dropped, reported at once
+    throttle.admit("d", 0.0)
+    throttle.admit("d", 0.0)  # dropped, reported at once
     throttle.report("d", 0.0)
-    throttle.admit_message("d", 0.5)  # dropped, pending
+    throttle.admit("d", 0.5)  # dropped, pending
     throttle.reports_due(0.6)
     assert throttle.tracked == 1
     due = throttle.reports_due(2.0)
@@ -202,6 +215,6 @@ def test_a_device_with_unreported_drops_is_not_forgotten() -> None:
 
 def test_a_tiny_message_rate_still_admits_one_message_at_a_time() -> None:
     throttle = _throttle(messages=0.5, audio=0, burst_s=1)  # 0.5 tokens of depth
-    assert throttle.admit_message("d", 0.0)
-    assert not throttle.admit_message("d", 1.0)
-    assert throttle.admit_message("d", 2.0)
+    assert throttle.admit("d", 0.0)
+    assert not throttle.admit("d", 1.0)
+    assert throttle.admit("d", 2.0)
