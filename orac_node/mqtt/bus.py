@@ -5,8 +5,11 @@ Follows aiomqtt's documented reconnect loop (``async with Client`` inside
 publish goes through an in-memory outbox drained by the connection, so a final
 produced while the broker is away is sent when it returns instead of being
 lost; the outbox is bounded and drops partials before anything else, counting
-every drop. Incoming messages land in a bounded queue whose overflow is
-counted too (aiomqtt alone would discard them with only a log line).
+every drop. Up to the broker's Receive Maximum (capped at :data:`SEND_WINDOW`)
+of its messages are in flight at once, in order; each leaves the outbox at its
+PUBACK, so what was in flight when a connection drops is sent again. Incoming
+messages land in a bounded queue whose overflow is counted too (aiomqtt alone
+would discard them with only a log line).
 
 Nothing is lost across broker or node restarts:
 
@@ -15,10 +18,11 @@ Nothing is lost across broker or node restarts:
   so the broker queues the audio published while the node is away and delivers
   it when the same node returns.
 - Incoming QoS 1 messages are acknowledged *manually*, after the handler has
-  taken them (spooled them to disk, spool.py), not by paho on receipt: a message
-  the node has not taken yet is redelivered to the next process. The handler
-  may also decline a message (returns False: a new session while draining);
-  it stays unacknowledged and goes to the node's next run.
+  taken them (spooled them to disk, ingest/spool.py), not by paho on receipt: a
+  message the node has not taken yet is redelivered to the next process. The
+  handler may also decline a message (returns False: a new session while
+  draining); it stays unacknowledged and goes to the node's next run. (aiomqtt
+  2.x has no manual acknowledgements: paho.py reaches them, in one place.)
 - Messages wait in the client's queue until :meth:`open_intake`, so audio the
   broker delivers right after connecting is not handled before the node is
   ready for it.
@@ -33,13 +37,12 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from orac_node.config import BrokerSection
+from orac_node.mqtt import paho
 from orac_node.mqtt.options import NO_DELAY, tls_parameters
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,10 @@ queue; when the node falls behind, the rest waits in the broker's queue for the
 session instead. (Measured: with a window as large as the queue, the queue
 overflowed at 10,000 msg/s, and every dropped, never-acknowledged message held a
 slot of the window until the node stalled at exactly 50,000 messages.)"""
+SEND_WINDOW = 100
+"""Most of the node's own QoS 1 publishes in flight at once (fewer when the broker's
+Receive Maximum says so; Mosquitto's default is 20). One at a time, the outbox sent
+one message per round trip; a burst of finals and error reports now goes at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +117,7 @@ class Bus:
         self._on_connected = on_connected
         self._on_session_lost = on_session_lost
         self._session_present = False  # the last CONNACK's flag
+        self._send_window = SEND_WINDOW  # the last CONNACK's Receive Maximum, capped
         self._outbox: deque[Outgoing] = deque()
         self._outbox_ready = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -119,12 +127,13 @@ class Bus:
         self.outbox_dropped = 0
         self.incoming_dropped = 0
         self.connects = 0
+        self.in_flight_peak = 0  # most publishes awaiting their PUBACK at once
 
     def _count_incoming_drop(self, message: aiomqtt.Message) -> None:
         client = self._client
-        if message.qos > 0 and client is not None:
+        if client is not None:
             # lost either way; unacknowledged it would also hold a slot of the window
-            client._client.ack(message.mid, message.qos)
+            paho.acknowledge(client, message)
         self.incoming_dropped += 1
         if self.incoming_dropped in (1, 10, 100) or self.incoming_dropped % 1000 == 0:
             log.warning("node behind: %d incoming messages dropped", self.incoming_dropped)
@@ -208,16 +217,18 @@ class Bus:
             keepalive=self._settings.keepalive_s,
             will=aiomqtt.Will(will.topic, will.payload, will.qos, will.retain),
             clean_start=False,  # resume the node's session: audio queued while away
-            properties=_connect_properties(self._settings.session_expiry_s),
+            properties=paho.session_properties(
+                self._settings.session_expiry_s, receive_maximum=RECEIVE_MAXIMUM
+            ),
             tls_params=_tls(self._settings),
             socket_options=NO_DELAY,
             queue_type=_counting_queue(self._count_incoming_drop),
             max_queued_incoming_messages=INCOMING_QUEUE,
             logger=logging.getLogger("orac_node.paho"),
         )
-        # aiomqtt 2.x has no option for it; paho's own switch, before connecting.
-        client._client.manual_ack_set(True)
-        self._watch_session_flag(client)
+        paho.check(client)
+        paho.enable_manual_acks(client)
+        paho.on_connack(client, self._connack)
         async with client:
             self._client = client
             self.connects += 1
@@ -243,17 +254,10 @@ class Bus:
         self.connected.clear()
         self._client = None
 
-    def _watch_session_flag(self, client: aiomqtt.Client) -> None:
-        """Record CONNACK's session-present flag, which aiomqtt 2.x does not pass on."""
-        forward = client._client.on_connect
-
-        def on_connect(*args: Any) -> None:  # noqa: ANN401 - paho's callback signature
-            flags = args[2]
-            self._session_present = bool(getattr(flags, "session_present", False))
-            if forward is not None:
-                forward(*args)
-
-        client._client.on_connect = on_connect
+    def _connack(self, session_present: bool, receive_maximum: int | None) -> None:
+        """CONNACK's session-present flag and Receive Maximum, which aiomqtt 2.x drops."""
+        self._session_present = session_present
+        self._send_window = min(SEND_WINDOW, receive_maximum or SEND_WINDOW)
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         await self._consuming.wait()  # queued (bounded) until the node is ready for input
@@ -263,38 +267,64 @@ class Bus:
             except Exception:  # the last line of defence: one message must not stop intake
                 log.exception("handling a message on %s failed", message.topic)
                 taken = True  # redelivering it would only fail again
-            if taken and message.qos > 0:
-                client._client.ack(message.mid, message.qos)
+            if taken:
+                paho.acknowledge(client, message)
 
     async def _send(self, client: aiomqtt.Client, receiver: asyncio.Task[None]) -> None:
-        while True:
-            while self._outbox:
-                message = self._outbox[0]
-                await client.publish(
-                    message.topic,
-                    message.payload,
-                    qos=message.qos,
-                    retain=message.retain,
-                    properties=message.properties,
-                )
-                if self._outbox and self._outbox[0] is message:
-                    self._outbox.popleft()
-                if message.on_sent is not None:
-                    try:
-                        message.on_sent()
-                    except Exception:
-                        log.exception("after publishing on %s", message.topic)
-            if self._stopping.is_set():
-                receiver.cancel()
-                return
-            self._outbox_ready.clear()
-            stop = asyncio.ensure_future(self._stopping.wait())
-            ready = asyncio.ensure_future(self._outbox_ready.wait())
+        """Publish the outbox in order, up to the send window in flight; flush on stop."""
+        window = asyncio.Semaphore(self._send_window)
+        in_flight: set[int] = set()  # ids of the outbox's messages handed over on this connection
+        async with asyncio.TaskGroup() as flights:  # a failed publish ends the connection
+            while True:
+                for message in list(self._outbox):
+                    if id(message) in in_flight:
+                        continue
+                    await window.acquire()
+                    if message not in self._outbox:  # dropped to make room meanwhile
+                        window.release()
+                        continue
+                    in_flight.add(id(message))
+                    self.in_flight_peak = max(self.in_flight_peak, len(in_flight))
+                    flights.create_task(self._publish(client, message, window, in_flight))
+                if self._stopping.is_set() and not self._outbox:
+                    receiver.cancel()
+                    return
+                self._outbox_ready.clear()
+                stop = asyncio.ensure_future(self._stopping.wait())
+                ready = asyncio.ensure_future(self._outbox_ready.wait())
+                try:
+                    await asyncio.wait((stop, ready), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stop.cancel()
+                    ready.cancel()
+
+    async def _publish(
+        self,
+        client: aiomqtt.Client,
+        message: Outgoing,
+        window: asyncio.Semaphore,
+        in_flight: set[int],
+    ) -> None:
+        """One message: handed to paho at once (so in order), out of the outbox at its PUBACK."""
+        try:
+            await client.publish(
+                message.topic,
+                message.payload,
+                qos=message.qos,
+                retain=message.retain,
+                properties=message.properties,
+            )
+        finally:
+            window.release()
+            in_flight.discard(id(message))
+        with contextlib.suppress(ValueError):  # dropped to make room while in flight
+            self._outbox.remove(message)
+        self._outbox_ready.set()  # the stopping flush waits for the outbox to empty
+        if message.on_sent is not None:
             try:
-                await asyncio.wait((stop, ready), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stop.cancel()
-                ready.cancel()
+                message.on_sent()
+            except Exception:
+                log.exception("after publishing on %s", message.topic)
 
     def stop(self) -> None:
         """Ask :meth:`run` to flush the outbox, disconnect cleanly and return."""
@@ -307,18 +337,6 @@ def _tls(settings: BrokerSection) -> aiomqtt.TLSParameters | None:
     if not settings.tls:
         return None
     return tls_parameters(settings.ca_file, settings.cert_file, settings.key_file)
-
-
-def _connect_properties(expiry_s: int) -> Properties:
-    """CONNECT properties: keep the session for ``expiry_s``; flow control.
-
-    Receive Maximum bounds the QoS 1 messages the broker sends before the
-    node acknowledges them (:data:`RECEIVE_MAXIMUM`).
-    """
-    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    properties.SessionExpiryInterval = expiry_s
-    properties.ReceiveMaximum = RECEIVE_MAXIMUM
-    return properties
 
 
 def _backoff(attempt: int, settings: BrokerSection) -> float:

@@ -1,0 +1,101 @@
+"""What the node needs of MQTT that aiomqtt 2.x does not expose, reached for in this one place.
+
+aiomqtt wraps a paho-mqtt client (its private ``_client``) and offers no way to
+
+- acknowledge QoS 1 messages by hand (the node acknowledges a chunk only once
+  it is in the spool: paho's ``manual_ack_set`` and ``ack``);
+- read CONNACK: whether the broker still had the node's session (its
+  session-present flag: a broker that lost it may have lost retained state
+  too), and its Receive Maximum (how many QoS 1 messages the node may have in
+  flight towards it).
+
+Everything else goes through aiomqtt's public API. :func:`check` names what is
+missing when an aiomqtt release moves these internals; the node calls it on
+every connection and tests/unit/test_mqtt_adapter.py runs it against the
+installed release, so the break shows at once and not as lost acknowledgements.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from orac_node.errors import BrokerError
+
+_NEEDED = {"manual_ack_set": ["on"], "ack": ["mid", "qos"], "on_connect": []}
+"""paho client members used here, with the parameters each method is called with."""
+
+
+def _paho(client: aiomqtt.Client) -> mqtt.Client:
+    inner = getattr(client, "_client", None)
+    if not isinstance(inner, mqtt.Client):
+        raise BrokerError(
+            "aiomqtt.Client no longer wraps a paho client as _client: manual acknowledgements"
+            " and CONNACK's flags cannot be reached (orac_node/mqtt/paho.py needs updating)"
+        )
+    return inner
+
+
+def check(client: aiomqtt.Client) -> None:
+    """Raise :class:`BrokerError` naming what is missing, if this aiomqtt moved it."""
+    inner = _paho(client)
+    for name, parameters in _NEEDED.items():
+        if not hasattr(inner, name):
+            raise BrokerError(f"paho client has no {name}: orac_node/mqtt/paho.py needs updating")
+        member = getattr(type(inner), name)
+        if parameters and list(inspect.signature(member).parameters)[1:3] != parameters:
+            raise BrokerError(
+                f"paho client's {name} no longer takes {parameters}:"
+                " orac_node/mqtt/paho.py needs updating"
+            )
+
+
+def enable_manual_acks(client: aiomqtt.Client) -> None:
+    """QoS 1 messages are acknowledged by :func:`acknowledge`, not on receipt.
+
+    Call before connecting: paho reads it when the connection is made.
+    """
+    _paho(client).manual_ack_set(True)
+
+
+def acknowledge(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+    """Send the PUBACK of a QoS 1 message (with manual acknowledgements on)."""
+    if message.qos > 0:
+        _paho(client).ack(message.mid, message.qos)
+
+
+def on_connack(client: aiomqtt.Client, callback: Callable[[bool, int | None], None]) -> None:
+    """Call ``callback(session_present, receive_maximum)`` on every CONNACK.
+
+    ``receive_maximum`` is None when the broker did not say (MQTT v5: 65,535).
+    aiomqtt's own handler still runs after it.
+    """
+    inner = _paho(client)
+    forward = inner.on_connect
+
+    def on_connect(*args: Any) -> None:  # noqa: ANN401 - paho's callback signature
+        flags, properties = args[2], args[4] if len(args) > 4 else None
+        present = bool(getattr(flags, "session_present", False))
+        callback(present, getattr(properties, "ReceiveMaximum", None))
+        if forward is not None:
+            forward(*args)
+
+    inner.on_connect = on_connect
+
+
+def session_properties(expiry_s: int, *, receive_maximum: int) -> Properties:
+    """CONNECT properties: keep the session for ``expiry_s``; flow control.
+
+    Receive Maximum bounds the QoS 1 messages the broker sends before the
+    client acknowledges them.
+    """
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = expiry_s
+    properties.ReceiveMaximum = receive_maximum
+    return properties
