@@ -53,6 +53,11 @@ class LocalAgreement:
         """The committed prefix, as text."""
         return " ".join(self.committed)
 
+    def begins(self, text: str) -> bool:
+        """Whether ``text`` starts with the committed words (case and punctuation aside)."""
+        keys = [_key(w) for w in text.split()]
+        return keys[: len(self._committed_keys)] == self._committed_keys
+
     def update(self, hypothesis: str) -> tuple[str, str]:
         """Take the newest hypothesis of the window; return ``(stable, unstable)`` text."""
         words = hypothesis.split()

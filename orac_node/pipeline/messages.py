@@ -80,6 +80,7 @@ def final(
     queue_ms: float,
     speculative: bool = False,
     wake_words: Sequence[str] = (),
+    stable_revised: bool = False,
 ) -> Final:
     """The session's one final transcript, with the topic's ``wake_words`` stripped."""
     stripped, rejection = strip_transcript(text, rejection, wake_words)
@@ -119,6 +120,7 @@ def final(
         words=words,
         segments=segments,
         wake_word=stripped.wake_word,
+        stable_revised=stable_revised,
     )
 
 

@@ -299,6 +299,8 @@ class Pipeline:
                 queue_ms=decoded.queue_ms if decoded else 0.0,
                 speculative=speculation is not None and decoded is not None,
                 wake_words=topic.wake_words,
+                # the partials' committed words, before the wake word was stripped
+                stable_revised=progress is not None and not progress.agreement.begins(text),
             )
             if publish:
                 self._publisher.final(final, on_sent=self._finished_callback(utt))

@@ -43,8 +43,8 @@ class Partial(JsonPayload):
     partial of the same session never takes back a committed word.
     ``unstable`` may change with every partial. ``text`` is ``stable`` +
     ``unstable``. The final is a separate decode of the whole utterance (the
-    accurate one): it usually starts with ``stable``, but may word it
-    differently (docs/CONTRACT.md, "What stable promises").
+    accurate one): it usually starts with ``stable``, and says so with
+    :attr:`Final.stable_revised` when it does not.
     """
 
     node: str
@@ -77,6 +77,9 @@ class Final(JsonPayload):
     one was stripped; ``decode_failed``: the node could not transcribe it).
     ``incomplete`` is true when the node did not get all of the session's
     audio (chunks never received, a satellite that vanished, a shutdown).
+    ``stable_revised`` is true when partials of the session committed words
+    (``stable``) that the final's text does not begin with (compared without
+    case and punctuation): a display showing them as settled must replace them.
     ``latency_ms`` runs from the moment the endpoint was known (the ``end``
     chunk, the last chunk of the trailing silence, the idle deadline) to
     publication.
@@ -107,6 +110,7 @@ class Final(JsonPayload):
     words: list[Word] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
     wake_word: str | None = None
+    stable_revised: bool = False
     type: Literal["final"] = "final"
     v: int = PROTOCOL_VERSION
 

@@ -86,6 +86,7 @@ class ScriptedEngine:
     """Answers every decode with ``text``; holds finals while ``hold`` is clear (abortable)."""
 
     text: str = "turn on the lights"
+    partial_text: str | None = None  # what partials decode to, when not ``text``
     confidence: float = 0.9
     seconds_per_audio_s: float = 0.0  # how long a decode takes, by the audio it decodes
     name: str = "tiny.en"
@@ -118,7 +119,8 @@ class ScriptedEngine:
                     self.aborted += 1
                     return Decoding("", "en", 0.0, 1.0, aborted=True)
                 time.sleep(0.002)
-            return Decoding(self.text, "en", self.confidence, 1.0)
+            text = self.text if options.timestamps else (self.partial_text or self.text)
+            return Decoding(text, "en", self.confidence, 1.0)
         finally:
             if self.activity is not None:
                 self.activity.leave()

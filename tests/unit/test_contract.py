@@ -502,6 +502,8 @@ def _final() -> Final:
         ts=1_732_400_001.25,
         words=[Word("Turn", 0.25, 0.5, 0.9), Word("on", 0.5, 0.75, 0.875)],
         segments=[Segment(0.0, 1.5, "Turn on"), Segment(1.5, 2.5, "the lights.")],
+        wake_word="computer",
+        stable_revised=True,
     )
 
 
@@ -712,6 +714,8 @@ def test_any_partial_round_trips(partial: Partial) -> None:
         speculative=st.booleans(),
         words=st.lists(_words, max_size=5),
         segments=st.lists(_segments, max_size=3),
+        wake_word=st.none() | _short,
+        stable_revised=st.booleans(),
     )
 )
 def test_any_final_round_trips(final: Final) -> None:

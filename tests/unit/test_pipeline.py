@@ -201,3 +201,28 @@ async def test_extra_models_share_the_nodes_decode_slots(tmp_path: Path) -> None
         await asyncio.gather(*rig.tasks)
     assert sorted(f.model for f in rig.finals()) == ["big", "big", "tiny.en", "tiny.en"]
     assert activity.most == 1  # one decode at a time on a one-worker node, whatever model
+
+
+@pytest.mark.parametrize(
+    ("partials", "final", "revised"),
+    [
+        ("Turn on the kitchen lights", "Turn on the kitchen lights.", False),
+        ("turn on the kitchen", "Turn on the kitchen lights please.", False),
+        ("Turn off the kitchen lights", "Turn on the kitchen lights.", True),  # contradicts
+    ],
+)
+async def test_the_final_says_when_it_revises_the_stable_words(
+    tmp_path: Path, partials: str, final: str, revised: bool
+) -> None:
+    """stable words never change in later partials; the final is a separate decode."""
+    engine = ScriptedEngine(text=final, partial_text=partials)
+    config = NodeConfig.model_validate({"endpoint": {"speculate_ms": 0}})
+    async with running(config, engine, tmp_path) as rig:
+        seq = await rig.stream("kitchen", "s1", np.concatenate([COMMAND] * 3), pace_s=0.002)
+        await rig.stream("kitchen", "s1", silence(0.1), first_seq=seq, end=True)
+        await asyncio.gather(*rig.tasks)
+    stable = [p.stable for p in rig.partials()]
+    assert stable and stable[-1], "two agreeing partials commit their words"
+    (published,) = rig.finals()
+    assert published.text == final
+    assert published.stable_revised is revised
