@@ -8,6 +8,7 @@ clips, so neither competes with the other for the cores.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import math
 import platform
@@ -214,6 +215,7 @@ def _report(
         }
     report: dict[str, Any] = {
         "version": __version__,
+        "date": datetime.date.today().isoformat(),
         "command": " ".join(sys.argv),
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
         "settings": asdict(settings),

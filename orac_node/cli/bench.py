@@ -56,8 +56,27 @@ def cmd_compare_builds(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_figures(args: argparse.Namespace) -> int:
+    """Rewrite the README's and BENCHMARKS.md's figures from the committed bench results."""
+    from orac_node.bench.figures import RESULTS, stale  # noqa: PLC0415
+
+    differ = stale(Path.cwd(), write=not args.check)
+    for document in differ:
+        print(f"{document}: {'differs from' if args.check else 'rewritten from'} {RESULTS}")
+    return 1 if args.check and differ else 0
+
+
 def add_parsers(sub: Subparsers) -> None:
-    """``bench``, ``compare-builds``."""
+    """``bench``, ``compare-builds``, ``figures``."""
+    figures = sub.add_parser(
+        "figures",
+        help="rewrite the figures in README.md and docs/BENCHMARKS.md from"
+        " docs/bench/latest.json (run in the repository)",
+    )
+    figures.add_argument(
+        "--check", action="store_true", help="only say which differ (exit 1 if any)"
+    )
+    figures.set_defaults(func=cmd_figures)
     bench = sub.add_parser("bench", help="benchmark the node against direct decoding")
     node_options(bench)
     bench.add_argument(

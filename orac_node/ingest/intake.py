@@ -8,12 +8,12 @@ returns what happened as an :class:`Outcome`: the utterance that took audio
 the sender, or a whole file to decode off the event loop. Intake itself
 publishes nothing and starts no task.
 
-Per-device limits are applied here too, when a session opens: its rates
-(limits.py holds the buckets: a device in debt from what its sessions used has
-its next session refused, ``rate_limited``) and its number of open sessions. A
-session once admitted is never cut by a limit: its chunks are charged to the
-buckets, and its length is bounded by ``endpoint.max_duration_s``. Messages
-that belong to no session (unparseable, unknown kinds) need admission too.
+Whether a session may open at all is admission.py's to say (per-device rates,
+session counts, enabled topics): a session once admitted is never cut by a
+limit (its chunks are charged to the device's rates; its length is bounded by
+``endpoint.max_duration_s``), and messages that belong to no session
+(unparseable, unknown kinds) need admission too. What comes for a session
+after it ended is closed.py's.
 
 Every chunk an utterance accepts is appended to the session's spool file
 (spool.py) before ``on_message`` returns, and so before the broker gets its
@@ -27,7 +27,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,9 +34,9 @@ from orac_node.audio import decode_file_bytes_async, pcm_to_float
 from orac_node.audio.vad import SileroVad
 from orac_node.config import NodeConfig
 from orac_node.errors import AudioDecodeError, ContractError
-from orac_node.ingest.closed import CLOSED_MEMORY, ClosedSessions, LateReport
+from orac_node.ingest.admission import Admission, Dropped
+from orac_node.ingest.closed import ClosedSessions, LateReport
 from orac_node.ingest.endpoint import EndpointRules, EndReason
-from orac_node.ingest.limits import DeviceLimits, DeviceThrottle
 from orac_node.ingest.rawstream import RawStream
 from orac_node.ingest.refusal import Refusal
 from orac_node.ingest.session import Piece, Utterance, UtteranceKey
@@ -50,7 +49,6 @@ from orac_node.wire import (
     ErrorCode,
     TopicConfig,
     audio_topic_device,
-    error_topic_fits,
     parse_audio_topic,
 )
 
@@ -112,13 +110,10 @@ class Intake:
         self._topic_config = topic_config  # the topics registry's view of a topic
         self._rules = EndpointRules.from_config(config.endpoint)
         self._vad = vad
-        self._throttle = DeviceThrottle(DeviceLimits.from_config(config.ingest))
-        self._device_sessions: Counter[str] = Counter()  # open sessions and files per device
+        self._admission = Admission(config.ingest, topic_config)
         self._files: set[UtteranceKey] = set()  # files being decoded (not in utterances)
-        self.unanswerable = 0  # refusals whose error topic would be too long to publish
         self.utterances: dict[UtteranceKey, Utterance] = {}
         self._closed = ClosedSessions(config.endpoint.max_duration_s)
-        self._refused_sessions: OrderedDict[UtteranceKey, None] = OrderedDict()
         self._raw: dict[str, RawStream] = {}
         self._spool = spool
         self.replaying = False  # feeding spooled chunks back in: they are on disk already
@@ -131,9 +126,7 @@ class Intake:
             device, kind = parse_audio_topic(topic)
         except ContractError as exc:
             device = audio_topic_device(topic)  # counts against the name it was sent as
-            return self._admit(device, now) or self._refused(
-                self._refusal(device, exc.code, exc.message)
-            )
+            return self._admit(device, now) or self._refuse(device, exc.code, exc.message)
         if kind is None:
             log.debug("ignoring %s: not an audio kind of contract v1", topic)
             return self._admit(device, now) or TAKEN
@@ -141,34 +134,38 @@ class Intake:
         max_bytes = limits.max_file_bytes if kind is AudioKind.FILE else limits.max_chunk_bytes
         if len(payload) > max_bytes:
             message = f"{len(payload)} bytes > {max_bytes}"
-            return self._admit(device, now) or self._refused(
-                self._refusal(device, ErrorCode.TOO_LARGE, message)
-            )
+            return self._admit(device, now) or self._refuse(device, ErrorCode.TOO_LARGE, message)
         if kind is AudioKind.CHUNK:
             return self._on_chunk(device, topic, payload, now)
         if kind is AudioKind.RAW:
             return self._on_raw(device, payload, now)
         if (dropped := self._admit(device, now)) is not None:
             return dropped
-        refusal = self._topic_refusal(device, limits.topic_for(device))  # the device's topic
+        admission = self._admission
+        refusal = admission.topic_closed(device, limits.topic_for(device))  # the device's topic
         if refusal is None:
-            refusal = self._session_refusal(device, None, None)
+            refusal = admission.room(device, None, None)
         if refusal is not None:
-            return self._refused(refusal)
+            return Outcome(refusal=refusal)
         key = UtteranceKey(device, f"file-{uuid.uuid4().hex[:12]}")
         self._files.add(key)
-        self._device_sessions[device] += 1
+        admission.opened(device)
         return Outcome(upload=Upload(key, payload))
 
     @property
     def throttled(self) -> int:
-        """Messages dropped for being over a device's limits, since start."""
-        return self._throttle.dropped
+        """Messages dropped for being over a device's rates, since start."""
+        return self._admission.dropped
 
     @property
     def late_chunks(self) -> int:
         """Chunks dropped because their session had already ended, since start."""
         return self._closed.late_chunks
+
+    @property
+    def unanswerable(self) -> int:
+        """Refusals not sent: the device's name leaves no room for its error topic."""
+        return self._admission.unanswerable
 
     def remember_finished(self, keys: list[tuple[str, str]]) -> None:
         """Sessions an earlier run finalized (the spool's finished log): their chunks are late."""
@@ -187,6 +184,13 @@ class Intake:
         self.release(utt.key)
         self._closed.remember(utt.key, utt.reason or EndReason.END)
 
+    def release(self, key: UtteranceKey) -> None:
+        """A session or file leaves the open set: it no longer counts for its device."""
+        if self.utterances.pop(key, None) is None and key not in self._files:
+            return
+        self._files.discard(key)
+        self._admission.closed(key.device)
+
     def tick(self, now: float) -> Ticked:
         """Apply wall-clock endpoints; return the utterances they ended and reports owed."""
         ticked = Ticked()
@@ -198,10 +202,7 @@ class Intake:
         for device, stream in list(self._raw.items()):
             if now - stream.last_data_at > RAW_STREAM_FORGET_S:
                 del self._raw[device]
-        for report in self._throttle.reports_due(now):
-            refusal = self._throttled(report.device, report.dropped)
-            if refusal is not None:
-                ticked.refusals.append(refusal)
+        ticked.refusals += self._admission.reports_due(now)
         for late in self._closed.due(now):
             if (refusal := self._late_refusal(late)) is not None:
                 ticked.refusals.append(refusal)
@@ -217,97 +218,36 @@ class Intake:
                 ended.append(utt)
         return ended
 
-    # -- per-device limits and refusals --------------------------------------
+    # -- admission, as an outcome ------------------------------------------------------
 
     def _admit(
         self, device: str, now: float, session: str | None = None, seq: int | None = None
     ) -> Outcome | None:
-        """A message that would open a session, or belongs to none: None when admitted.
-
-        Over the device's rate (in debt from what its sessions used), it is dropped
-        and counted; the outcome carries the report owed for it (none when the
-        device was told recently).
-        """
-        if self.replaying or self._throttle.admit(device, now):
+        """None when admitted (or replaying what was admitted before), else the drop's outcome."""
+        if self.replaying:
             return None
-        return self._dropped(device, now, session, seq)
+        return _outcome(self._admission.admit(device, now, session, seq))
 
-    def _dropped(
-        self, device: str, now: float, session: str | None = None, seq: int | None = None
-    ) -> Outcome:
-        """A message dropped for the device's rate, with the report owed now, if any."""
-        report = self._throttle.report(device, now)  # the first drop in a while
-        if report is None:
-            return TAKEN
-        return self._refused(self._throttled(device, report.dropped, session, seq))
-
-    def _charge(self, device: str, now: float, audio_s: float) -> None:
-        """A message of an admitted session: never dropped, paid for by the next session."""
+    def _charge(self, device: str, now: float, audio_s: float, *, message: bool = True) -> None:
         if not self.replaying:
-            self._throttle.charge(device, now, audio_s=audio_s)
+            self._admission.charge(device, now, audio_s, message=message)
 
-    def _throttled(
-        self, device: str, dropped: int, session: str | None = None, seq: int | None = None
-    ) -> Refusal | None:
-        limits = self._throttle.limits.describe()
-        message = (
-            f"{dropped} message(s) dropped: over this device's limit ({limits}); sessions"
-            " already open go on, new ones are refused until the device is back within it"
-        )
-        return self._refusal(device, ErrorCode.RATE_LIMITED, message, session, seq, dropped=dropped)
-
-    def _session_refusal(self, device: str, session: str | None, seq: int | None) -> Refusal | None:
-        """Why one more session does not fit the node's or the device's limits (None: it fits)."""
-        ingest = self.config.ingest
-        if len(self.utterances) + len(self._files) >= ingest.max_sessions:
-            message = "node is at its session limit"
-        elif self._device_sessions[device] >= ingest.device_max_sessions:
-            limit = ingest.device_max_sessions
-            message = f"device has {limit} open sessions, its limit"
-        else:
-            return None
-        return self._refusal(device, ErrorCode.TOO_MANY_SESSIONS, message, session, seq)
-
-    def _topic_refusal(
-        self, device: str, topic: str, session: str | None = None, seq: int | None = None
-    ) -> Refusal | None:
-        """Why the topic takes no audio (registry ``enabled: false``); None when it does."""
-        if self._topic_config(topic).enabled:
-            return None
-        message = f"topic {topic} is disabled"
-        return self._refusal(device, ErrorCode.TOPIC_DISABLED, message, session, seq)
-
-    def release(self, key: UtteranceKey) -> None:
-        """A session or file leaves the open set: it no longer counts for its device."""
-        if self.utterances.pop(key, None) is None and key not in self._files:
-            return
-        self._files.discard(key)
-        self._device_sessions[key.device] -= 1
-        if self._device_sessions[key.device] <= 0:
-            del self._device_sessions[key.device]
-
-    def _refusal(
+    def _refuse(
         self,
         device: str,
         code: str,
         message: str,
         session: str | None = None,
         seq: int | None = None,
-        *,
-        dropped: int | None = None,
-    ) -> Refusal | None:
-        """The report owed to ``device``; None when its name leaves no room for an error topic."""
-        if not error_topic_fits(device):
-            self.unanswerable += 1
-            log.warning(
-                "cannot answer a device named %d chars: %s (%s)", len(device), message, code
-            )
-            return None
-        return Refusal(device, code, message, session, seq, dropped)
-
-    @staticmethod
-    def _refused(refusal: Refusal | None) -> Outcome:
+    ) -> Outcome:
+        refusal = self._admission.refusal(device, code, message, session, seq)
         return TAKEN if refusal is None else Outcome(refusal=refusal)
+
+    def _late_refusal(self, late: LateReport) -> Refusal | None:
+        key = late.key
+        return self._admission.refusal(
+            key.device, late.code, late.message, key.session, late.seq, dropped=late.dropped
+        )
 
     # -- the three kinds of audio -----------------------------------------
 
@@ -318,39 +258,36 @@ class Intake:
             chunk = AudioChunk.decode(payload)
             samples = pcm_to_float(chunk.pcm, chunk.format, chunk.channels)
         except ContractError as exc:
-            refusal = self._refusal(device, exc.code, exc.message)
-            return self._admit(device, now) or self._refused(refusal)
+            return self._admit(device, now) or self._refuse(device, exc.code, exc.message)
         except AudioDecodeError as exc:
-            refusal = self._refusal(device, ErrorCode.BAD_AUDIO, str(exc))
-            return self._admit(device, now) or self._refused(refusal)
+            return self._admit(device, now) or self._refuse(device, ErrorCode.BAD_AUDIO, str(exc))
         key = UtteranceKey(device, chunk.session)
         utt = self.utterances.get(key)
         if utt is None:
             if key in self._closed:
                 self._charge(device, now, 0.0)
                 late = self._closed.late(key, chunk.seq, now)
-                return self._refused(None if late is None else self._late_refusal(late))
-            if key in self._refused_sessions:
-                self._throttle.drop(device, now)  # all of a refused session is refused
-                return self._dropped(device, now, chunk.session, chunk.seq)
+                refusal = None if late is None else self._late_refusal(late)
+                return TAKEN if refusal is None else Outcome(refusal=refusal)
+            if (dropped := self._admission.refused_whole(key, now, chunk.seq)) is not None:
+                return TAKEN if dropped.report is None else Outcome(refusal=dropped.report)
             if self.draining:
                 return DECLINED
-            if (dropped := self._admit(device, now, chunk.session, chunk.seq)) is not None:
-                self._remember_refused(key)
-                return dropped
+            if (outcome := self._admit(device, now, chunk.session, chunk.seq)) is not None:
+                self._admission.refuse_whole(key)
+                return outcome
             topic_name = chunk.topic or self.config.ingest.topic_for(device)
-            refusal = self._topic_refusal(device, topic_name, chunk.session, chunk.seq)
+            admission = self._admission
+            refusal = admission.topic_closed(device, topic_name, chunk.session, chunk.seq)
             if refusal is None:
-                refusal = self._session_refusal(device, chunk.session, chunk.seq)
+                refusal = admission.room(device, chunk.session, chunk.seq)
             if refusal is not None:
-                return self._refused(refusal)
+                return Outcome(refusal=refusal)
             utt = self._open(key, chunk.topic, chunk.lang, chunk.rate, now)
-            self._charge(device, now, chunk.frames / chunk.rate)  # admitting took the message
+            self._charge(device, now, chunk.frames / chunk.rate, message=False)  # admitted: paid
         elif chunk.rate != utt.rate:
             message = f"rate changed from {utt.rate} to {chunk.rate} Hz within the session"
-            return self._refused(
-                self._refusal(device, ErrorCode.BAD_RATE, message, chunk.session, chunk.seq)
-            )
+            return self._refuse(device, ErrorCode.BAD_RATE, message, chunk.session, chunk.seq)
         else:
             self._charge(device, now, chunk.frames / chunk.rate)
         if self._spool is not None and not self.replaying:
@@ -358,34 +295,21 @@ class Intake:
         utt.accept(chunk.seq, Piece(samples, chunk.end), now)
         return Outcome(audio=utt)
 
-    def _remember_refused(self, key: UtteranceKey) -> None:
-        """A session refused for the device's rate: its later chunks are refused too."""
-        self._refused_sessions[key] = None
-        while len(self._refused_sessions) > CLOSED_MEMORY:
-            self._refused_sessions.popitem(last=False)
-
-    def _late_refusal(self, late: LateReport) -> Refusal | None:
-        key = late.key
-        return self._refusal(
-            key.device, late.code, late.message, key.session, late.seq, dropped=late.dropped
-        )
-
     def _on_raw(self, device: str, payload: bytes, now: float) -> Outcome:
         stream = self._raw.get(device)
         listening = stream is None or stream.utterance is None or not stream.utterance.receiving
         if listening:  # the next utterance may begin: admission, as for a new session
             if (dropped := self._admit(device, now)) is not None:
                 return dropped
-            if refusal := self._topic_refusal(device, self.config.ingest.topic_for(device)):
-                return self._refused(refusal)
+            topic = self.config.ingest.topic_for(device)
+            if (refusal := self._admission.topic_closed(device, topic)) is not None:
+                return Outcome(refusal=refusal)
         if len(payload) % 2:
-            message = "raw payload must be whole s16le samples"
-            return self._refused(self._refusal(device, ErrorCode.BAD_AUDIO, message))
-        audio_s = len(payload) / 2 / SAMPLE_RATE
-        if not listening:
-            self._charge(device, now, audio_s)
-        elif not self.replaying:
-            self._throttle.charge(device, now, messages=0.0, audio_s=audio_s)
+            return self._refuse(
+                device, ErrorCode.BAD_AUDIO, "raw payload must be whole s16le samples"
+            )
+        # admitted just now, the message is paid for; its audio is charged either way
+        self._charge(device, now, len(payload) / 2 / SAMPLE_RATE, message=not listening)
         if stream is None:
             stream = self._raw[device] = RawStream(
                 device,
@@ -410,7 +334,9 @@ class Intake:
         except Exception as exc:  # a file nobody foresaw still gets its answer
             log.exception("file %s/%s failed", key.device, key.session)
             message = f"file failed: {exc}"
-            return self._refusal(key.device, ErrorCode.DECODE_FAILED, message, key.session)
+            return self._admission.refusal(
+                key.device, ErrorCode.DECODE_FAILED, message, key.session
+            )
         finally:
             self.release(key)
 
@@ -422,10 +348,10 @@ class Intake:
             # otherwise resample a small file into gigabytes of samples.
             samples = await decode_file_bytes_async(payload, max_s=limit_s + 1)
         except AudioDecodeError as exc:
-            return self._refusal(device, ErrorCode.DECODE_FAILED, str(exc), key.session)
+            return self._admission.refusal(device, ErrorCode.DECODE_FAILED, str(exc), key.session)
         if samples.size > limit_s * SAMPLE_RATE:
             message = f"file is more than {limit_s:g} s of audio"
-            return self._refusal(device, ErrorCode.TOO_LARGE, message, key.session)
+            return self._admission.refusal(device, ErrorCode.TOO_LARGE, message, key.session)
         # A whole file is one utterance: no silence endpoint may cut it short. It is
         # not in the open table (no idle timeout, no late chunks) while the VAD runs
         # over it in a thread, but counts among its device's sessions (_files).
@@ -439,7 +365,7 @@ class Intake:
     ) -> Utterance:
         utt = self._new(key, topic, lang, rate, now)
         self.utterances[key] = utt
-        self._device_sessions[key.device] += 1
+        self._admission.opened(key.device)
         log.debug("session %s/%s opened", key.device, key.session, extra=key.log_fields())
         return utt
 
@@ -474,3 +400,10 @@ class Intake:
             reorder_window=cfg.ingest.reorder_window,
             now=now,
         )
+
+
+def _outcome(dropped: Dropped | None) -> Outcome | None:
+    """A message dropped for its device's rates, as intake's outcome (None: admitted)."""
+    if dropped is None:
+        return None
+    return TAKEN if dropped.report is None else Outcome(refusal=dropped.report)

@@ -1,0 +1,138 @@
+"""The figures the README and docs/BENCHMARKS.md quote, written from one bench run.
+
+Figures typed into prose drift from the runs they came from (the README once
+said 42 ms where the benchmarks said 2 ms). Instead, the results JSON of the
+documented run is committed (docs/bench/latest.json) and every quoted table is
+rendered from it between markers::
+
+    <!-- bench:headline -->  ...  <!-- /bench:headline -->
+
+``orac-node figures`` rewrites the blocks after a new run; ``--check`` (and a
+test) fails when a block differs from what the committed results say.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path("docs/bench/latest.json")
+"""The committed results of the run the docs quote, relative to the repository."""
+DOCUMENTS = (Path("README.md"), Path("docs/BENCHMARKS.md"))
+
+
+NONE = "-"
+"""What a table shows where nothing was measured."""
+
+
+def _missing(value: float | None) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _pct(value: float | None) -> str:
+    return NONE if value is None or _missing(value) else f"{value:.1%}"
+
+
+def _ms(value: float | None) -> str:
+    return NONE if value is None or _missing(value) else f"{value:,.0f} ms"
+
+
+def _provenance(report: dict[str, Any]) -> str:
+    when = report.get("date", "undated")
+    return (
+        f"Run of {when} on {report['machine']['platform']} (Python"
+        f" {report['machine']['python']}): `{report['command']}`; results in"
+        f" [docs/bench/latest.json](docs/bench/latest.json)."
+    )
+
+
+def headline(report: dict[str, Any]) -> str:
+    """The node against the peer Home Assistant users run, on the same clips and machine."""
+    single = report["scenarios"]["single"]
+    peer = report.get("peer") or {}
+    peer_name = peer.get("server") or "no peer in this run"
+    rows = [
+        "| same tiny.en weights, 20 synthesized commands | orac-node | " + peer_name + " |",
+        "|---|---|---|",
+        f"| WER, streamed in real time | {_pct(single['wer'])} | {_pct(peer.get('wer'))} |",
+        f"| end of audio → final, median | {_ms(single['latency_ms']['p50'])}"
+        f" | {_ms(peer.get('latency_ms_p50'))} |",
+        f"| end of audio → final, p95 | {_ms(single['latency_ms']['p95'])}"
+        f" | {_ms(peer.get('latency_ms_p95'))} |",
+    ]
+    four = report["scenarios"].get("concurrent-4")
+    if four is not None:
+        rows.append(
+            f"| the same, 4 satellites at once, p95 | {_ms(four['latency_ms']['p95'])} | {NONE} |"
+        )
+    return "\n".join([*rows, "", _provenance(report)])
+
+
+def results(report: dict[str, Any]) -> str:
+    """Every scenario of the run, its baselines, and the targets met or missed."""
+    lines = [
+        "| scenario | utterances | final p50 | p95 | p99 | partial lag p95 | WER | node CPU"
+        " | RSS |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, s in report["scenarios"].items():
+        lag = s["partial_lag_s"]["p95"]
+        lag_text = NONE if _missing(lag) else f"{lag:.2f} s"
+        lines.append(
+            f"| {name} | {s['utterances']} | {_ms(s['latency_ms']['p50'])}"
+            f" | {_ms(s['latency_ms']['p95'])} | {_ms(s['latency_ms']['p99'])} | {lag_text}"
+            f" | {_pct(s['wer'])} | {s['cpu_percent']:.0f} % | {s['rss_max_mb']:.0f} MB |"
+        )
+    baselines = report.get("baselines") or {}
+    if baselines:
+        lines += [
+            "",
+            "Direct pywhispercpp decodes of the same clips in the same run: default"
+            f" parameters p50 {_ms(baselines['default_ms_p50'])} (WER"
+            f" {_pct(baselines['default_wer'])}), the node's parameters p50"
+            f" {_ms(baselines['node_params_ms_p50'])} (WER {_pct(baselines['node_params_wer'])}).",
+        ]
+    startup = report["startup"]
+    lines += [
+        "",
+        f"Start-up: `ready` {startup['time_to_ready_s']:.2f} s after the process started;"
+        f" loading and warming the model alone {startup['model_load_s']:.2f} s.",
+        "",
+        "| id | target | measured | |",
+        "|---|---|---|---|",
+    ]
+    for t in report["targets"]:
+        verdict = {True: "met", False: "**missed**", None: NONE}[t["ok"]]
+        lines.append(f"| {t['id']} | {t['description']} | {t['measured']} | {verdict} |")
+    return "\n".join([*lines, "", _provenance(report)])
+
+
+BLOCKS = {"headline": headline, "results": results}
+
+
+def render(report: dict[str, Any], text: str) -> str:
+    """``text`` with every ``bench:<block>`` rendered from ``report``."""
+    for name, make in BLOCKS.items():
+        begin, end = f"<!-- bench:{name} -->\n", f"\n<!-- /bench:{name} -->"
+        pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), flags=re.DOTALL)
+        block = begin + make(report) + end
+        text = pattern.sub(lambda _match: block, text)  # noqa: B023 - used at once
+    return text
+
+
+def stale(root: Path, *, write: bool) -> list[Path]:
+    """Documents whose blocks differ from the committed results (rewritten with ``write``)."""
+    report = json.loads((root / RESULTS).read_text(encoding="utf-8"))
+    differ = []
+    for document in DOCUMENTS:
+        path = root / document
+        text = path.read_text(encoding="utf-8")
+        fresh = render(report, text)
+        if fresh != text:
+            differ.append(document)
+            if write:
+                path.write_text(fresh, encoding="utf-8")
+    return differ
