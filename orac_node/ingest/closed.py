@@ -9,9 +9,11 @@ dropped) and can open a new session; a session cut at ``max_duration`` is told
 later ones at most once per :data:`~orac_node.ingest.limits.REPORT_EVERY_S`
 with the count since, so every dropped chunk is accounted for in a few reports.
 
-Sessions an earlier run finalized (the spool's finished log) are remembered too,
-quietly: what arrives for them after a restart is the broker redelivering, not
-a user talking.
+Two kinds of late chunk are counted but not reported: those of sessions an
+earlier run finalized (the spool's finished log), which are the broker
+redelivering, not a user talking; and a satellite's own ``end`` chunk arriving
+just after the node's silence endpoint (its first late chunk): the satellite
+stopped too, nothing was cut.
 """
 
 from __future__ import annotations
@@ -68,11 +70,18 @@ class ClosedSessions:
             old, _ = self._closed.popitem(last=False)
             self._owed.discard(old)
 
-    def late(self, key: UtteranceKey, seq: int, now: float) -> LateReport | None:
-        """A chunk of ended session ``key``: dropped, counted; the report due now, if any."""
+    def late(
+        self, key: UtteranceKey, seq: int, now: float, *, end: bool = False
+    ) -> LateReport | None:
+        """A chunk of ended session ``key``: dropped, counted; the report due now, if any.
+
+        ``end``: the chunk is the satellite's end of the session.
+        """
         closed = self._closed[key]
         self.late_chunks += 1
         closed.late += 1
+        if end and closed.late == 1:
+            closed.quiet = True  # the satellite ended it right after the node did
         if closed.quiet:
             return None
         if closed.told_at is not None and now - closed.told_at < REPORT_EVERY_S:

@@ -266,7 +266,7 @@ class Intake:
         if utt is None:
             if key in self._closed:
                 self._charge(device, now, 0.0)
-                late = self._closed.late(key, chunk.seq, now)
+                late = self._closed.late(key, chunk.seq, now, end=chunk.end)
                 refusal = None if late is None else self._late_refusal(late)
                 return TAKEN if refusal is None else Outcome(refusal=refusal)
             if (dropped := self._admission.refused_whole(key, now, chunk.seq)) is not None:

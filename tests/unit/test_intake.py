@@ -251,3 +251,18 @@ def test_an_admitted_session_goes_on_past_the_devices_rate() -> None:
     assert rec.errors == []
     intake.on_message("audio/kitchen/chunk", _chunk("next"))  # the debt refuses the next one
     assert rec.codes("kitchen") == ["rate_limited"]
+
+
+def test_the_satellites_own_end_just_after_the_silence_endpoint_is_not_reported() -> None:
+    """The node's endpoint and the satellite's end race: nothing was cut, nothing to tell."""
+    intake, rec = _intake()
+    chunks = _chunks(np.concatenate((SPEECH, np.zeros(16_000, np.float32))), "s1")
+    for payload in chunks:
+        intake.on_message("audio/kitchen/chunk", payload)
+    (utt,) = rec.audio[-1:]
+    intake.close(utt)
+    end = AudioChunk("s1", len(chunks), 16_000, 1, AudioFormat.S16LE, SILENCE, end=True)
+    intake.on_message("audio/kitchen/chunk", end.encode())
+    intake.tick(time.monotonic() + REPORT_EVERY_S + 0.01)
+    assert rec.errors == []
+    assert intake.late_chunks == 1  # counted all the same
