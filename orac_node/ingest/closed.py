@@ -12,8 +12,8 @@ with the count since, so every dropped chunk is accounted for in a few reports.
 Two kinds of late chunk are counted but not reported: those of sessions an
 earlier run finalized (the spool's finished log), which are the broker
 redelivering, not a user talking; and a satellite's own ``end`` chunk arriving
-just after the node's silence endpoint (its first late chunk): the satellite
-stopped too, nothing was cut.
+just after the node's silence endpoint (its first late chunk, one chunk's worth
+of audio at most): the satellite stopped too, nothing was cut.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ from orac_node.ingest.limits import REPORT_EVERY_S
 from orac_node.ingest.session import UtteranceKey
 from orac_node.wire import ErrorCode
 
+END_MARKER_S = 0.1
+"""An ``end`` chunk of at most this much audio is a satellite's closing chunk (they
+send 20-100 ms per chunk), not more of the user's words."""
 CLOSED_MEMORY = 4096
 """Recently finished sessions remembered, so late chunks of a finished session
 are recognised (and dropped) instead of opening a second session of that id."""
@@ -71,16 +74,16 @@ class ClosedSessions:
             self._owed.discard(old)
 
     def late(
-        self, key: UtteranceKey, seq: int, now: float, *, end: bool = False
+        self, key: UtteranceKey, seq: int, now: float, *, end: bool = False, audio_s: float = 0.0
     ) -> LateReport | None:
         """A chunk of ended session ``key``: dropped, counted; the report due now, if any.
 
-        ``end``: the chunk is the satellite's end of the session.
+        ``end``: the chunk is the satellite's end of the session; ``audio_s``: its audio.
         """
         closed = self._closed[key]
         self.late_chunks += 1
         closed.late += 1
-        if end and closed.late == 1:
+        if end and closed.late == 1 and audio_s <= END_MARKER_S:
             closed.quiet = True  # the satellite ended it right after the node did
         if closed.quiet:
             return None

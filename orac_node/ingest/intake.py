@@ -266,7 +266,8 @@ class Intake:
         if utt is None:
             if key in self._closed:
                 self._charge(device, now, 0.0)
-                late = self._closed.late(key, chunk.seq, now, end=chunk.end)
+                audio_s = chunk.frames / chunk.rate
+                late = self._closed.late(key, chunk.seq, now, end=chunk.end, audio_s=audio_s)
                 refusal = None if late is None else self._late_refusal(late)
                 return TAKEN if refusal is None else Outcome(refusal=refusal)
             if (dropped := self._admission.refused_whole(key, now, chunk.seq)) is not None:
