@@ -33,6 +33,7 @@ SYSTEM_PROGRAMS = {
     "mosquitto_sub": "mosquitto-clients",  # what people watch transcripts with
     "ffmpeg": "ffmpeg",
     "redis-server": "redis-server",  # the tests of the shared response cache start their own
+    "espeak-ng": "espeak-ng",  # speaks the short replies the non-speech gate must let through
 }
 
 

@@ -171,10 +171,12 @@ class GateSection(Section):
     """Rejecting silence and noise before Whisper invents text for it."""
 
     min_speech_ms: int = Field(
-        200,
+        64,
         ge=0,
         le=5000,
-        description="Less VAD speech than this: reject as no_speech without decoding.",
+        description="Less VAD speech than this (two 32 ms windows): reject as no_speech without"
+        " decoding. Measured: none of 63 noise, hum, music and silence clips had any; real"
+        " single words cut from recorded orders had from 0.096 s (docs/DECODING.md).",
     )
     min_confidence: float = Field(
         0.25,

@@ -191,7 +191,11 @@ class Answers:
         )
         try:
             result = await self._pipeline.decoder.decode(
-                recent.samples(), options, request.model or topic.model, strict=True
+                recent.samples(),
+                options,
+                request.model or topic.model,
+                strict=True,
+                verify=recent.speech_window,
             )
         except UnknownModelError as exc:
             raise RequestFailedError(ErrorCode.UNKNOWN_MODEL, str(exc)) from None
@@ -199,7 +203,7 @@ class Answers:
             raise RequestFailedError(ErrorCode.MODEL_UNAVAILABLE, str(exc)) from None
         decoding, model = result.decoding, result.model
         text, rejection = judge(
-            decoding.text, decoding.confidence, recent.speech_s, self._pipeline.gate
+            decoding.text, decoding.confidence, self._pipeline.gate, check=result.check
         )
         stripped, rejection = strip_transcript(text, rejection, topic.wake_words)
         return Transcription(

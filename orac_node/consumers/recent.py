@@ -30,6 +30,7 @@ class RecentSession:
     speech_s: float
     pcm: bytes  # s16le, 16 kHz mono
     expires_at: float
+    speech_window: tuple[float, float] | None = None  # a short utterance's speech (gate.py)
 
     @property
     def audio_s(self) -> float:
@@ -69,6 +70,7 @@ class RecentAudio:
         speech_s: float,
         audio: Samples,
         now: float,
+        speech_window: tuple[float, float] | None = None,
     ) -> None:
         """Keep a finished session's audio (replacing an older copy of the same session)."""
         if self._max == 0:
@@ -76,7 +78,14 @@ class RecentAudio:
         key = (device, session)
         self._ring.pop(key, None)
         self._ring[key] = RecentSession(
-            device, session, topic, language, speech_s, float_to_s16(audio), now + self._ttl
+            device,
+            session,
+            topic,
+            language,
+            speech_s,
+            float_to_s16(audio),
+            now + self._ttl,
+            speech_window,
         )
         self._expire(now)
         while len(self._ring) > self._max:

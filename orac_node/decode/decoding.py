@@ -43,9 +43,12 @@ class FinalDecoding:
 
     ``fallback`` says why ``model`` is not the one asked for, the first time a
     model asked for turns out not to load (then it is quietly the node's own).
+    ``check`` is the text of a second decode of the speech alone, made for short
+    utterances (decode/gate.py): the gate believes the text only if it agrees.
     """
 
     decoding: Decoding
     queue_ms: float
     model: str = ""
     fallback: str | None = None
+    check: str | None = None  # the second decode of the speech alone (decode/gate.py)

@@ -16,9 +16,11 @@ import logging
 from orac_node.audio import Samples
 from orac_node.decode.cache import TranscriptCache, cache_key
 from orac_node.decode.decoding import DecodeOptions, FinalDecoding
+from orac_node.decode.gate import strip_annotations
 from orac_node.decode.longform import SpeechProbabilities, decode_long
 from orac_node.decode.modelpool import ModelPool, ModelUnavailableError, UnknownModelError
 from orac_node.decode.scheduler import Lane
+from orac_node.wire import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -63,31 +65,45 @@ class FinalDecoder:
         *,
         strict: bool = False,
         lane: Lane = Lane.LIVE,
+        verify: tuple[float, float] | None = None,
     ) -> FinalDecoding:
         """A final's decoding (from the response cache when decoded alike before).
 
         ``lane`` BATCH: a file or a request's audio, decoded behind live work.
+        ``verify``: seconds of ``audio`` holding its speech (a short utterance's,
+        gate.verify_window): decoded again alone, the text in ``check``.
         """
         name, fallback = await self._model_for(model, strict=strict)
+        result = await self._decode(audio, options, name, lane)
+        check = None
+        if verify is not None and strip_annotations(result.decoding.text):
+            start, end = (round(s * SAMPLE_RATE) for s in verify)
+            again = await self._decode(audio[start:end], options, name, lane)
+            check = again.decoding.text
+        return dataclasses.replace(result, fallback=fallback, check=check)
+
+    async def _decode(
+        self, audio: Samples, options: DecodeOptions, model: str, lane: Lane
+    ) -> FinalDecoding:
         cache = self._cache
-        key = cache_key(audio, model=name, options=options) if cache is not None else ""
+        key = cache_key(audio, model=model, options=options) if cache is not None else ""
         if cache is not None:
             cached = await cache.get(key)
             if cached is not None:
                 self.cache_hits += 1
-                return FinalDecoding(cached, queue_ms=0.0, model=name, fallback=fallback)
+                return FinalDecoding(cached, queue_ms=0.0, model=model)
             self.cache_misses += 1
         scheduler = self.pool.scheduler
         if lane is Lane.BATCH:
-            result = await decode_long(scheduler, audio, options, model=name, speech=self._speech)
+            result = await decode_long(scheduler, audio, options, model=model, speech=self._speech)
         else:
-            result = await scheduler.final(audio, options, model=name, lane=lane)
+            result = await scheduler.final(audio, options, model=model, lane=lane)
         if cache is not None and not result.decoding.aborted:
             # Stored in the background: a slow cache must not hold back the final.
             store = asyncio.create_task(cache.put(key, result.decoding), name="cache-put")
             self._stores.add(store)
             store.add_done_callback(self._stores.discard)
-        return dataclasses.replace(result, fallback=fallback)
+        return result
 
     async def close(self) -> None:
         """Wait for results being stored, and release the cache's connections."""

@@ -14,7 +14,7 @@ from orac_node.audio.vad import SileroVad, speech_probabilities
 from orac_node.config import NodeConfig
 from orac_node.decode.decoding import DecodeOptions, Decoding
 from orac_node.decode.engine import WhisperEngine
-from orac_node.decode.gate import GateRules, check_audio, judge
+from orac_node.decode.gate import GateRules, check_audio, judge, strip_annotations, verify_window
 from orac_node.ingest.endpoint import Endpointer, EndpointRules
 from orac_node.wire import SAMPLE_RATE
 
@@ -30,11 +30,11 @@ class OfflineResult:
     decoding: Decoding | None
 
 
-def measure_speech(samples: Samples, config: NodeConfig, vad: SileroVad) -> float:
-    """Seconds of speech in a recording, judged exactly as a session judges it."""
+def measure_speech(samples: Samples, config: NodeConfig, vad: SileroVad) -> Endpointer:
+    """The speech in a recording, judged exactly as a session judges it."""
     endpointer = Endpointer(EndpointRules.from_config(config.endpoint).for_whole_file())
     endpointer.update(speech_probabilities(samples, vad))
-    return endpointer.speech_s
+    return endpointer
 
 
 def transcribe(
@@ -49,22 +49,26 @@ def transcribe(
 
     ``prompt`` is whisper's initial prompt, as context from Core would be.
     """
-    speech_s = measure_speech(samples, config, vad or SileroVad())
+    speech = measure_speech(samples, config, vad or SileroVad())
+    speech_s = speech.speech_s
     gate = GateRules.from_config(config.gate)
     audio_s = samples.size / SAMPLE_RATE
     rejection = check_audio(speech_s, gate)
     if rejection is not None:
         return OfflineResult("", str(rejection), speech_s, audio_s, None)
     decode = config.decode
-    decoding = engine.decode(
-        samples,
-        DecodeOptions(
-            language=decode.language,
-            beam_size=decode.beam_size,
-            window_margin_s=decode.window_margin_s,
-            prompt=prompt,
-            temperature_fallback=decode.temperature_fallback,
-        ),
+    options = DecodeOptions(
+        language=decode.language,
+        beam_size=decode.beam_size,
+        window_margin_s=decode.window_margin_s,
+        prompt=prompt,
+        temperature_fallback=decode.temperature_fallback,
     )
-    text, rejected = judge(decoding.text, decoding.confidence, speech_s, gate)
+    decoding = engine.decode(samples, options)
+    check = None
+    window = verify_window(speech_s, speech.first_speech_s, speech.speech_end_s, audio_s)
+    if window is not None and strip_annotations(decoding.text):
+        start, end = (round(s * SAMPLE_RATE) for s in window)
+        check = engine.decode(samples[start:end], options).text
+    text, rejected = judge(decoding.text, decoding.confidence, gate, check=check)
     return OfflineResult(text, rejected, speech_s, audio_s, decoding)

@@ -72,6 +72,7 @@ class Endpointer:
         self.speech_windows = 0
         self.speech_started = False
         self.speech_start_s: float | None = None
+        self.first_speech_s: float | None = None  # start of the first window judged speech
         self.speech_end_s: float | None = None
         self._in_speech = False
         self._run = 0  # consecutive speech windows (while not yet started)
@@ -105,6 +106,8 @@ class Endpointer:
                 self._silence = 0
                 self._run += 1
                 self.speech_end_s = self.audio_s
+                if self.first_speech_s is None:
+                    self.first_speech_s = self.audio_s - WINDOW_S
                 if not self.speech_started and self._run >= min_run:
                     self.speech_started = True
                     self.speech_start_s = self.audio_s - self._run * WINDOW_S

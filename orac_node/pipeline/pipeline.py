@@ -38,7 +38,7 @@ from orac_node.consumers.recent import RecentAudio
 from orac_node.consumers.webhooks import WebhookDelivery
 from orac_node.decode.decoding import DecodeOptions, Decoding, FinalDecoding
 from orac_node.decode.finals import FinalDecoder
-from orac_node.decode.gate import GateRules, check_audio, judge, strip_annotations
+from orac_node.decode.gate import GateRules, check_audio, judge, strip_annotations, verify_window
 from orac_node.decode.scheduler import Lane
 from orac_node.decode.stabilize import trim_point
 from orac_node.ingest.intake import Intake, Outcome, Upload
@@ -156,9 +156,8 @@ class Pipeline:
         """Decode the final now, at a pause; the endpoint may confirm it (speculative final)."""
         utt = progress.utt
         options, model = self._final_options(utt)
-        task = asyncio.create_task(
-            self.decoder.decode(utt.audio(), options, model), name=f"speculate-{utt.key.session}"
-        )
+        decode = self.decoder.decode(utt.audio(), options, model, verify=_speech_window(utt))
+        task = asyncio.create_task(decode, name=f"speculate-{utt.key.session}")
         task.add_done_callback(_consume_exception)
         progress.speculation = Speculation(utt.endpointer.speech_windows, task)
 
@@ -287,8 +286,9 @@ class Pipeline:
             text = ""
             if decoded is not None:
                 decoding = decoded.decoding
-                speech_s = utt.endpointer.speech_s
-                text, rejection = judge(decoding.text, decoding.confidence, speech_s, self.gate)
+                text, rejection = judge(
+                    decoding.text, decoding.confidence, self.gate, check=decoded.check
+                )
             final = messages.final(
                 utt,
                 node=node,
@@ -346,7 +346,9 @@ class Pipeline:
                 decoded = await speculation.task  # decoded while the user fell silent
             else:
                 options, wanted = self._final_options(utt, request)
-                decoded = await self.decoder.decode(utt.audio(), options, wanted, lane=lane)
+                decoded = await self.decoder.decode(
+                    utt.audio(), options, wanted, lane=lane, verify=_speech_window(utt)
+                )
         except Exception as exc:  # a failed decode still owes the sender its final
             log.exception("final decode of %s failed", utt.key.session, extra=utt.key.log_fields())
             self._owe(utt, f"transcription failed: {exc}")
@@ -374,6 +376,7 @@ class Pipeline:
                 speech_s=final.speech_s,
                 audio=utt.audio(),
                 now=time.monotonic(),
+                speech_window=_speech_window(utt),
             )
         if final.text and topic.webhooks:
             self._webhooks.submit(TranscriptionEvent.from_final(final), topic.webhooks)
@@ -385,6 +388,12 @@ class Pipeline:
             return None
         device, session = utt.key.device, utt.key.session
         return lambda: spool.finish(device, session)
+
+
+def _speech_window(utt: Utterance) -> tuple[float, float] | None:
+    """For a short utterance, the seconds of its speech (with a margin) to decode again alone."""
+    vad = utt.endpointer
+    return verify_window(vad.speech_s, vad.first_speech_s, vad.speech_end_s, utt.audio_s)
 
 
 def _consume_exception(task: asyncio.Task[object]) -> None:

@@ -139,12 +139,10 @@ def test_decoding_does_not_depend_on_the_previous_clip(engine: WhisperEngine) ->
 
 
 def test_silence_produces_nothing_publishable(engine: WhisperEngine) -> None:
-    # Whisper may invent a stock word ("you") for digital silence; what matters is that
-    # the text is empty, annotation-only, or withheld by the gate with no VAD speech.
+    # Whisper may invent a word for digital silence; what matters is that the text is
+    # empty, annotation-only, or withheld by the gate (here without the VAD's help).
     decoding = engine.decode(np.zeros(2 * SAMPLE_RATE, np.float32), OPTIONS)
-    text, rejected = judge(
-        decoding.text, decoding.confidence, 0.0, GateRules.from_config(GateSection())
-    )
+    text, rejected = judge(decoding.text, decoding.confidence, GateRules.from_config(GateSection()))
     assert text == ""
     assert rejected is not None
     assert decoding.confidence < 0.4  # far below real speech
