@@ -53,9 +53,13 @@ def headline(report: dict[str, Any]) -> str:
     """The node against the peer Home Assistant users run, on the same clips and machine."""
     single = report["scenarios"]["single"]
     peer = report.get("peer") or {}
-    peer_name = peer.get("server") or "no peer in this run"
+    # "faster-whisper 3.8.1 (model: /a/local/path 1.2.1)": the path says nothing to a reader.
+    server = re.sub(r" \(model: .*\)$", "", peer.get("server") or "")
+    peer_name = f"{server} over Wyoming" if server else "no peer in this run"
+    folders = ", ".join(f"{Path(folder).name}/" for folder in report["settings"]["audio"])
+    clips = f"{single['utterances']} clips of {folders}"
     rows = [
-        "| same tiny.en weights, 20 synthesized commands | orac-node | " + peer_name + " |",
+        f"| {clips} | orac-node | {peer_name} |",
         "|---|---|---|",
         f"| WER, streamed in real time | {_pct(single['wer'])} | {_pct(peer.get('wer'))} |",
         f"| end of audio → final, median | {_ms(single['latency_ms']['p50'])}"
@@ -116,9 +120,9 @@ BLOCKS = {"headline": headline, "results": results}
 def render(report: dict[str, Any], text: str) -> str:
     """``text`` with every ``bench:<block>`` rendered from ``report``."""
     for name, make in BLOCKS.items():
-        begin, end = f"<!-- bench:{name} -->\n", f"\n<!-- /bench:{name} -->"
+        begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
         pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), flags=re.DOTALL)
-        block = begin + make(report) + end
+        block = f"{begin}\n{make(report)}\n{end}"
         text = pattern.sub(lambda _match: block, text)  # noqa: B023 - used at once
     return text
 
