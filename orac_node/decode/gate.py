@@ -126,10 +126,15 @@ def check_text(text: str, confidence: float, rules: GateRules) -> Rejection | No
 def verify_window(
     speech_s: float, first_s: float | None, last_s: float | None, audio_s: float
 ) -> tuple[float, float] | None:
-    """The audio to decode again, speech alone, for a short utterance (None: no need)."""
+    """The audio to decode again, speech alone, for a short utterance (None: no need).
+
+    None too when the speech and its margins are the whole audio: decoding the
+    same audio again would only give the same text.
+    """
     if speech_s >= VERIFY_BELOW_S or first_s is None or last_s is None:
         return None
-    return max(0.0, first_s - VERIFY_MARGIN_S), min(audio_s, last_s + VERIFY_MARGIN_S)
+    start, end = max(0.0, first_s - VERIFY_MARGIN_S), min(audio_s, last_s + VERIFY_MARGIN_S)
+    return None if start == 0.0 and end == audio_s else (start, end)
 
 
 def judge(

@@ -30,16 +30,13 @@ REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/0"
 NODE_CONFIG: dict[str, object] = {"cache": {"backend": "redis", "redis_url": REDIS_URL}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private redis-server on a free loopback port, no persistence."""
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    folder = tmp_path_factory.mktemp("redis")
+def _start_redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
+    """A private redis-server on ``port`` (loopback), no persistence, up and listening."""
     process = subprocess.Popen(
         [
-            binary,
+            shutil.which("redis-server") or "/usr/bin/redis-server",
             "--port",
-            str(REDIS_PORT),
+            str(port),
             "--bind",
             "127.0.0.1",
             "--save",
@@ -53,9 +50,16 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
-    while not port_in_use(REDIS_PORT):
+    while not port_in_use(port):
         assert process.poll() is None and time.monotonic() < deadline, "redis-server did not start"
         time.sleep(0.02)
+    return process
+
+
+@pytest.fixture(scope="module", autouse=True)
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The module's redis-server."""
+    process = _start_redis(REDIS_PORT, tmp_path_factory.mktemp("redis"))
     yield REDIS_URL
     process.terminate()
     process.wait(timeout=10)
@@ -190,27 +194,7 @@ async def test_a_final_is_decoded_when_its_cache_entry_is_garbage(tmp_path: Path
 def own_redis(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A redis-server of this test's own, so the test may pause or kill it."""
     port = free_port()
-    process = subprocess.Popen(
-        [
-            shutil.which("redis-server") or "/usr/bin/redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while not port_in_use(port):
-        assert process.poll() is None and time.monotonic() < deadline, "redis-server did not start"
-        time.sleep(0.02)
+    process = _start_redis(port, tmp_path)
     process.port = port  # type: ignore[attr-defined]
     yield process
     if process.poll() is None:

@@ -119,7 +119,8 @@ def test_words_of_ignores_case_and_punctuation() -> None:
 
 def test_verify_window_covers_short_speech_with_a_margin() -> None:
     assert verify_window(0.4, 1.0, 1.6, 5.0) == (1.0 - VERIFY_MARGIN_S, 1.6 + VERIFY_MARGIN_S)
-    assert verify_window(0.4, 0.2, 4.9, 5.0) == (0.0, 5.0)  # clamped to the audio
+    assert verify_window(0.4, 0.2, 3.0, 5.0) == (0.0, 3.0 + VERIFY_MARGIN_S)  # clamped
+    assert verify_window(0.4, 0.2, 4.9, 5.0) is None  # all of it: the same decode again
     assert verify_window(VERIFY_BELOW_S, 1.0, 2.0, 5.0) is None  # long enough to be believed
     assert verify_window(0.4, None, None, 5.0) is None  # no speech window at all
 
