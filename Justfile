@@ -37,10 +37,7 @@ peer-setup:
 native-setup:
     python3 -m venv .venv-native
     .venv-native/bin/pip install -e '.[bench]'
-    # RPATH $ORIGIN: without it the extension points at pip's deleted build folder
-    GGML_NATIVE=1 CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-        CMAKE_ARGS='-DCMAKE_INSTALL_RPATH=$ORIGIN -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON' \
-        .venv-native/bin/pip install --no-cache-dir --force-reinstall --no-deps --no-binary pywhispercpp pywhispercpp==1.5.1
+    .venv-native/bin/python -m orac_node.whisperbuild --cmake GGML_NATIVE=ON
     .venv-native/bin/python -c "import _pywhispercpp as pw; print(pw.whisper_print_system_info())"
 
 # Run the peer on 127.0.0.1:port (CPU, int8, 2 threads, offline); e.g. `just peer 10300 --beam-size 1`.

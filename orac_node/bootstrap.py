@@ -6,10 +6,13 @@ This is the README's quick start: it needs nothing but Python 3.11+ and runs
 before any dependency exists, so it uses the standard library only. It
 
 1. installs the system programs the node and its tests run (``mosquitto``,
-   ``mosquitto_sub``, ``ffmpeg``) with apt when they are missing, through sudo when not root;
+   ``mosquitto_sub``, ``ffmpeg``, ...) with apt when they are missing, through sudo
+   when not root;
 2. creates ``.venv`` beside ``pyproject.toml`` and installs the package with its
    dev extras, again whenever ``pyproject.toml`` changes;
-3. runs ``just <recipe> [args...]`` from the venv (``just`` comes from PyPI's
+3. replaces the whisper.cpp binding with the project's patched build
+   (``orac_node/whisperbuild.py``; compiled once, then cached);
+4. runs ``just <recipe> [args...]`` from the venv (``just`` comes from PyPI's
    ``rust-just``), so the recipes in the Justfile are the single definition of
    demo, test and lint.
 """
@@ -21,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import venv
 from pathlib import Path
 
@@ -34,6 +38,7 @@ SYSTEM_PROGRAMS = {
     "ffmpeg": "ffmpeg",
     "redis-server": "redis-server",  # the tests of the shared response cache start their own
     "espeak-ng": "espeak-ng",  # speaks the short replies the non-speech gate must let through
+    "g++": "g++",  # compiles whisper.cpp with the project's patches (orac_node/whisperbuild.py)
 }
 
 
@@ -64,8 +69,11 @@ def _apt_install(packages: list[str]) -> None:
 
 
 def ensure_system_programs() -> None:
-    """Install mosquitto/ffmpeg from apt when they are missing."""
+    """Install the programs above from apt when they are missing, and Python's headers."""
     missing = [pkg for prog, pkg in SYSTEM_PROGRAMS.items() if _which(prog) is None]
+    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file():
+        # the whisper.cpp binding is a C++ extension: Debian's python3 ships without headers
+        missing.append(f"python{sys.version_info.major}.{sys.version_info.minor}-dev")
     if missing:
         _apt_install(missing)
 
@@ -105,12 +113,24 @@ def ensure_venv() -> None:
     STAMP.write_text(digest)
 
 
+def ensure_patched_binding() -> None:
+    """Replace the PyPI whisper.cpp binding with the patched build (whisperbuild.py).
+
+    Checked on every run (a fraction of a second); built once, then installed
+    from the wheel cache.
+    """
+    done = subprocess.run([str(_venv_python()), "-m", "orac_node.whisperbuild"], check=False)
+    if done.returncode != 0:
+        sys.exit("could not build the patched whisper.cpp binding (see above)")
+
+
 def main(argv: list[str]) -> None:
     """Prepare the machine, then hand over to ``just``."""
     if sys.version_info < (3, 11):  # noqa: UP036 - this file runs before the venv exists
         sys.exit("orac-node needs Python 3.11 or newer")
     ensure_system_programs()
     ensure_venv()
+    ensure_patched_binding()
     just = VENV / "bin" / "just"
     args = argv or ["demo"]
     os.chdir(ROOT)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 from typing import Any, TypeAlias
 
 from orac_node.config import NodeConfig, load_config
-from orac_node.decode.engine import WhisperEngine
+from orac_node.decode.engine import WhisperEngine, seeded_sampling
 from orac_node.decode.modelfiles import resolve_model
 from orac_node.mqtt.options import BrokerLogin
 
 DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
 PASSWORD_ENV = "ORAC_NODE_BROKER__PASSWORD"  # noqa: S105 - a variable name, not a secret
 CA_FILE_ENV = "ORAC_NODE_BROKER__CA_FILE"
+
+log = logging.getLogger(__name__)
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -39,6 +42,12 @@ def model_path(config: NodeConfig) -> Path:
 
 def load_engines(config: NodeConfig, path: Path) -> list[WhisperEngine]:
     """Load and warm up one engine per worker (blocking: run it in a thread)."""
+    if not seeded_sampling():
+        log.warning(
+            "this whisper.cpp build is not orac-node's patched one: beam search and"
+            " temperature fallback will depend on earlier decodes"
+            " (python -m orac_node.whisperbuild installs the patched build)"
+        )
     use_gpu = config.model.device != "cpu"
     engines = []
     for _ in range(config.model.resolved_workers()):

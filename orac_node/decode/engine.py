@@ -18,9 +18,13 @@ Facts about pywhispercpp 1.5.1 this module is built around (measured):
   windows of arbitrary size, 16 of the 31 shared clips came out differently
   depending on what the model had decoded before; with windows rounded up to
   a multiple of 256 none did (docs/DECODING.md has the measurement).
-- Temperature fallback samples with an RNG whose state carries over between
-  calls (again history-dependent text) and re-decodes up to five times: a pure
-  440 Hz tone took 7.5 s. It is off by default (``decode.temperature_fallback``).
+- Beam search and temperature fallback sample with a random generator per
+  decoder, and the PyPI build reseeds decoder 0's only when the model loads:
+  the same audio gave other text depending on what was decoded before (11 of
+  20 commands at beam 5). The project's patched build reseeds it at every call
+  (orac_node/whisperbuild.py; :func:`seeded_sampling` tells which build this
+  is). Temperature fallback also re-decodes up to five times (a pure 440 Hz
+  tone took 7.5 s), so it is off by default (``decode.temperature_fallback``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from pywhispercpp.model import Model
 from orac_node.audio import Samples
 from orac_node.decode.decoding import DecodeOptions, Decoding
 from orac_node.errors import ModelError
+from orac_node.whisperbuild import MARKER
 from orac_node.wire import SAMPLE_RATE, Segment, Word
 
 FRAMES_PER_S = 50
@@ -52,6 +57,15 @@ _OPENERS, _CLOSERS = "[(", "])"
 def whisper_languages() -> list[str]:
     """Every language code whisper.cpp knows (what a multilingual model can be asked for)."""
     return [pw.whisper_lang_str(i) for i in range(pw.whisper_lang_max_id() + 1)]
+
+
+def seeded_sampling() -> bool:
+    """Whether this whisper.cpp reseeds every decoder at every call (the patched build).
+
+    Without it, beam search and temperature fallback give text that depends on
+    what the model decoded before.
+    """
+    return MARKER in pw.whisper_print_system_info()
 
 
 def encoder_window(n_samples: int, margin_s: float) -> int:

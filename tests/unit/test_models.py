@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -14,54 +12,16 @@ import pytest
 from orac_node.decode.modelfiles import KNOWN_MODELS, resolve_model
 from orac_node.errors import ModelError, OracNodeError
 from tests.conftest import MODEL
+from tests.unit.fileserver import FileServer
 
 # The real model: resolve_model also checks that whisper.cpp can load what it got.
 PAYLOAD = MODEL.read_bytes()
 PAYLOAD_SHA1 = hashlib.sha1(PAYLOAD).hexdigest()  # whisper.cpp publishes SHA-1
 
 
-class ModelHub:
-    """A tiny model hub: serves ``files`` by path and records every request."""
-
-    def __init__(self, files: dict[str, bytes]) -> None:
-        self.files = files
-        self.requests: list[str] = []
-        hub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                hub.requests.append(self.path)
-                body = hub.files.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, fmt: str, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/models"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-
-    def __enter__(self) -> ModelHub:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-
 @pytest.fixture
-def hub() -> Iterator[ModelHub]:
-    with ModelHub({"/models/ggml-test-tiny.bin": PAYLOAD}) as running:
+def hub() -> Iterator[FileServer]:
+    with FileServer({"/models/ggml-test-tiny.bin": PAYLOAD}) as running:
         yield running
 
 
@@ -84,7 +44,7 @@ def test_catalog_has_the_published_checksums() -> None:
     assert all(len(sha) == 40 for sha in KNOWN_MODELS.values())
 
 
-def test_named_model_is_downloaded_into_the_cache(hub: ModelHub, tmp_path: Path) -> None:
+def test_named_model_is_downloaded_into_the_cache(hub: FileServer, tmp_path: Path) -> None:
     cache = tmp_path / "cache" / "models"
     path = resolve_model(
         "test-tiny", cache_dir=cache, hub_url=hub.url + "/", catalog={"test-tiny": PAYLOAD_SHA1}
@@ -96,7 +56,7 @@ def test_named_model_is_downloaded_into_the_cache(hub: ModelHub, tmp_path: Path)
     assert hub.requests == ["/models/ggml-test-tiny.bin"]
 
 
-def test_cached_model_is_not_downloaded_again(hub: ModelHub, tmp_path: Path) -> None:
+def test_cached_model_is_not_downloaded_again(hub: FileServer, tmp_path: Path) -> None:
     catalog = {"test-tiny": PAYLOAD_SHA1}
     first = resolve_model("test-tiny", cache_dir=tmp_path, hub_url=hub.url, catalog=catalog)
     assert len(hub.requests) == 1
@@ -105,7 +65,7 @@ def test_cached_model_is_not_downloaded_again(hub: ModelHub, tmp_path: Path) -> 
     assert len(hub.requests) == 1
 
 
-def test_pre_placed_model_is_used_without_any_request(hub: ModelHub, tmp_path: Path) -> None:
+def test_pre_placed_model_is_used_without_any_request(hub: FileServer, tmp_path: Path) -> None:
     (tmp_path / "ggml-test-tiny.bin").symlink_to(MODEL)
     path = resolve_model(
         "test-tiny", cache_dir=tmp_path, hub_url=hub.url, catalog={"test-tiny": PAYLOAD_SHA1}
@@ -114,7 +74,7 @@ def test_pre_placed_model_is_used_without_any_request(hub: ModelHub, tmp_path: P
     assert hub.requests == []
 
 
-def test_checksum_mismatch_leaves_no_file(hub: ModelHub, tmp_path: Path) -> None:
+def test_checksum_mismatch_leaves_no_file(hub: FileServer, tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="SHA-1"):
         resolve_model(
             "test-tiny", cache_dir=tmp_path, hub_url=hub.url, catalog={"test-tiny": "0" * 40}
@@ -123,7 +83,7 @@ def test_checksum_mismatch_leaves_no_file(hub: ModelHub, tmp_path: Path) -> None
     assert hub.requests == ["/models/ggml-test-tiny.bin"]
 
 
-def test_http_404_is_a_model_error_and_leaves_no_file(hub: ModelHub, tmp_path: Path) -> None:
+def test_http_404_is_a_model_error_and_leaves_no_file(hub: FileServer, tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="404"):
         resolve_model("absent", cache_dir=tmp_path, hub_url=hub.url, catalog={"absent": "0" * 40})
     assert list(tmp_path.iterdir()) == []
@@ -131,7 +91,7 @@ def test_http_404_is_a_model_error_and_leaves_no_file(hub: ModelHub, tmp_path: P
 
 
 def test_unreachable_hub_is_a_model_error(tmp_path: Path) -> None:
-    with ModelHub({}) as stopped:
+    with FileServer({}) as stopped:
         url = stopped.url
     with pytest.raises(ModelError):
         resolve_model("x", cache_dir=tmp_path, hub_url=url, catalog={"x": PAYLOAD_SHA1})
