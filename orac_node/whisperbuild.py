@@ -13,6 +13,12 @@ decoder 0 reseeded at every call as well, 0 of 20 changed (and 0 of the 31
 commands and read-speech clips decoded greedily differ from the PyPI wheel).
 docs/DECODING.md has the measurement.
 
+And whisper.cpp asks a decode's abort callback only between the encoder's
+graphs, so the scheduler could not stop a partial for a final: the final
+waited up to a whole encoder pass (~170 ms for tiny.en on 2 cores). The build
+hands the callback to ggml, which asks it between graph nodes (throttled to
+every 10 ms): an aborted decode now returns within ~10 ms.
+
 Each patch replaces one exact passage of whisper.cpp's source and fails
 loudly when the passage is not there (a new pywhispercpp release). A marker in
 ``whisper_print_system_info()`` lets the node tell a patched build from any
@@ -44,8 +50,13 @@ SDIST_URL = (
     "610787a277e177e6b7983277a35a2969c0876b46c0d889bc6a0c4b4ac4a7/pywhispercpp-1.5.1.tar.gz"
 )
 SDIST_SHA256 = "5df897e5dd9d9f16804fc937bd85b9f5880a0b29a55f8843585e0e03d76195e5"
-MARKER = "ORAC_SEEDED_DECODERS = 1"
-"""What a patched build adds to ``whisper_print_system_info()``."""
+MARKER = "ORAC_PATCHES = 2"
+"""What a patched build adds to ``whisper_print_system_info()``: the version of the patch
+set, raised with every change to PATCHES so that an older build is replaced."""
+ABORT_EVERY_US = 10_000
+"""How often, at most, a running graph asks the caller whether to stop. pywhispercpp's
+callback takes the GIL, which the node's event loop holds most of the time; asking at
+every one of the encoder's graph nodes would make each decode wait on the loop."""
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "orac-node" / "whisper"
 """Downloaded sdists and built wheels, so a new venv does not compile again."""
 X86_CMAKE = {
@@ -95,6 +106,68 @@ PATCHES = (
         '    s += "OPENVINO = "  + std::to_string(whisper_has_openvino())   + " | ";\n'
         f'    s += "{MARKER} | ";\n',
         "the node can tell a patched build from another one",
+    ),
+    Patch(
+        "whisper.cpp/src/whisper.cpp",
+        "static bool whisper_encode_internal(\n",
+        "// orac-node: whisper.cpp asks its abort callback only between the encoder's graphs,\n"
+        "// so a decode could not be stopped for the ~170 ms of a tiny.en encoder pass. Hand\n"
+        "// the callback to the backends as well (ggml asks it between graph nodes), at most\n"
+        f"// every {ABORT_EVERY_US} us, since the caller's callback may have to take a lock.\n"
+        "struct orac_abort_slot {\n"
+        "    ggml_abort_callback callback;\n"
+        "    void * data;\n"
+        "    int64_t last_us;\n"
+        "};\n"
+        "static bool orac_abort_throttled(void * user_data) {\n"
+        "    auto * slot = (orac_abort_slot *) user_data;\n"
+        "    const int64_t now_us = ggml_time_us();\n"
+        f"    if (now_us - slot->last_us < {ABORT_EVERY_US}) {{\n"
+        "        return false;\n"
+        "    }\n"
+        "    slot->last_us = now_us;\n"
+        "    return slot->callback(slot->data);\n"
+        "}\n"
+        "static void orac_set_abort_callback(\n"
+        "        whisper_state & wstate, ggml_abort_callback callback, void * data) {\n"
+        "    static thread_local orac_abort_slot slot;\n"
+        "    slot = { callback, data, ggml_time_us() };\n"
+        "    for (ggml_backend_t backend : wstate.backends) {\n"
+        "        ggml_backend_dev_t dev = ggml_backend_get_device(backend);\n"
+        "        ggml_backend_reg_t reg = dev ? ggml_backend_dev_backend_reg(dev) : nullptr;\n"
+        "        auto * set_abort = reg ? (ggml_backend_set_abort_callback_t)\n"
+        '            ggml_backend_reg_get_proc_address(reg, "ggml_backend_set_abort_callback")'
+        " : nullptr;\n"
+        "        if (set_abort) {\n"
+        "            set_abort(backend, callback ? orac_abort_throttled : nullptr, &slot);\n"
+        "        }\n"
+        "    }\n"
+        "}\n"
+        "\n"
+        "static bool whisper_encode_internal(\n",
+        "a helper that hands the abort callback to the backends, throttled",
+    ),
+    Patch(
+        "whisper.cpp/src/whisper.cpp",
+        "    const int64_t t_start_us = ggml_time_us();\n\n    // conv\n",
+        "    const int64_t t_start_us = ggml_time_us();\n"
+        "    orac_set_abort_callback(wstate, abort_callback, abort_callback_data);\n\n"
+        "    // conv\n",
+        "the encoder can be stopped between graph nodes (a preempted partial frees its"
+        " worker in ~10 ms instead of after the whole encoder pass)",
+    ),
+    Patch(
+        "whisper.cpp/src/whisper.cpp",
+        "    const int64_t t_start_us = ggml_time_us();\n\n"
+        "    const auto & model   = wctx.model;\n"
+        "    const auto & hparams = model.hparams;\n\n"
+        "    const int n_vocab  = hparams.n_vocab;\n",
+        "    const int64_t t_start_us = ggml_time_us();\n"
+        "    orac_set_abort_callback(wstate, abort_callback, abort_callback_data);\n\n"
+        "    const auto & model   = wctx.model;\n"
+        "    const auto & hparams = model.hparams;\n\n"
+        "    const int n_vocab  = hparams.n_vocab;\n",
+        "so can the decoder",
     ),
 )
 
