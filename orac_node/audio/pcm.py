@@ -36,6 +36,13 @@ def pcm_to_float(pcm: bytes, fmt: AudioFormat, channels: int) -> Samples:
 
 
 def float_to_s16(samples: Samples) -> bytes:
-    """float32 [-1, 1] to s16le bytes (what satellites send)."""
-    clipped = np.clip(samples, -1.0, 1.0) * 32767.0
-    return clipped.astype("<i2").tobytes()
+    """float32 [-1, 1] to s16le bytes (what satellites send): the inverse of pcm_to_float.
+
+    Scaled by 32768 and rounded, so a 16-bit recording read as float and sent
+    arrives as exactly its own samples. (Scaling by 32767 and truncating moved
+    every sample by up to one step: enough for beam search to pick other words
+    for one of the 20 shared commands streamed than for the same file offline.)
+    """
+    scaled = np.rint(np.asarray(samples, np.float32) * np.float32(32768.0))
+    pcm: bytes = np.clip(scaled, -32768, 32767).astype("<i2").tobytes()
+    return pcm

@@ -126,7 +126,7 @@ def test_float_to_s16_round_trips() -> None:
     back = pcm_to_float(float_to_s16(samples), AudioFormat.S16LE, 1)
     np.testing.assert_allclose(back, samples, atol=1 / 16384)
     clipped = pcm_to_float(float_to_s16(np.array([2.0, -2.0], np.float32)), AudioFormat.S16LE, 1)
-    np.testing.assert_allclose(clipped, [32767 / 32768, -32767 / 32768])
+    np.testing.assert_allclose(clipped, [32767 / 32768, -1.0])  # s16's own range
 
 
 # --- resampling -----------------------------------------------------------------------------
@@ -382,3 +382,18 @@ def test_a_wav_claiming_one_hertz_cannot_blow_up_into_gigabytes() -> None:
     with pytest.raises(AudioDecodeError):
         read_wav_bytes(wav)  # rate outside 8-192 kHz: left to ffmpeg
     assert decode_file_bytes(wav, max_s=3.0).size == 3 * 16_000
+
+
+def test_a_16_bit_recording_sent_as_s16_arrives_sample_for_sample() -> None:
+    """What the SDK's satellite sends is what the file holds: streaming a recording and
+    transcribing the file decode the same samples (beam search is sensitive to one step)."""
+    every_value = np.arange(-32768, 32768, dtype=np.int16)
+    as_read = every_value.astype(np.float32) / np.float32(32768)  # how a WAV file is read
+    sent = float_to_s16(as_read)
+    assert np.array_equal(np.frombuffer(sent, "<i2"), every_value)
+    assert np.array_equal(pcm_to_float(sent, AudioFormat.S16LE, 1), as_read)
+
+
+def test_floats_beyond_full_scale_are_clipped_when_sent() -> None:
+    loud = np.array([1.0, -1.0, 1.5, -7.0, 0.49999 / 32768], dtype=np.float32)
+    assert np.frombuffer(float_to_s16(loud), "<i2").tolist() == [32767, -32768, 32767, -32768, 0]
