@@ -31,16 +31,6 @@ class BaselineResult:
     node_text: str
 
 
-def decode_options(config: NodeConfig) -> DecodeOptions:
-    """The options the node uses for a final."""
-    return DecodeOptions(
-        language=config.decode.language,
-        beam_size=config.decode.beam_size,
-        window_margin_s=config.decode.window_margin_s,
-        temperature_fallback=config.decode.temperature_fallback,
-    )
-
-
 def run_baselines(clips: list[Clip], model: Path, config: NodeConfig) -> list[BaselineResult]:
     """Decode every clip with default parameters and with the node's (blocking)."""
     threads = config.model.resolved_threads()
@@ -48,7 +38,7 @@ def run_baselines(clips: list[Clip], model: Path, config: NodeConfig) -> list[Ba
         str(model), redirect_whispercpp_logs_to=None, n_threads=threads, print_progress=False
     )
     engine = WhisperEngine(model, threads=threads)
-    options = decode_options(config)
+    options = DecodeOptions.final(config.decode)
     if clips:  # warm both up so the first clip is not an outlier
         default.transcribe(clips[0].samples)
         engine.decode(clips[0].samples, options)

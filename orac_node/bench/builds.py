@@ -29,10 +29,10 @@ from typing import IO, Any
 import _pywhispercpp as pw
 import numpy as np
 
-from orac_node.bench.baselines import decode_options
 from orac_node.bench.corpus import Clip
 from orac_node.bench.scoring import wer
 from orac_node.config import NodeConfig
+from orac_node.decode.decoding import DecodeOptions
 from orac_node.decode.engine import WhisperEngine
 
 _HEADER = struct.Struct("<I")  # number of float32 samples that follow; 0 ends the worker
@@ -140,7 +140,7 @@ def format_builds(summaries: list[dict[str, Any]]) -> str:
 def _serve(model: Path, config: NodeConfig, stdin: IO[bytes], stdout: IO[bytes]) -> None:
     """Worker side: decode float32 clips from stdin, one JSON line each on stdout."""
     engine = WhisperEngine(model, threads=config.model.resolved_threads())
-    options = decode_options(config)
+    options = DecodeOptions.final(config.decode)
     info = {"system_info": pw.whisper_print_system_info()}
     stdout.write(json.dumps(info).encode() + b"\n")
     stdout.flush()

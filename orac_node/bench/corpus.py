@@ -1,4 +1,8 @@
-"""Benchmark audio: folders of WAVs, with reference texts from ``refs.tsv`` when present."""
+"""Benchmark audio: folders of WAVs, with reference texts (``refs.tsv``) or slot labels.
+
+A folder is one *set* of the accuracy table (commands, speech, orders): a
+clip's set is its folder's name.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import numpy as np
 
 from orac_node.audio import Samples, load_audio_file
 from orac_node.audio.vad import WINDOW, WINDOW_S, SileroVad, speech_probabilities
+from orac_node.bench.scoring import load_slot_labels
 from orac_node.errors import OracNodeError
 from orac_node.wire import SAMPLE_RATE
 
@@ -23,6 +28,12 @@ class Clip:
     name: str  # "<folder>/<file>", unique across folders
     samples: Samples  # float32 mono 16 kHz
     reference: str | None  # None when the folder has no refs.tsv entry
+    slots: tuple[str, ...] | None = None  # spoken values from labels.json, if labelled
+
+    @property
+    def set_name(self) -> str:
+        """The folder the clip came from: its set in the accuracy table."""
+        return self.name.split("/", 1)[0]
 
     @property
     def seconds(self) -> float:
@@ -31,7 +42,7 @@ class Clip:
 
 
 def load_corpus(folders: list[Path]) -> list[Clip]:
-    """Every audio file in ``folders`` (sorted), with its reference text if known."""
+    """Every audio file in ``folders`` (sorted), with its reference text or slots if known."""
     clips: list[Clip] = []
     for folder in folders:
         refs_file = folder / "refs.tsv"
@@ -41,11 +52,18 @@ def load_corpus(folders: list[Path]) -> list[Clip]:
                 name, _, text = line.partition("\t")
                 if text:
                     refs[name] = text
+        labels = load_slot_labels(folder)
         files = sorted(
             p for p in folder.iterdir() if p.suffix.lower() in {".wav", ".flac", ".mp3", ".ogg"}
         )
         clips.extend(
-            Clip(f"{folder.name}/{p.name}", load_audio_file(p), refs.get(p.name)) for p in files
+            Clip(
+                f"{folder.name}/{p.name}",
+                load_audio_file(p),
+                refs.get(p.name),
+                tuple(labels[p.name]) if p.name in labels else None,
+            )
+            for p in files
         )
     if not clips:
         raise OracNodeError(f"no audio files in {', '.join(map(str, folders))}")

@@ -19,6 +19,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from orac_node.bench.accuracy import SetScore, format_accuracy, from_json
+
 RESULTS = Path("docs/bench/latest.json")
 """The committed results of the run the docs quote, relative to the repository."""
 DOCUMENTS = (Path("README.md"), Path("docs/BENCHMARKS.md"))
@@ -72,7 +74,46 @@ def headline(report: dict[str, Any]) -> str:
         rows.append(
             f"| the same, 4 satellites at once, p95 | {_ms(four['latency_ms']['p95'])} | {NONE} |"
         )
+    at_once = report["scenarios"].get("at-once")
+    if at_once is not None:
+        theirs = report.get("peer_at_once") or {}
+        rows.append(
+            f"| sent at once: end of audio → final, median | {_ms(at_once['latency_ms']['p50'])}"
+            f" | {_ms(theirs.get('latency_ms_p50'))} |"
+        )
+    rows.extend(_accuracy_rows(report))
     return "\n".join([*rows, "", _provenance(report)])
+
+
+def _accuracy_rows(report: dict[str, Any]) -> list[str]:
+    """Per set, the node's finals streamed in real time against the peer's."""
+    rows = from_json(report.get("accuracy") or [])
+    ours = next((r for r in rows if r.source == "node" and r.sent == "streamed in real time"), None)
+    if ours is None:
+        return []
+    theirs = next((r for r in rows if r.source == "peer" and r.sent == ours.sent), None)
+    lines = []
+    for name, mine in sorted(ours.sets.items()):
+        other: SetScore | None = theirs.sets.get(name) if theirs else None
+        if mine.wer is not None:
+            lines.append(
+                f"| {name}/ ({mine.clips}): WER, streamed | {_pct(mine.wer)}"
+                f" | {_pct(other.wer if other else None)} |"
+            )
+        if mine.values is not None:
+            lines.append(
+                f"| {name}/ ({mine.clips}): spoken values found, streamed | {_pct(mine.values)}"
+                f" | {_pct(other.values if other else None)} |"
+            )
+    return lines
+
+
+def accuracy(report: dict[str, Any]) -> str:
+    """Every decoder of the run's ``accuracy`` scenario on every set."""
+    rows = from_json(report.get("accuracy") or [])
+    if not rows:
+        return f"No accuracy scenario in this run.\n\n{_provenance(report)}"
+    return "\n".join([format_accuracy(rows), "", _provenance(report)])
 
 
 def results(report: dict[str, Any]) -> str:
@@ -114,7 +155,7 @@ def results(report: dict[str, Any]) -> str:
     return "\n".join([*lines, "", _provenance(report)])
 
 
-BLOCKS = {"headline": headline, "results": results}
+BLOCKS = {"headline": headline, "results": results, "accuracy": accuracy}
 
 
 def render(report: dict[str, Any], text: str) -> str:

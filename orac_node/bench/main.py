@@ -22,9 +22,26 @@ from typing import Any
 import yaml
 
 from orac_node import __version__
+from orac_node.bench.accuracy import (
+    AccuracyRow,
+    GridEntry,
+    as_json,
+    format_accuracy,
+    offline_grid,
+    plot_accuracy,
+    streamed_rows,
+)
 from orac_node.bench.baselines import run_baselines
 from orac_node.bench.corpus import Clip, load_corpus
-from orac_node.bench.report import check_targets, format_table, plot, summarize, write_json
+from orac_node.bench.report import (
+    Target,
+    accuracy_targets,
+    check_targets,
+    format_table,
+    plot,
+    summarize,
+    write_json,
+)
 from orac_node.bench.runner import (
     NODE_ID,
     ScenarioResult,
@@ -42,6 +59,7 @@ log = logging.getLogger(__name__)
 PRESETS = {
     "quick": ["single"],
     "standard": ["single", "concurrent-4", "burst"],
+    "accuracy": ["single", "at-once", "accuracy"],
     "full": [
         "single",
         "concurrent-4",
@@ -71,6 +89,7 @@ class BenchSettings:
     baselines: bool = True
     soak_minutes: float = 10.0
     ingest_seconds: float = 12.0
+    accuracy_grid: tuple[str, ...] = ()  # MODEL:BEAM entries; () = the model greedy and at beam
 
 
 def expand(scenarios: list[str]) -> list[str]:
@@ -106,7 +125,8 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
     webhooks.setdefault("backoff_initial_s", 0.2)
     config = load_config(None, config_data)
     scenarios = expand(settings.scenarios)
-    peer_results: list[tuple[Clip, Any]] = []
+    grid = _grid(settings, config) if "accuracy" in scenarios else []
+    peer_results: list[tuple[str, Clip, Any]] = []
     peer = _peer(settings.compare_wyoming, peer_results) if settings.compare_wyoming else None
     peer_server = await _describe_peer(settings.compare_wyoming)
     with temporary_workdir() as tmp:
@@ -135,6 +155,11 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
         if settings.baselines
         else []
     )
+    accuracy = []
+    if "accuracy" in scenarios:
+        models = {WhisperEngine.name_of(settings.model): settings.model, **config.model.extra}
+        offline = await asyncio.to_thread(offline_grid, clips, config, models, grid)
+        accuracy = [*streamed_rows(results, peer_results, peer_server), *offline]
     return _report(
         settings,
         clips=clips,
@@ -145,14 +170,25 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
         peer_server=peer_server,
         node=node,
         model_load_s=model_load_s,
+        accuracy=accuracy,
     )
 
 
-def _peer(uri: str, sink: list[tuple[Clip, Any]]) -> Any:  # noqa: ANN401
+def _grid(settings: BenchSettings, config: Any) -> list[GridEntry]:  # noqa: ANN401
+    """The offline decoders of ``accuracy``: as asked, else the node's model greedy and beam."""
+    if settings.accuracy_grid:
+        return [GridEntry.parse(text) for text in settings.accuracy_grid]
+    name = WhisperEngine.name_of(settings.model)
+    beams = dict.fromkeys([1, config.decode.beam_size])
+    return [GridEntry(name, beam) for beam in beams]
+
+
+def _peer(uri: str, sink: list[tuple[str, Clip, Any]]) -> Any:  # noqa: ANN401
     from orac_node.bench.wyoming_peer import wyoming_transcribe  # noqa: PLC0415
 
-    async def send(clip: Clip) -> None:
-        sink.append((clip, await wyoming_transcribe(uri, clip.samples)))
+    async def send(clip: Clip, *, scenario: str, realtime: bool) -> None:
+        result = await wyoming_transcribe(uri, clip.samples, realtime=realtime)
+        sink.append((scenario, clip, result))
 
     return send
 
@@ -174,6 +210,30 @@ def _model_load_time(model: Path, config: Any) -> float:  # noqa: ANN401
     return time.perf_counter() - started
 
 
+def _peer_summary(
+    settings: BenchSettings,
+    peer_results: list[tuple[str, Clip, Any]],
+    server: str | None,
+    scenario: str,
+) -> dict[str, Any] | None:
+    """The peer's latency and WER on the clips it got in ``scenario``."""
+    got = [(c, p) for name, c, p in peer_results if name == scenario]
+    if not got:
+        return None
+    latencies = sorted(p.latency_ms for _, p in got)
+    return {
+        "uri": settings.compare_wyoming,
+        "server": server,
+        "utterances": len(got),
+        "latency_ms_p50": statistics.median(latencies),
+        "latency_ms_p95": latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)],
+        "wer": wer(
+            [c.reference for c, _ in got if c.reference],
+            [p.text for c, p in got if c.reference],
+        ),
+    }
+
+
 def _report(
     settings: BenchSettings,
     *,
@@ -181,27 +241,20 @@ def _report(
     scenarios: list[str],
     results: list[ScenarioResult],
     baselines: list[Any],
-    peer_results: list[tuple[Clip, Any]],
+    peer_results: list[tuple[str, Clip, Any]],
     peer_server: str | None,
     node: NodeProcess,
     model_load_s: float,
+    accuracy: list[AccuracyRow],
 ) -> dict[str, Any]:
     summaries = {r.name: summarize(r) for r in results}
-    peer = None
-    if peer_results:
-        refs = [c.reference for c, _ in peer_results if c.reference]
-        peer = {
-            "uri": settings.compare_wyoming,
-            "server": peer_server,
-            "utterances": len(peer_results),
-            "latency_ms_p50": statistics.median(p.latency_ms for _, p in peer_results),
-            "latency_ms_p95": sorted(p.latency_ms for _, p in peer_results)[
-                max(0, math.ceil(0.95 * len(peer_results)) - 1)
-            ],
-            "wer": wer(refs, [p.text for c, p in peer_results if c.reference]),
-        }
+    peer = _peer_summary(settings, peer_results, peer_server, "single")
+    peer_at_once = _peer_summary(settings, peer_results, peer_server, "at-once")
     startup = {"time_to_ready_s": node.time_to_ready_s, "model_load_s": model_load_s}
-    targets = check_targets(results, summaries, baselines, peer, startup)
+    targets: list[Target] = [
+        *check_targets(results, summaries, baselines, peer, startup),
+        *accuracy_targets(summaries, peer, peer_at_once, accuracy),
+    ]
     baseline_summary = {}
     if baselines:
         by_name = {c.name: c for c in clips}
@@ -224,6 +277,8 @@ def _report(
         "baselines": baseline_summary,
         "baseline_clips": [asdict(b) for b in baselines],
         "peer": peer,
+        "peer_at_once": peer_at_once,
+        "accuracy": as_json(accuracy),
         "targets": [asdict(t) for t in targets],
         "utterances": [
             {
@@ -241,18 +296,24 @@ def _report(
     write_json(settings.out, report)
     if settings.plot is not None:
         plot(settings.plot, results)
+        if accuracy:
+            plot_accuracy(settings.plot.with_name(f"{settings.plot.stem}-accuracy.png"), accuracy)
     print(format_table(summaries, targets))
+    if accuracy:
+        print("\naccuracy (WER: lower is better; values found, all right: higher)")
+        print(format_accuracy(accuracy))
     if baseline_summary:
         print(
             f"\nbaselines (direct pywhispercpp, same clips): default params p50 "
             f"{baseline_summary['default_ms_p50']:.0f} ms, node params p50 "
             f"{baseline_summary['node_params_ms_p50']:.0f} ms"
         )
-    if peer:
-        print(
-            f"peer {peer['server']} at {peer['uri']}: p50 {peer['latency_ms_p50']:.0f} ms,"
-            f" WER {peer['wer']:.1%}"
-        )
+    for label, summary in (("in real time", peer), ("at once", peer_at_once)):
+        if summary:
+            print(
+                f"peer {summary['server']} at {summary['uri']}, {label}: p50"
+                f" {summary['latency_ms_p50']:.0f} ms, WER {summary['wer']:.1%}"
+            )
     print(f"startup: ready after {node.time_to_ready_s:.2f} s; model load {model_load_s:.2f} s")
     print(f"results: {settings.out}" + (f", plot: {settings.plot}" if settings.plot else ""))
     return report

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from orac_node.bench.accuracy import AccuracyRow, accuracy_figure
 from orac_node.bench.baselines import BaselineResult
 from orac_node.bench.runner import ScenarioResult
 from orac_node.bench.scoring import wer
@@ -29,6 +30,11 @@ FLAT_RATIO = 1.5
 """P3c: late partials may cost at most this much more than early ones."""
 FLOOD_RATIO = 1.10
 """R1: the issue allows the other devices' final latency to rise by 10 % under a flood."""
+REALTIME_PEER_RATIO = 0.2
+"""A1: streamed in real time, the node's final p50 may be at most this share of the peer's
+(the node decodes while the user speaks; the peer only after the audio stops)."""
+AT_ONCE_PEER_RATIO = 0.8
+"""A2: sent at once, neither can start early; the node must still be clearly faster."""
 COLD_SLACK_MS = 5.0
 """P7b: a first final this much over the steady median still counts as warm. With
 speculative finals both are a few ms (one loopback round trip), where 10 % is a
@@ -121,6 +127,51 @@ def check_targets(
         *_resource_targets(results, startup, single),
         *_flood_target(results),
     ]
+
+
+def accuracy_targets(
+    summaries: dict[str, ScenarioSummary],
+    peer: dict[str, Any] | None,
+    peer_at_once: dict[str, Any] | None,
+    rows: list[AccuracyRow],
+) -> list[Target]:
+    """A1, A2 (latency against the peer, both ways of sending) and A3 (accuracy, every set)."""
+    targets: list[Target] = []
+    for target, scenario, against, ratio in (
+        ("A1", "single", peer, REALTIME_PEER_RATIO),
+        ("A2", "at-once", peer_at_once, AT_ONCE_PEER_RATIO),
+    ):
+        ours = summaries.get(scenario)
+        if ours is None or against is None:
+            continue
+        node_p50, peer_p50 = ours.latency_ms["p50"], against["latency_ms_p50"]
+        targets.append(
+            Target(
+                target,
+                f"{scenario}: final after end p50 <= {ratio} x the peer's, sent the same way",
+                f"{node_p50:.0f} ms vs peer {peer_p50:.0f} ms (ratio {node_p50 / peer_p50:.2f})",
+                node_p50 <= ratio * peer_p50,
+            )
+        )
+    peers = {row.sent: row for row in rows if row.source == "peer"}
+    for row in rows:
+        peer_row = peers.get(row.sent)
+        if row.source != "node" or peer_row is None:
+            continue
+        for name, ours_set in sorted(row.sets.items()):
+            theirs = peer_row.sets.get(name)
+            if theirs is None:
+                continue
+            a, b = accuracy_figure(ours_set), accuracy_figure(theirs)
+            targets.append(
+                Target(
+                    "A3",
+                    f"{name}, {row.sent}: accuracy >= the peer's (1 - WER, or values found)",
+                    f"{a:.1%} vs peer {b:.1%}",
+                    a >= b,
+                )
+            )
+    return targets
 
 
 def _latency_targets(

@@ -3,7 +3,11 @@
 Scenarios (each streams real audio in real time unless noted):
 
 - ``single``: one satellite, one utterance at a time (the peer, when given,
-  gets the same utterance right after, so both see the same machine state).
+  gets the same utterance right after, also in real time, so both see the
+  same machine state).
+- ``at-once``: the same, each utterance sent as fast as the broker takes it (a
+  recording, a client that buffered, a satellite catching up); the peer gets
+  it at once too.
 - ``concurrent-4`` / ``concurrent-8``: N satellites with staggered starts,
   each streaming its share of the clips back to back.
 - ``burst``: 20 utterances timed so that they all end at the same instant.
@@ -57,11 +61,13 @@ BURST_SIZE = 20
 DICTATION_S = 28.0
 """Just under the node's default 30 s utterance limit."""
 GAP_S = 0.3
+"""Pause between a satellite's utterances (a user does not speak back to back)."""
 SOAK_SATELLITES = 8
 """A large household all talking at once, for as long as the soak runs."""
-"""Pause between a satellite's utterances (a user does not speak back to back)."""
 
 
+OFFLINE_SCENARIOS = {"accuracy"}
+"""Scenarios measured without the node (accuracy.py), after it has stopped."""
 FIGURE_SCENARIOS = {"flood": run_flood, "consumers": run_consumers}
 """Scenarios of their own module that return their streams and figures for ``extra``."""
 
@@ -95,12 +101,20 @@ async def _single(
     collector: Collector,
     clips: list[Clip],
     peer: Any,  # noqa: ANN401
+    *,
+    realtime: bool,
 ) -> list[StreamRecord]:
+    """One satellite, one utterance at a time; the peer gets each one the same way."""
+    scenario = "single" if realtime else "at-once"
     records = []
     for clip in clips:
-        records.append(await stream_clip(mqtt, collector, clip, scenario="single", device="sat-0"))
+        records.append(
+            await stream_clip(
+                mqtt, collector, clip, scenario=scenario, device="sat-0", realtime=realtime
+            )
+        )
         if peer is not None:
-            await peer(clip)
+            await peer(clip, scenario=scenario, realtime=realtime)
         await asyncio.sleep(GAP_S)
     return records
 
@@ -191,7 +205,7 @@ async def run_scenarios(
     clips: list[Clip],
     scenarios: list[str],
     *,
-    peer: Any = None,  # noqa: ANN401 - async callable(clip) or None
+    peer: Any = None,  # noqa: ANN401 - async callable(clip, *, scenario, realtime) or None
     ingest_size: tuple[int, float] = (200, 12.0),
     soak_minutes: float = 10.0,
 ) -> list[ScenarioResult]:
@@ -202,15 +216,16 @@ async def run_scenarios(
         await collector.start()
         collecting = asyncio.create_task(collector.run(), name="collector")
         try:
-            for name in scenarios:
+            # Offline ones are measured in-process once the node has stopped (main.py).
+            for name in [n for n in scenarios if n not in OFFLINE_SCENARIOS]:
                 extra: dict[str, Any] = {}
                 sampler = ProcessSampler(node.process.pid) if node else None
                 if sampler:
                     sampler.start()
                 started = time.monotonic()
                 log.info("scenario %s", name)
-                if name == "single":
-                    records = await _single(pub, collector, clips, peer)
+                if name in {"single", "at-once"}:
+                    records = await _single(pub, collector, clips, peer, realtime=name == "single")
                 elif name.startswith("concurrent-"):
                     n = int(name.split("-", 1)[1])
                     records = await _concurrent(pub, collector, clips, n, realtime=True)

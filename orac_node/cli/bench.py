@@ -35,6 +35,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         baselines=not args.no_baselines,
         soak_minutes=args.soak_minutes,
         ingest_seconds=args.ingest_seconds,
+        accuracy_grid=tuple(args.accuracy_grid or ()),
     )
     uvloop.run(run(settings))
     return 0
@@ -88,15 +89,24 @@ def add_parsers(sub: Subparsers) -> None:
     bench.add_argument(
         "--scenario",
         action="append",
-        help="single, concurrent-4, concurrent-8, burst, throughput, ingest, soak, dictation,"
-        " flood, consumers, or a preset:"
+        help="single, at-once, concurrent-4, concurrent-8, burst, throughput, ingest, soak,"
+        " dictation, flood, consumers, accuracy (with single and at-once), or a preset:"
         " quick, standard (default), full; repeat",
     )
     bench.add_argument("--broker", help="use this broker instead of starting one")
     bench.add_argument(
         "--compare-wyoming",
         metavar="URI",
-        help="also send each single-scenario utterance to this Wyoming ASR server",
+        help="also send each single and at-once utterance to this Wyoming ASR server, the same"
+        " way (in real time, at once)",
+    )
+    bench.add_argument(
+        "--accuracy-grid",
+        action="append",
+        metavar="MODEL:BEAM",
+        help="an offline decoder of `accuracy`: a model name (the node's, or from model.extra)"
+        " or ggml file, and a beam width (1 = greedy); repeat. Default: the node's model"
+        " greedy and at decode.beam_size",
     )
     bench.add_argument("--smoke", action="store_true", help="3 clips only: does it work?")
     bench.add_argument("--soak-minutes", type=float, default=10.0, help="length of `soak`")

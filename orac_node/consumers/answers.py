@@ -161,7 +161,8 @@ class Answers:
         utt.start_final()
         final = await self._pipeline.finalize(utt, overrides, lane=Lane.BATCH)
         prompt = self._pipeline.prompt_for(request.device, topic_name, topic, overrides.prompt)
-        return _transcription(final, prompt=prompt, beam_size=self._config.decode.beam_size)
+        used = DecodeOptions.final(self._config.decode, speech_s=utt.endpointer.speech_s)
+        return _transcription(final, prompt=prompt, beam_size=used.beam_size)
 
     async def retranscribe(self, request: RetranscribeRequest) -> Transcription:
         """A recent session's audio decoded again, with the request's model, prompt, beam."""
@@ -179,16 +180,14 @@ class Answers:
             prompt = build_prompt(topic.prompt, request.prompt)
         else:
             prompt = self._pipeline.prompt_for(recent.device, recent.topic, topic)
-        decode = self._config.decode
-        beam = request.beam_size or decode.beam_size
-        options = DecodeOptions(
+        options = DecodeOptions.final(
+            self._config.decode,
             language=request.language or recent.language,
-            beam_size=beam,
-            window_margin_s=decode.window_margin_s,
             prompt=prompt,
-            timestamps=True,
-            temperature_fallback=decode.temperature_fallback,
+            beam_size=request.beam_size,
+            speech_s=recent.speech_s,
         )
+        beam = options.beam_size
         try:
             result = await self._pipeline.decoder.decode(
                 recent.samples(),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from orac_node.config import DecodeSection, PartialsSection
+from orac_node.decode.gate import VERIFY_BELOW_S
 from orac_node.wire import Segment, Word
 
 
@@ -22,6 +24,49 @@ class DecodeOptions:
     timestamps: bool = True
     temperature_fallback: bool = False
     threads: int = 0  # 0: the engine's own count; the scheduler sets it per decode
+
+    @classmethod
+    def final(
+        cls,
+        decode: DecodeSection,
+        *,
+        language: str | None = None,
+        prompt: str = "",
+        beam_size: int | None = None,
+        speech_s: float | None = None,
+    ) -> DecodeOptions:
+        """A final's decode: the accurate one (beam search, the wider window).
+
+        Every final (a live session's, a file's, a request's, the bench's
+        baseline) is built here, so they cannot drift apart. An utterance with
+        under ``VERIFY_BELOW_S`` of speech (``speech_s``, the VAD's) is decoded
+        greedily unless ``beam_size`` asks otherwise: with a word or two there is
+        nothing for beam search to weigh, and at beam 5 tiny.en turned clearly
+        spoken "Oh." into "oh" at confidence 0.09 (withheld) and into "So..."
+        where greedy decoding heard "Oh." (docs/DECODING.md).
+        """
+        default = 1 if speech_s is not None and speech_s < VERIFY_BELOW_S else decode.beam_size
+        return cls(
+            language=language or decode.language,
+            beam_size=beam_size or default,
+            window_margin_s=decode.window_margin_s,
+            prompt=prompt,
+            timestamps=True,
+            temperature_fallback=decode.temperature_fallback,
+        )
+
+    @classmethod
+    def partial(cls, partials: PartialsSection, *, language: str) -> DecodeOptions:
+        """A partial's decode: cheap (greedy, the narrower window, no word timestamps).
+
+        Partials are replaced half a second later; what they must be is fast.
+        """
+        return cls(
+            language=language,
+            beam_size=1,
+            window_margin_s=partials.window_margin_s,
+            timestamps=False,
+        )
 
 
 @dataclass(frozen=True, slots=True)

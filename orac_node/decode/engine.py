@@ -105,8 +105,12 @@ class WhisperEngine:
     @property
     def name(self) -> str:
         """Model name as reported in transcripts (file name without ggml- and .bin)."""
-        stem = self.model_path.stem
-        return stem.removeprefix("ggml-")
+        return self.name_of(self.model_path)
+
+    @staticmethod
+    def name_of(model_path: Path) -> str:
+        """The name a model file is reported and asked for by: ggml-tiny.en.bin is tiny.en."""
+        return model_path.stem.removeprefix("ggml-")
 
     def warm_up(self) -> None:
         """Run one decode so the first real utterance does not pay for allocation."""

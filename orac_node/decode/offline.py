@@ -56,19 +56,16 @@ def transcribe(
     rejection = check_audio(speech_s, gate)
     if rejection is not None:
         return OfflineResult("", str(rejection), speech_s, audio_s, None)
-    decode = config.decode
-    options = DecodeOptions(
-        language=decode.language,
-        beam_size=decode.beam_size,
-        window_margin_s=decode.window_margin_s,
-        prompt=prompt,
-        temperature_fallback=decode.temperature_fallback,
-    )
-    decoding = engine.decode(samples, options)
+    options = DecodeOptions.final(config.decode, prompt=prompt, speech_s=speech_s)
+    # what a streamed session's final decodes: up to the speculation's pause (endpoint.py)
+    audio = samples[: speech.final_samples(config.endpoint.speculate_ms / 1000, samples.size)]
+    decoding = engine.decode(audio, options)
     check = None
-    window = verify_window(speech_s, speech.first_speech_s, speech.speech_end_s, audio_s)
+    window = verify_window(
+        speech_s, speech.first_speech_s, speech.speech_end_s, audio.size / SAMPLE_RATE
+    )
     if window is not None and strip_annotations(decoding.text):
         start, end = (round(s * SAMPLE_RATE) for s in window)
-        check = engine.decode(samples[start:end], options).text
+        check = engine.decode(audio[start:end], options).text
     text, rejected = judge(decoding.text, decoding.confidence, gate, check=check)
     return OfflineResult(text, rejected, speech_s, audio_s, decoding)

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from orac_node.audio.vad import WINDOW_S
 from orac_node.config import EndpointSection
+from orac_node.wire import SAMPLE_RATE
 
 HYSTERESIS = 0.15
 """Once in speech, stay there until the probability drops below threshold minus
@@ -87,6 +88,20 @@ class Endpointer:
     def speech_s(self) -> float:
         """Total audio judged to be speech."""
         return self.speech_windows * WINDOW_S
+
+    def final_samples(self, tail_s: float, available: int) -> int:
+        """How much of the audio a final decodes: up to ``tail_s`` after the last speech.
+
+        The speculative final is decoded ``endpoint.speculate_ms`` into a pause; with
+        ``tail_s`` equal to that, the final after the endpoint, the speculation and
+        ``orac-node transcribe`` of the same recording decode the same samples, so
+        they give the same text (at beam 5, 100 ms more of trailing silence changed
+        a word of the shared commands). More silence tells Whisper nothing. All of
+        the audio without speech (the gate decides) or without a tail (speculation off).
+        """
+        if self.speech_end_s is None or tail_s <= 0:
+            return available
+        return min(available, round((self.speech_end_s + tail_s) * SAMPLE_RATE))
 
     @property
     def trailing_silence_s(self) -> float:

@@ -24,6 +24,7 @@ import numpy as np
 from orac_node.audio import Samples, StreamResampler
 from orac_node.audio.vad import SpeechDetector
 from orac_node.ingest.endpoint import Endpointer, EndpointRules, EndReason
+from orac_node.ingest.pace import Pace
 from orac_node.ingest.reorder import Reorderer
 from orac_node.wire import SAMPLE_RATE
 
@@ -101,6 +102,7 @@ class Utterance:
         self.chunks = 0
         self.created_at = now
         self.last_chunk_at = now
+        self._pace = Pace(now)
         self.end_seen_at: float | None = None
         self.reason: EndReason | None = None
         self.endpoint_at: float | None = None
@@ -125,6 +127,10 @@ class Utterance:
         """
         return self._buffer[start : self._n]
 
+    def catching_up(self, now: float) -> bool:
+        """Whether the audio arrives faster than real time (a burst, a recording): pace.py."""
+        return self._pace.ahead(now, self._n)
+
     @property
     def receiving(self) -> bool:
         """Whether the utterance still takes audio."""
@@ -134,6 +140,7 @@ class Utterance:
         """Take one chunk's audio, in any order; return a reason if it ended the utterance."""
         self.chunks += 1
         self.last_chunk_at = now
+        self._pace.arrived(now, self._n)
         if piece.end:
             self.end_seen_at = now
         for ready in self.reorderer.push(seq, piece):
@@ -146,6 +153,7 @@ class Utterance:
     def append_samples(self, samples: Samples, now: float) -> EndReason | None:
         """Append in-order 16 kHz audio (raw and file paths, no seq numbers)."""
         self.last_chunk_at = now
+        self._pace.arrived(now, self._n)
         reason = self._append(Piece(samples, end=False))
         return None if reason is None else self._endpoint(reason, now)
 

@@ -118,7 +118,7 @@ class Pipeline:
         interval = partials.interval_ms * SAMPLE_RATE // 1000
         if progress.wants_speculation(speculate_s):
             self._speculate(progress)
-        elif partials.enabled and progress.wants_partial(interval, speculate_s):
+        elif partials.enabled and progress.wants_partial(interval, speculate_s, utt.last_chunk_at):
             progress.partial_pending = True
             self._spawn(self._partial(progress), f"partial-{utt.key.session}")
 
@@ -156,7 +156,8 @@ class Pipeline:
         """Decode the final now, at a pause; the endpoint may confirm it (speculative final)."""
         utt = progress.utt
         options, model = self._final_options(utt)
-        decode = self.decoder.decode(utt.audio(), options, model, verify=_speech_window(utt))
+        audio = self._final_audio(utt)
+        decode = self.decoder.decode(audio, options, model, verify=_speech_window(utt, audio))
         task = asyncio.create_task(decode, name=f"speculate-{utt.key.session}")
         task.add_done_callback(_consume_exception)
         progress.speculation = Speculation(utt.endpointer.speech_windows, task)
@@ -176,7 +177,9 @@ class Pipeline:
 
         try:
             scheduler = self.decoder.pool.scheduler
-            decoding = await scheduler.partial(snapshot, self._options(utt, final=False))
+            decoding = await scheduler.partial(
+                snapshot, DecodeOptions.partial(self.config.partials, language=utt.language)
+            )
             if decoding is None or not utt.receiving:
                 return
             text = strip_annotations(decoding.text)
@@ -214,19 +217,6 @@ class Pipeline:
 
     # -- decode options --------------------------------------------------------
 
-    def _options(
-        self, utt: Utterance, *, final: bool, prompt: str = "", beam_size: int | None = None
-    ) -> DecodeOptions:
-        decode = self.config.decode
-        return DecodeOptions(
-            language=utt.language,
-            beam_size=(beam_size or decode.beam_size) if final else 1,
-            window_margin_s=decode.window_margin_s,
-            prompt=prompt,
-            timestamps=final,
-            temperature_fallback=decode.temperature_fallback,
-        )
-
     def _final_options(
         self, utt: Utterance, request: RequestOverrides | None = None
     ) -> tuple[DecodeOptions, str | None]:
@@ -235,7 +225,18 @@ class Pipeline:
         extra = request.prompt if request else ""
         prompt = self.prompt_for(utt.key.device, utt.topic, topic, extra)
         model = (request.model if request else None) or topic.model
-        return self._options(utt, final=True, prompt=prompt), model
+        options = DecodeOptions.final(
+            self.config.decode,
+            language=utt.language,
+            prompt=prompt,
+            speech_s=utt.endpointer.speech_s,
+        )
+        return options, model
+
+    def _final_audio(self, utt: Utterance) -> Samples:
+        """The audio a final decodes: the speech and the pause a speculation saw after it."""
+        tail_s = self.config.endpoint.speculate_ms / 1000
+        return utt.audio()[: utt.endpointer.final_samples(tail_s, utt.samples)]
 
     def prompt_for(self, device: str, topic_name: str, topic: TopicConfig, extra: str = "") -> str:
         """Topic vocabulary, then the topic's and the device's context, then a request's own."""
@@ -346,8 +347,9 @@ class Pipeline:
                 decoded = await speculation.task  # decoded while the user fell silent
             else:
                 options, wanted = self._final_options(utt, request)
+                audio = self._final_audio(utt)
                 decoded = await self.decoder.decode(
-                    utt.audio(), options, wanted, lane=lane, verify=_speech_window(utt)
+                    audio, options, wanted, lane=lane, verify=_speech_window(utt, audio)
                 )
         except Exception as exc:  # a failed decode still owes the sender its final
             log.exception("final decode of %s failed", utt.key.session, extra=utt.key.log_fields())
@@ -368,15 +370,16 @@ class Pipeline:
     def _after_final(self, utt: Utterance, final: Final, topic: TopicConfig) -> None:
         """Keep the audio for retranscribe; hand a final with text to the topic's webhooks."""
         if utt.audio_s <= self.config.endpoint.max_duration_s:
+            audio = self._final_audio(utt)  # what the final decoded: Core's decode compares
             self._recent.add(
                 device=final.device,
                 session=final.session,
                 topic=final.topic,
                 language=utt.language,
                 speech_s=final.speech_s,
-                audio=utt.audio(),
+                audio=audio,
                 now=time.monotonic(),
-                speech_window=_speech_window(utt),
+                speech_window=_speech_window(utt, audio),
             )
         if final.text and topic.webhooks:
             self._webhooks.submit(TranscriptionEvent.from_final(final), topic.webhooks)
@@ -390,10 +393,11 @@ class Pipeline:
         return lambda: spool.finish(device, session)
 
 
-def _speech_window(utt: Utterance) -> tuple[float, float] | None:
+def _speech_window(utt: Utterance, audio: Samples) -> tuple[float, float] | None:
     """For a short utterance, the seconds of its speech (with a margin) to decode again alone."""
     vad = utt.endpointer
-    return verify_window(vad.speech_s, vad.first_speech_s, vad.speech_end_s, utt.audio_s)
+    audio_s = audio.size / SAMPLE_RATE
+    return verify_window(vad.speech_s, vad.first_speech_s, vad.speech_end_s, audio_s)
 
 
 def _consume_exception(task: asyncio.Task[object]) -> None:

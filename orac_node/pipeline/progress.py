@@ -36,10 +36,12 @@ class Progress:
     window_start: int = 0  # first sample of the partial window (moved by buffer trimming)
     speculation: Speculation | None = None
 
-    def wants_partial(self, interval_samples: int, speculate_s: float) -> bool:
+    def wants_partial(self, interval_samples: int, speculate_s: float, now: float) -> bool:
         """Whether enough new speech arrived since the last partial request.
 
         Not during a pause long enough to speculate: then the final is what matters.
+        Not while the audio arrives faster than real time (ingest/pace.py): such a
+        partial is stale before it is out and holds the worker the final needs.
         """
         utt = self.utt
         return (
@@ -48,6 +50,7 @@ class Progress:
             and utt.endpointer.speech_started
             and not (speculate_s > 0 and utt.paused(speculate_s))
             and utt.samples - self.requested_n >= interval_samples
+            and not utt.catching_up(now)
         )
 
     def wants_speculation(self, speculate_s: float) -> bool:

@@ -64,7 +64,7 @@ def test_transcribe_with_a_prompt_as_core_context_would_give() -> None:
         ).stdout.strip()
         for extra in ([], ["--prompt", vocabulary])
     ]
-    assert runs == ["We're chaff in the television.", "Switch off the television."]
+    assert runs == ["Switch off from the television.", "Switch off the television."]
 
 
 def test_transcribe_reports_a_missing_model_clearly() -> None:

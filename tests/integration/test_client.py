@@ -36,7 +36,7 @@ VOCABULARY = (
     "Turn on the kitchen lights. Set the thermostat. Open the curtains in the lounge."
     " Play the radio."
 )
-"""With it as the prompt, tiny.en hears utt006 right; without, "We're chaff in the
+"""With it as the prompt, tiny.en hears utt006 right; without, "Switch off from the
 television." (measured in tests/integration/test_core.py)."""
 EXAMPLES = ROOT / "docs" / "examples"
 
@@ -96,7 +96,7 @@ async def test_context_prompts_the_devices_next_stream(node: RunningNode, device
         cleared = [t async for t in c.stream(samples, realtime=False)][-1]
     assert isinstance(with_context, Final) and isinstance(cleared, Final)
     assert with_context.text == "Switch off the television."
-    assert "chaff" in cleared.text.lower()
+    assert cleared.text == "Switch off from the television."
 
 
 async def test_stream_from_a_live_source_ends_at_the_nodes_endpoint(

@@ -52,7 +52,10 @@ VOCABULARY = (
 )
 """A household's command vocabulary, as Core would send it. Measured with the node's
 decode settings: with it, tiny.en hears utt006 as "Switch off the television."; without
-it, "We're chaff in the television." (docs/DECODING.md)."""
+it, "Switch off from the television." (greedy decoding heard "We're chaff in the
+television.")."""
+UNPROMPTED = "Switch off from the television."
+"""What tiny.en hears in utt006 with no prompt, at the default beam 5."""
 TELEVISION = AUDIO / "commands" / "utt006.wav"  # "switch off the television"
 HOOK_PORT = free_port()
 HOOK_SECRET = "hook-secret"
@@ -219,7 +222,7 @@ async def test_retranscribe_with_a_prompt_or_another_model(
         plain = await core.ask(
             Method.RETRANSCRIBE, RetranscribeRequest(device, final.session).encode()
         )
-    assert "chaff" in final.text.lower()  # what tiny.en hears unprompted
+    assert final.text == UNPROMPTED
     result = prompted.transcription()
     assert result.text == "Switch off the television."
     assert result.prompt == VOCABULARY and result.session == final.session
@@ -244,8 +247,8 @@ async def test_context_from_core_prompts_that_devices_finals_until_it_expires(
         await h.mqtt.publish(context_topic(device=told), b"", qos=1, retain=True)
     assert with_context is not None and without is not None and expired is not None
     assert with_context.text == "Switch off the television."
-    assert "chaff" in without.text.lower()
-    assert "chaff" in expired.text.lower()
+    assert without.text == UNPROMPTED
+    assert expired.text == UNPROMPTED
 
 
 async def test_wake_words_are_stripped_per_topic_and_topic_configs_apply_live(

@@ -17,6 +17,7 @@ from orac_node.audio import float_to_s16, load_audio_file
 from orac_node.config import NodeConfig
 from orac_node.consumers.answers import Answers
 from orac_node.decode import modelfiles, modelpool
+from orac_node.ingest import pace
 from orac_node.ingest.spool import Spool
 from orac_node.mqtt.rpc import RequestFailedError
 from orac_node.pipeline import messages
@@ -51,8 +52,8 @@ async def test_speech_after_a_pause_cancels_the_speculative_final_and_partials_g
         speculation = progress.speculation
         assert speculation is not None, "the pause starts the final's decode"
         partials_before = sum(1 for job in engine.jobs if not job.final)
-        # the user goes on speaking: the guess is stale
-        seq = await rig.stream("kitchen", "s1", NEXT[: NEXT.size // 2], first_seq=seq, pace_s=0.001)
+        # the user goes on speaking (in real time: audio sent faster gets no partials)
+        seq = await rig.stream("kitchen", "s1", NEXT[:-PADDING], first_seq=seq, pace_s=0.02)
         await _settle()
         assert speculation.task.cancelled() or speculation.task.done()
         assert engine.aborted == 1
@@ -63,8 +64,28 @@ async def test_speech_after_a_pause_cancels_the_speculative_final_and_partials_g
         await asyncio.gather(*rig.tasks)
         (final,) = rig.finals()
         assert final.text == engine.text
-        assert not final.speculative  # decoded again after the end: the guess was stale
+        # not the stale guess: the published decode holds the speech after the pause
+        assert [job for job in engine.jobs if job.final][-1].samples > COMMAND.size + PADDING
         assert np.isfinite(final.latency_ms)
+
+
+async def test_audio_sent_faster_than_real_time_gets_no_partials_but_its_final(
+    tmp_path: Path,
+) -> None:
+    engine = ScriptedEngine()
+    async with running(NodeConfig(), engine, tmp_path) as rig:
+        # a recording sent at once: ~2.4 s of speech within a few milliseconds
+        await rig.stream("kitchen", "burst", np.concatenate((COMMAND, NEXT)), end=True)
+        await asyncio.gather(*rig.tasks)
+        assert [f.session for f in rig.finals()] == ["burst"]
+        assert [job for job in engine.jobs if not job.final] == [], "no partial was decoded"
+        assert not rig.partials()
+        # the same words from a satellite speaking them: partials as usual
+        await rig.stream("kitchen", "live", np.concatenate((COMMAND, NEXT)), end=True, pace_s=0.02)
+        await asyncio.gather(*rig.tasks)
+        assert [f.session for f in rig.finals()] == ["burst", "live"]
+        assert [job for job in engine.jobs if not job.final], "a live stream is decoded as it goes"
+        assert rig.partials()
 
 
 async def test_a_topic_model_that_cannot_load_falls_back_once_reported(
@@ -212,9 +233,12 @@ async def test_extra_models_share_the_nodes_decode_slots(tmp_path: Path) -> None
     ],
 )
 async def test_the_final_says_when_it_revises_the_stable_words(
-    tmp_path: Path, partials: str, final: str, revised: bool
+    tmp_path: Path, partials: str, final: str, revised: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """stable words never change in later partials; the final is a separate decode."""
+    # 6 s of audio streamed 10x faster than real time to keep the test short, standing
+    # for a live satellite: no rate counts as catching up (which would stop partials)
+    monkeypatch.setattr(pace, "AHEAD_RATE", math.inf)
     engine = ScriptedEngine(text=final, partial_text=partials)
     config = NodeConfig.model_validate({"endpoint": {"speculate_ms": 0}})
     async with running(config, engine, tmp_path) as rig:

@@ -1,0 +1,141 @@
+"""Scoring for ``--scenario accuracy``: WER, slot recall, the per-set table (bench/accuracy.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from orac_node.bench.accuracy import (
+    AccuracyRow,
+    GridEntry,
+    SetScore,
+    format_accuracy,
+    offline_grid,
+    resolve_model,
+    score,
+)
+from orac_node.bench.corpus import Clip, load_corpus
+from orac_node.bench.report import ScenarioSummary, accuracy_targets
+from orac_node.bench.scoring import load_slot_labels, slot_score
+from orac_node.config import NodeConfig
+from orac_node.errors import OracNodeError
+from tests.conftest import AUDIO, MODEL
+
+ORDERS = AUDIO / "orders"
+
+
+def _clip(name: str, reference: str | None = None, slots: tuple[str, ...] | None = None) -> Clip:
+    return Clip(name, np.zeros(1600, dtype=np.float32), reference, slots)
+
+
+def test_slot_values_are_found_as_whole_normalized_words() -> None:
+    labels = [["eight ounce", "iced mocha"], [" milk"], ["dark roast", "double shot"]]
+    hyps = ["An 8-ounce iced mocha, please.", "A buttermilk latte.", "Dark roast, double shot!"]
+    got = slot_score(labels, hyps)
+    assert (got.values, got.values_found) == (5, 4)  # "milk" is not "buttermilk"
+    assert (got.orders, got.orders_right) == (3, 2)
+    assert got.value_recall == pytest.approx(0.8)
+    assert got.order_accuracy == pytest.approx(2 / 3)
+
+
+def test_an_unheard_order_scores_nothing() -> None:
+    got = slot_score([["mocha", "light roast"]], ["Make me a light rose moco."])
+    assert (got.values_found, got.orders_right) == (0, 0)
+
+
+def test_the_shared_orders_load_with_their_labels() -> None:
+    labels = load_slot_labels(ORDERS)
+    assert len(labels) == 60
+    assert all(values for values in labels.values())  # every order names a drink at least
+    clips = {c.name: c for c in load_corpus([ORDERS])}
+    first = clips["orders/02b77977-ada7-4f37-a1b3-8cb433c8c8da.wav"]
+    assert first.set_name == "orders"
+    assert first.reference is None
+    assert set(first.slots or ()) == {"iced mocha", "light roast", "eight ounce"}
+    assert load_slot_labels(AUDIO / "commands") == {}
+
+
+def test_each_set_is_scored_by_what_it_has() -> None:
+    clips = [
+        _clip("commands/a.wav", "turn on the lights"),
+        _clip("commands/b.wav", "good night"),
+        _clip("orders/c.wav", slots=("mocha", "twelve ounce")),
+        _clip("orders/d.wav", slots=("drip coffee",)),
+    ]
+    texts = ["Turn on the lights.", "Good light.", "A 12 ounce mocha.", "A drip tea."]
+    scores = score(clips, texts, [100.0, 300.0, math.nan, 50.0])
+    commands, orders = scores["commands"], scores["orders"]
+    assert commands.wer == pytest.approx(1 / 6)
+    assert commands.values is None and commands.orders is None
+    assert orders.wer is None
+    assert orders.values == pytest.approx(2 / 3)
+    assert orders.orders == 0.5
+    assert commands.ms_p50 == 200.0
+    assert orders.ms_p50 == 50.0  # a missing final has no time
+    table = format_accuracy([AccuracyRow("x", "decode", scores)])
+    assert "| x | decode | WER 16.7%; 200 ms | values 66.7%, all right 50.0%; 50 ms |" in table
+
+
+@pytest.mark.parametrize("text", ["tiny.en", "tiny.en:0", "tiny.en:9", ":5", "tiny.en:x"])
+def test_a_malformed_grid_entry_is_refused(text: str) -> None:
+    with pytest.raises(OracNodeError, match="MODEL:BEAM"):
+        GridEntry.parse(text)
+
+
+def test_grid_entries_name_their_rows() -> None:
+    assert GridEntry.parse("tiny.en:1").label() == "tiny.en, greedy"
+    assert GridEntry.parse("/models/ggml-base.bin:5").label() == "base, beam 5"
+
+
+def _summary(p50: float) -> ScenarioSummary:
+    return ScenarioSummary("x", 1, 0, {"p50": p50}, p50, {}, 0.0, 0, 0, 0.0, 0.0, 1.0, 1.0)
+
+
+def test_the_targets_compare_the_node_with_the_peer_sent_the_same_way() -> None:
+    def row(source: str, sent: str, wer: float, values: float) -> AccuracyRow:
+        sets = {
+            "commands": SetScore(20, wer, None, None, 100.0),
+            "orders": SetScore(60, None, values, 0.7, 100.0),
+        }
+        return AccuracyRow(f"{source}, {sent}", "t", sets, source=source, sent=sent)
+
+    rows = [
+        row("node", "sent at once", wer=0.10, values=0.90),
+        row("peer", "sent at once", wer=0.09, values=0.85),
+        row("node", "streamed in real time", wer=0.10, values=0.90),  # no peer sent this way
+    ]
+    peer = {"latency_ms_p50": 400.0}
+    targets = accuracy_targets({"single": _summary(50), "at-once": _summary(330)}, peer, peer, rows)
+    by = {(t.id, t.description.split(":")[0]): t.ok for t in targets}
+    assert by == {
+        ("A1", "single"): True,  # 50 <= 0.2 x 400
+        ("A2", "at-once"): False,  # 330 > 0.8 x 400
+        ("A3", "commands, sent at once"): False,  # WER 10 % vs the peer's 9 %
+        ("A3", "orders, sent at once"): True,  # 90 % of values vs 85 %
+    }
+
+
+@pytest.mark.slow
+def test_the_offline_grid_decodes_with_the_nodes_rules() -> None:
+    """Real model, real orders: a row per grid entry, each set scored."""
+    clips = load_corpus([ORDERS])[:2] + load_corpus([AUDIO / "commands"])[:2]
+    rows = offline_grid(clips, NodeConfig(), {"tiny.en": MODEL}, [GridEntry("tiny.en", 1)])
+    (row,) = rows
+    assert row.decoder == "tiny.en, greedy"
+    assert set(row.sets) == {"orders", "commands"}
+    assert row.sets["commands"].wer is not None and row.sets["commands"].wer < 0.5
+    assert row.sets["orders"].values is not None and row.sets["orders"].ms_p50 > 0
+    json.dumps([r.sets["orders"].values for r in rows])
+    with pytest.raises(OracNodeError, match="no model 'base'"):
+        offline_grid(clips, NodeConfig(), {"tiny.en": MODEL}, [GridEntry("base", 1)])
+
+
+def test_a_grid_model_may_be_a_file(tmp_path: Path) -> None:
+    assert resolve_model(str(MODEL), {}) == MODEL
+    assert resolve_model("tiny.en", {"tiny.en": MODEL}) == MODEL
+    with pytest.raises(OracNodeError, match=r"one of: tiny\.en"):
+        resolve_model(str(tmp_path / "missing.bin"), {"tiny.en": MODEL})
