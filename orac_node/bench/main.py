@@ -116,6 +116,10 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
     # `throughput` streams audio as fast as the node takes it, which a fast machine
     # would otherwise see throttled by the per-device audio limit (its file can say).
     ingest.setdefault("device_audio_s_per_s", 0)
+    # `at-once` sends ~90 recordings back to back from one device, as fast as the broker
+    # takes them: ~180 messages/s, over the per-device message limit (150/s), which
+    # would refuse its later sessions (rate_limited) as it should refuse such a device.
+    ingest.setdefault("device_chunks_per_s", 0)
     # Scenarios stream the same clips again and again: cached finals would not be decoded.
     config_data.setdefault("cache", {}).setdefault("backend", "off")
     # `consumers` posts webhooks to a receiver on 127.0.0.1, which the default allowlist
