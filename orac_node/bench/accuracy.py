@@ -93,10 +93,10 @@ def score(clips: Sequence[Clip], texts: Sequence[str], ms: Sequence[float]) -> d
     for name, idx in by_set.items():
         refs = [(clips[i].reference, texts[i]) for i in idx if clips[i].reference is not None]
         labelled = [(clips[i].slots, texts[i]) for i in idx if clips[i].slots is not None]
-        slots = slot_score([list(s) for s, _ in labelled if s], [t for _, t in labelled])
+        slots = slot_score([list(s or ()) for s, _ in labelled], [t for _, t in labelled])
         scores[name] = SetScore(
             clips=len(idx),
-            wer=wer([r for r, _ in refs if r], [t for _, t in refs]) if refs else None,
+            wer=wer([r or "" for r, _ in refs], [t for _, t in refs]) if refs else None,
             values=slots.value_recall if labelled else None,
             orders=slots.order_accuracy if labelled else None,
             ms_p50=statistics.median([ms[i] for i in idx if not math.isnan(ms[i])] or [math.nan]),
