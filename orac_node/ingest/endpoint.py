@@ -95,8 +95,9 @@ class Endpointer:
         The speculative final is decoded ``endpoint.speculate_ms`` into a pause; with
         ``tail_s`` equal to that, the final after the endpoint, the speculation and
         ``orac-node transcribe`` of the same recording decode the same samples, so
-        they give the same text (at beam 5, 100 ms more of trailing silence changed
-        a word of the shared commands). More silence tells Whisper nothing. All of
+        they give the same text: beam search is sensitive to the exact samples (one
+        step of difference per sample changed a shared command's words). More
+        silence tells Whisper nothing. All of
         the audio without speech (the gate decides) or without a tail (speculation off).
         """
         if self.speech_end_s is None or tail_s <= 0:
