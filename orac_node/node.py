@@ -25,6 +25,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -34,17 +35,19 @@ from orac_node.audio.vad import SileroVad, speech_probabilities
 from orac_node.config import NodeConfig
 from orac_node.consumers.answers import Answers
 from orac_node.consumers.context import ContextStore
+from orac_node.consumers.modelswap import ModelSwitch
 from orac_node.consumers.recent import RecentAudio
 from orac_node.consumers.registry import Registry
 from orac_node.consumers.webhooks import WebhookDelivery
 from orac_node.decode.cache import make_cache
 from orac_node.decode.finals import FinalDecoder
-from orac_node.decode.modelpool import ModelPool
+from orac_node.decode.modelpool import LoadedModel, ModelPool, resident_bytes
 from orac_node.decode.scheduler import Decoder
-from orac_node.errors import ContractError
+from orac_node.errors import ConfigError, ContractError
 from orac_node.ingest.endpoint import EndReason
 from orac_node.ingest.intake import Intake
 from orac_node.ingest.spool import Spool
+from orac_node.models.store import ModelStore
 from orac_node.mqtt.bus import Bus
 from orac_node.mqtt.publisher import TranscriptPublisher, offline_status
 from orac_node.mqtt.rpc import RequestHandler
@@ -54,6 +57,7 @@ from orac_node.pipeline import Pipeline
 from orac_node.wire import (
     AUDIO_FILTER,
     CONTEXT_FILTER,
+    MODEL_SELECTION_TOPIC,
     SHARED_REQUEST_FILTER,
     NodeState,
     request_subscriptions,
@@ -81,7 +85,12 @@ class Node:
     """One orac-node process on the bus."""
 
     def __init__(
-        self, config: NodeConfig, *, model_name: str, load_engines: Callable[[], Sequence[Decoder]]
+        self,
+        config: NodeConfig,
+        *,
+        model_name: str,
+        load_engines: Callable[[], Sequence[Decoder]],
+        model_path: Path | None = None,
     ) -> None:
         self.config = config
         self.node_id = config.node.id
@@ -125,15 +134,23 @@ class Node:
         self.registry = Registry(config.registry, publish=self.bus.publish)
         if config.registry.enabled:
             self.bus.add_subscriptions([(f, 1) for f in self.registry.subscriptions])
+            self.bus.add_subscriptions([(MODEL_SELECTION_TOPIC, 1)])
         model = config.model
         self.pool = ModelPool(
             model_name,
+            main_path=model_path,
             extra=model.extra,
             threads=model.resolved_workers() * model.resolved_threads(),
             use_gpu=model.device != "cpu",
             cache_dir=model.cache_dir.expanduser(),
             slots=model.resolved_workers(),
+            partials=model.partials,
+            finals=model.finals,
         )
+        pool = self.pool
+        self.models = ModelSwitch(pool, ModelStore(model.cache_dir), switched=self._publish_status)
+        if why := pool.language_refusal(config.decode.language, (pool.partials, pool.finals)):
+            raise ConfigError(f"decode.language: {why}")
         self.webhooks = WebhookDelivery(
             config.webhooks,
             config.webhooks.resolved_dir(self.node_id),
@@ -144,7 +161,13 @@ class Node:
         self.pipeline = Pipeline(
             config,
             intake=Intake(
-                config, vad=self._vad, spool=self.spool, topic_config=self.registry.topic
+                config,
+                vad=self._vad,
+                spool=self.spool,
+                topic_config=self.registry.topic,
+                language_refusal=lambda language, topic: pool.language_refusal(
+                    language, pool.tiers(self.registry.topic(topic))
+                ),
             ),
             decoder=FinalDecoder(
                 self.pool,
@@ -191,6 +214,8 @@ class Node:
             self.requests.on_message(topic, bytes(payload), message.properties)
         elif topic.startswith("orac/context/"):
             self._on_context(topic, bytes(payload), message)
+        elif topic == MODEL_SELECTION_TOPIC:
+            self.models.on_message(bytes(payload))
         elif self.registry.handles(topic):
             self.registry.on_message(topic, bytes(payload))
         return True
@@ -224,9 +249,15 @@ class Node:
             # Pings from this loop (from READY=1 on): if it wedges they stop, systemd restarts us.
             watchdog = group.create_task(self._systemd.watchdog(), name="systemd-watchdog")
             self._publish_status()
-            started = time.monotonic()
+            started, before = time.monotonic(), resident_bytes()
             try:
                 engines = await asyncio.to_thread(self._load_engines)
+                after = resident_bytes()
+                load_s = time.monotonic() - started
+                grown = after - before if after is not None and before is not None else None
+                self.pool.start(engines, LoadedModel(round(load_s, 3), grown))
+                await self.pool.load_tiers()
+                await self.models.start()  # a promoted model, if the broker has one
                 await asyncio.to_thread(self._vad.load)
             except Exception:
                 # Say so on the bus instead of leaving a retained "starting" behind.
@@ -234,10 +265,9 @@ class Node:
                 self.bus.stop()
                 await bus_task
                 raise
-            load_s = time.monotonic() - started
             self.metrics.model_load.set(load_s)
             log.info("model ready in %.2f s (%d worker(s))", load_s, len(engines))
-            scheduler = self.pool.start(engines)
+            scheduler = self.pool.scheduler
             scheduler_task = group.create_task(scheduler.run(), name="inference")
             webhooks_task = group.create_task(self._deliver_webhooks(), name="webhooks")
             spool_task = group.create_task(self._sync_spool(), name="spool-sync")
@@ -257,6 +287,7 @@ class Node:
             intake.cancel()
             await self._drain()
             ticker_task.cancel()
+            await self.models.close()
             spool_task.cancel()
             scheduler_task.cancel()
             await self.pipeline.decoder.close()
@@ -338,7 +369,9 @@ class Node:
     def _publish_status(self) -> None:
         queued = self.pool.queued
         sessions = len(self.pipeline.intake.utterances)
-        self._publisher.status(self._state, sessions=sessions, queued=queued)
+        self._publisher.status(
+            self._state, sessions=sessions, queued=queued, model=self.pool.finals
+        )
         self._systemd.status(f"{self._state}: {sessions} open session(s), {queued} queued")
 
     async def _sync_spool(self) -> None:

@@ -8,6 +8,7 @@ One module per command family; each is a thin shell over the package
     demo.py       demo: broker + node + a satellite streaming samples
     ops.py        health, metrics, cache clear
     topics.py     topics list|show|add|set|rm
+    models.py     models list|import|validate|promote|rollback
     satellite.py  satellite add|remove|list
     config.py     config template
     bench.py      bench, compare-builds
@@ -21,7 +22,7 @@ import sys
 from collections.abc import Sequence
 
 from orac_node import __version__
-from orac_node.cli import audio, bench, config, demo, ops, run, satellite, topics
+from orac_node.cli import audio, bench, config, demo, models, ops, run, satellite, topics
 from orac_node.errors import OracNodeError
 
 
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     audio.add_parsers(sub)
     ops.add_parsers(sub)
     topics.add_parser(sub)
+    models.add_parser(sub)
     bench.add_parsers(sub)
     demo.add_parser(sub)
     satellite.add_parser(sub)

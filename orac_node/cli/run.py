@@ -28,6 +28,7 @@ async def _run_node(config: NodeConfig) -> None:
     node = Node(
         config,
         model_name=path.stem.removeprefix("ggml-"),
+        model_path=path,
         load_engines=lambda: load_engines(config, path),
     )
     loop = asyncio.get_running_loop()

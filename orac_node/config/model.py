@@ -32,7 +32,9 @@ class ModelSection(Section):
         " downloaded from hub_url on first use, checked against whisper.cpp's published SHA-1.",
     )
     cache_dir: Path = Field(
-        Path("~/.cache/orac-node/models"), description="Where named models are kept."
+        Path("~/.cache/orac-node/models"),
+        description="Where named models are downloaded to, and the model store of `orac-node"
+        " models` (import, validate, promote: docs/MODELS.md).",
     )
     hub_url: str = Field(
         "https://huggingface.co/ggerganov/whisper.cpp/resolve/main",
@@ -63,6 +65,18 @@ class ModelSection(Section):
         " unknown_model. A listed file that is missing or does not load is reported once"
         " (model_unavailable) and the node's model decodes instead; it is tried again after"
         " 5 minutes.",
+    )
+
+    partials: str | None = Field(
+        None,
+        description="Model for partials: the node's own (null) or one of model.extra. A small"
+        " model here keeps partials cheap while finals use a bigger one; topics may override"
+        " it (partials_model). Loaded before the node takes input.",
+    )
+    finals: str | None = Field(
+        None,
+        description="Model for finals: the node's own (null) or one of model.extra; topics"
+        " may override it (model). Loaded before the node takes input.",
     )
 
     @field_validator("extra")

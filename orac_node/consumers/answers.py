@@ -26,10 +26,10 @@ from orac_node.consumers.context import build_prompt
 from orac_node.consumers.recent import RecentAudio
 from orac_node.consumers.wakewords import strip_transcript, strip_words
 from orac_node.decode.decoding import DecodeOptions
-from orac_node.decode.engine import whisper_languages
 from orac_node.decode.finals import FinalDecoder
 from orac_node.decode.gate import GateRules, judge
-from orac_node.decode.modelpool import ModelUnavailableError, UnknownModelError
+from orac_node.decode.languages import model_languages
+from orac_node.decode.modelpool import ModelPool, ModelUnavailableError, UnknownModelError
 from orac_node.decode.scheduler import Lane
 from orac_node.errors import AudioDecodeError
 from orac_node.ingest.endpoint import EndReason
@@ -117,10 +117,13 @@ class Answers:
             "model": pool.main_name,
             "models": pool.names,
             "loaded": pool.loaded,
-            # English-only models (whisper.cpp's *.en) always decode English.
-            "languages": (
-                ["en"] if pool.main_name.endswith(".en") else ["auto", *whisper_languages()]
+            "tiers": {"partials": pool.partials, "finals": pool.finals},
+            # what a session without a topic model may ask for: English-only (*.en)
+            # models decode English only (other languages are refused)
+            "languages": model_languages(
+                all(pool.multilingual(name) for name in (pool.partials, pool.finals))
             ),
+            "model_details": {name: _model_details(pool, name) for name in pool.names},
             "methods": [m.value for m in Method],
             "limits": {
                 "max_file_bytes": ingest.max_file_bytes,
@@ -140,8 +143,11 @@ class Answers:
         topic = self._pipeline.topic(topic_name)
         if not topic.enabled:
             raise RequestFailedError(ErrorCode.TOPIC_DISABLED, f"topic {topic_name} is disabled")
-        if request.model is not None and request.model not in self._pipeline.decoder.pool.names:
+        pool = self._pipeline.decoder.pool
+        if request.model is not None and request.model not in pool.names:
             raise RequestFailedError(ErrorCode.UNKNOWN_MODEL, f"no model {request.model!r} here")
+        language = request.language or topic.language or self._config.decode.language
+        _check_language(pool, language, request.model or topic.model)
         limit_s = ingest.max_file_s
         if len(request.audio) > ingest.max_file_bytes:
             raise RequestFailedError(ErrorCode.TOO_LARGE, "file is over ingest.max_file_bytes")
@@ -188,6 +194,7 @@ class Answers:
             speech_s=recent.speech_s,
         )
         beam = options.beam_size
+        _check_language(self._pipeline.decoder.pool, options.language, request.model or topic.model)
         try:
             result = await self._pipeline.decoder.decode(
                 recent.samples(),
@@ -222,7 +229,29 @@ class Answers:
             ts=time.time(),
             words=[] if rejection else strip_words(decoding.words, stripped.words_removed),
             segments=[] if rejection else list(decoding.segments),
+            language_p=decoding.language_p,
         )
+
+
+def _check_language(pool: ModelPool, language: str, model: str | None) -> None:
+    """Refuse a request whose language its model cannot decode (unsupported_language)."""
+    if why := pool.language_refusal(language, [pool.resolve(model)]):
+        raise RequestFailedError(ErrorCode.UNSUPPORTED_LANGUAGE, why)
+
+
+def _model_details(pool: ModelPool, name: str) -> dict[str, Any]:
+    """One model as ``describe`` lists it: file, languages, and what loading it cost."""
+    path = pool.file(name)
+    cost = pool.costs.get(name)
+    memory = cost.memory_bytes if cost is not None else None
+    return {
+        "file": str(path) if path is not None else None,
+        "multilingual": pool.multilingual(name),
+        "languages": pool.languages(name),
+        "loaded": name in pool.loaded,
+        "load_s": cost.load_s if cost is not None else None,
+        "memory_mb": round(memory / 1e6, 1) if memory is not None else None,
+    }
 
 
 def _transcription(final: Final, *, prompt: str, beam_size: int) -> Transcription:
@@ -244,4 +273,5 @@ def _transcription(final: Final, *, prompt: str, beam_size: int) -> Transcriptio
         ts=final.ts,
         words=final.words,
         segments=final.segments,
+        language_p=final.language_p,
     )

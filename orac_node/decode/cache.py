@@ -64,6 +64,7 @@ def cache_key(samples: Samples, *, model: str, options: DecodeOptions) -> str:
         options.window_margin_s,
         options.temperature_fallback,
         options.timestamps,
+        options.language_p,
     ]
     digest.update(json.dumps(settings).encode())
     return digest.hexdigest()
@@ -97,6 +98,10 @@ def decode_decoding(data: bytes | str) -> Decoding:
         and isinstance(decoding.language, str)
         and all(isinstance(n, int | float) and math.isfinite(n) for n in numbers)
         and isinstance(decoding.aborted, bool)
+        and (
+            decoding.language_p is None
+            or (isinstance(decoding.language_p, int | float) and math.isfinite(decoding.language_p))
+        )
     ):
         raise ForeignEntryError("fields of the wrong type")
     return dataclasses.replace(decoding, decode_ms=0.0)

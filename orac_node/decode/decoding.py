@@ -23,6 +23,7 @@ class DecodeOptions:
     prompt: str = ""
     timestamps: bool = True
     temperature_fallback: bool = False
+    language_p: bool = False  # with language auto: also measure the detected one's probability
     threads: int = 0  # 0: the engine's own count; the scheduler sets it per decode
 
     @classmethod
@@ -53,6 +54,7 @@ class DecodeOptions:
             prompt=prompt,
             timestamps=True,
             temperature_fallback=decode.temperature_fallback,
+            language_p=True,
         )
 
     @classmethod
@@ -71,7 +73,11 @@ class DecodeOptions:
 
 @dataclass(frozen=True, slots=True)
 class Decoding:
-    """Result of one decode; ``confidence`` is from token probabilities."""
+    """Result of one decode; ``confidence`` is from token probabilities.
+
+    ``language_p`` is the probability of ``language`` when the model detected it
+    (``auto`` on a multilingual model, finals only); None when it was given.
+    """
 
     text: str
     language: str
@@ -80,6 +86,7 @@ class Decoding:
     words: list[Word] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
     aborted: bool = False
+    language_p: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

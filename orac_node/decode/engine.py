@@ -29,6 +29,7 @@ Facts about pywhispercpp 1.5.1 this module is built around (measured):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from pywhispercpp.model import Model
 
 from orac_node.audio import Samples
 from orac_node.decode.decoding import DecodeOptions, Decoding
+from orac_node.decode.languages import AUTO, ENGLISH, whisper_code
 from orac_node.errors import ModelError
 from orac_node.whisperbuild import MARKER
 from orac_node.wire import SAMPLE_RATE, Segment, Word
@@ -52,11 +54,6 @@ WINDOW_QUANTUM = 256
 """whisper.cpp's cross-attention padding; windows are multiples of it (see above)."""
 _CENTISECOND = 0.01  # whisper.cpp timestamps are in 10 ms units
 _OPENERS, _CLOSERS = "[(", "])"
-
-
-def whisper_languages() -> list[str]:
-    """Every language code whisper.cpp knows (what a multilingual model can be asked for)."""
-    return [pw.whisper_lang_str(i) for i in range(pw.whisper_lang_max_id() + 1)]
 
 
 def seeded_sampling() -> bool:
@@ -124,7 +121,7 @@ class WhisperEngine:
         should_abort: Callable[[], bool] | None = None,
     ) -> Decoding:
         """Transcribe ``samples`` (float32 mono 16 kHz); blocking, releases the GIL."""
-        language = options.language if self.multilingual else "en"
+        language = whisper_code(options.language) if self.multilingual else ENGLISH
         greedy = options.beam_size <= 1
         started = time.perf_counter()
         self._model.transcribe(
@@ -150,7 +147,31 @@ class WhisperEngine:
         )
         decode_ms = (time.perf_counter() - started) * 1000
         aborted = should_abort is not None and should_abort()
-        return self._collect(decode_ms, aborted=aborted, timestamps=options.timestamps)
+        decoding = self._collect(decode_ms, aborted=aborted, timestamps=options.timestamps)
+        if language == AUTO and options.language_p and not aborted:
+            language_p = self._language_p(options.threads or self.threads)
+            decode_ms = (time.perf_counter() - started) * 1000
+            decoding = dataclasses.replace(
+                decoding, language_p=language_p, decode_ms=round(decode_ms, 1)
+            )
+        return decoding
+
+    def _language_p(self, threads: int) -> float | None:
+        """The probability of the language whisper.cpp detected in the decode just made.
+
+        whisper_full detects the language but keeps its probability to itself, so
+        it is asked again: ``whisper_lang_auto_detect`` runs the encoder once more
+        on the mel the decode left in the context (same window) and one decoder
+        step. That costs an encoder pass, paid only by finals of ``auto`` sessions.
+        """
+        ctx = self._ctx
+        probs = np.zeros(pw.whisper_lang_max_id() + 1, dtype=np.float32)
+        if pw.whisper_lang_auto_detect(ctx, 0, threads, probs) < 0:
+            return None
+        detected = pw.whisper_full_lang_id(ctx)
+        if not 0 <= detected < probs.size:
+            return None
+        return round(float(probs[detected]), 4)
 
     def _collect(self, decode_ms: float, *, aborted: bool, timestamps: bool) -> Decoding:
         """Read segments and tokens from the context after a decode."""
@@ -186,7 +207,7 @@ class WhisperEngine:
                 words.append(_word(current))
         text = " ".join(s.text for s in segments if s.text)
         confidence = math.exp(sum(log_p) / len(log_p)) if log_p else 0.0
-        language = pw.whisper_lang_str(pw.whisper_full_lang_id(ctx)) or "en"
+        language = pw.whisper_lang_str(pw.whisper_full_lang_id(ctx)) or ENGLISH
         return Decoding(
             text=text,
             language=language,

@@ -37,15 +37,21 @@ class FinalDecoder:
         self._stores: set[asyncio.Task[None]] = set()
         self.cache_hits = self.cache_misses = 0
 
-    async def _model_for(self, model: str | None, *, strict: bool) -> tuple[str, str | None]:
+    async def choose(
+        self, model: str | None, *, strict: bool = False, tier: str = "finals"
+    ) -> tuple[str, str | None]:
         """The model to decode with, and why it is not the one asked for.
 
-        A topic config naming a model this node cannot load must not cost the
-        user their final: not ``strict``, it falls back to the main model (the
-        reason is returned the first time, for the sender to be told once). A
-        request asked for that model explicitly: ``strict`` raises.
+        ``model`` None: the node's model for the ``tier`` (``partials`` or
+        ``finals``, model.partials / model.finals). A topic config naming a model
+        this node cannot load must not cost the user their final: not
+        ``strict``, it falls back to the main model (the reason is returned the
+        first time, for the sender to be told once). A request asked for that
+        model explicitly: ``strict`` raises.
         """
         pool = self.pool
+        if model is None:
+            model = pool.partials if tier == "partials" else pool.finals
         try:
             return await pool.ensure(model), None
         except (UnknownModelError, ModelUnavailableError) as exc:
@@ -73,7 +79,7 @@ class FinalDecoder:
         ``verify``: seconds of ``audio`` holding its speech (a short utterance's,
         gate.verify_window): decoded again alone, the text in ``check``.
         """
-        name, fallback = await self._model_for(model, strict=strict)
+        name, fallback = await self.choose(model, strict=strict)
         result = await self._decode(audio, options, name, lane)
         check = None
         if verify is not None and strip_annotations(result.decoding.text):

@@ -14,20 +14,37 @@ An extra model whose file is missing or does not load is remembered as such
 for it meanwhile fall back at once (decode/finals.py) instead of probing the
 file again each time; after that, the next one tries again, so a file put right
 is picked up without a restart.
+
+Tiers: partials and finals may use different models (``model.partials``,
+``model.finals``, and a topic's ``partials_model`` / ``model``): a small fast
+model keeps partials cheap while a bigger one decodes the finals. Either may
+be the node's own model. The node's tiers are loaded before it takes input (a
+file that does not load stops the start: a misconfigured node must say so, not
+quietly decode with another model); a topic's are loaded on first use and fall
+back to the node's like any ``model.extra`` model.
+
+For each loaded model the pool keeps what loading it cost (:class:`LoadedModel`:
+seconds, and how much the process grew, read from /proc), which ``describe``
+reports: the figures an operator needs to choose tiers on a small box.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from orac_node.decode.engine import WhisperEngine
+from orac_node.decode.languages import model_languages, unsupported
 from orac_node.decode.modelfiles import check_loadable
 from orac_node.decode.scheduler import Decoder, InferenceScheduler
-from orac_node.errors import ModelError
+from orac_node.errors import ConfigError, ModelError
+from orac_node.models.ggml import read_info
+from orac_node.wire import TopicConfig
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +73,28 @@ class ModelUnavailableError(LookupError):
         self.fresh = fresh
 
 
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    """What loading one model cost: seconds, and the process's growth in bytes (None: unknown).
+
+    The growth is the resident set before and after the load, so a load that
+    overlapped other work (an extra model loaded while sessions decode) is
+    approximate; the node's own models load before any input.
+    """
+
+    load_s: float
+    memory_bytes: int | None
+
+
+def resident_bytes() -> int | None:
+    """The resident set size of this process (Linux /proc), or None where it cannot be read."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
 class ModelPool:
     """The node's model plus lazily loaded extra models, by name, all in one scheduler.
 
@@ -67,15 +106,27 @@ class ModelPool:
         self,
         main_name: str,
         *,
+        main_path: Path | None = None,
         extra: dict[str, Path],
         threads: int,
         use_gpu: bool,
         cache_dir: Path,
         slots: int = 1,
+        partials: str | None = None,
+        finals: str | None = None,
         load_engine: Callable[[Path], Decoder] | None = None,
     ) -> None:
         self.main_name = main_name
+        self._main_path = main_path
         self._extra = dict(extra)
+        for tier, name in (("model.partials", partials), ("model.finals", finals)):
+            if name is not None and name not in self.names:
+                raise ConfigError(f"{tier} {name!r} is neither the node's model nor in model.extra")
+        self.partials = partials or main_name
+        self.finals = finals or main_name
+        self.configured = (self.partials, self.finals)  # what a selection of null goes back to
+        self.costs: dict[str, LoadedModel] = {}
+        self._multilingual: dict[str, bool] = {}
         self._threads = threads
         self._use_gpu = use_gpu
         self._cache_dir = cache_dir
@@ -86,13 +137,94 @@ class ModelPool:
         self._loading: dict[str, asyncio.Task[None]] = {}
         self._failed: dict[str, tuple[str, float]] = {}  # name -> (why, retry at)
 
-    def start(self, engines: Sequence[Decoder]) -> InferenceScheduler:
+    def start(
+        self, engines: Sequence[Decoder], cost: LoadedModel | None = None
+    ) -> InferenceScheduler:
         """The main model is loaded: the scheduler that serves every model from now on."""
         self._scheduler = InferenceScheduler(
             engines, cores=self._threads, slots=self._slots, model=self.main_name
         )
         self._loaded.add(self.main_name)
+        if cost is not None:
+            self.costs[self.main_name] = cost
         return self._scheduler
+
+    def offer(self, name: str, path: Path) -> None:
+        """Make a model from the store available by name (loaded on first use)."""
+        if name == self.main_name or self._extra.get(name) == path:
+            return
+        if name in self._loaded:
+            raise ModelError(f"model {name!r} is loaded from {self._extra[name]}, not {path}")
+        self._extra[name] = path
+        self._failed.pop(name, None)
+        self._multilingual.pop(name, None)
+
+    def select(self, *, partials: str, finals: str) -> None:
+        """Decode from now on with these loaded models (a promote or a rollback).
+
+        Decodes already running finish on the model they started with; nothing
+        else changes, so no session is dropped or decoded twice.
+        """
+        for name in (partials, finals):
+            if name not in self._loaded:
+                raise ModelError(f"model {name!r} is not loaded")
+        self.partials, self.finals = partials, finals
+
+    async def load_tiers(self) -> None:
+        """Load the node's partials and finals models now (raises :class:`ModelError`)."""
+        for name in dict.fromkeys((self.partials, self.finals)):
+            try:
+                await self.ensure(name)
+            except ModelUnavailableError as exc:
+                raise ModelError(f"{exc} (named by model.partials or model.finals)") from None
+
+    def tiers(self, topic: TopicConfig) -> tuple[str, str]:
+        """The models a topic's partials and finals decode with, as far as known now."""
+        return self.resolve(topic.partials_model, "partials"), self.resolve(topic.model, "finals")
+
+    def resolve(self, name: str | None, tier: str = "finals") -> str:
+        """The model a decode asking for ``name`` gets (None: the node's for ``tier``).
+
+        A name this node does not offer, or one remembered as not loading, gets
+        the node's own model, as its decodes will.
+        """
+        if name is None:
+            return self.partials if tier == "partials" else self.finals
+        if name not in self.names or name in self._failed:
+            return self.main_name
+        return name
+
+    def file(self, name: str) -> Path | None:
+        """The model file of ``name`` (None: engines handed in without one, in tests)."""
+        return self._main_path if name == self.main_name else self._extra.get(name)
+
+    def multilingual(self, name: str) -> bool:
+        """Whether model ``name`` decodes other languages than English (from its file's header).
+
+        Engines handed in without a file (tests) follow whisper.cpp's naming:
+        ``*.en`` models are English-only.
+        """
+        known = self._multilingual.get(name)
+        if known is not None:
+            return known
+        path = self.file(name)
+        try:
+            multilingual = read_info(path.expanduser()).multilingual if path else None
+        except ModelError as exc:
+            log.warning("cannot read the header of model %s: %s", name, exc)
+            multilingual = None
+        if multilingual is None:
+            return not name.endswith(".en")  # not remembered: the file may be put right
+        self._multilingual[name] = multilingual
+        return multilingual
+
+    def languages(self, name: str) -> list[str]:
+        """The languages model ``name`` can be asked for."""
+        return model_languages(self.multilingual(name))
+
+    def language_refusal(self, language: str, models: Iterable[str]) -> str | None:
+        """Why ``models`` cannot decode ``language`` (None: they can)."""
+        return unsupported(language, {name: self.multilingual(name) for name in models})
 
     @property
     def scheduler(self) -> InferenceScheduler:
@@ -142,6 +274,7 @@ class ModelPool:
     async def _load(self, name: str) -> None:
         path = self._extra[name].expanduser()
         log.info("loading model %s from %s", name, path)
+        started, before = time.monotonic(), resident_bytes()
         try:
             engine = await asyncio.to_thread(self._load_engine, path)
         except ModelError as exc:
@@ -151,8 +284,12 @@ class ModelPool:
             )
             raise ModelUnavailableError(name, str(exc), fresh=True) from exc
         self._failed.pop(name, None)
+        after = resident_bytes()
+        grown = after - before if after is not None and before is not None else None
+        self.costs[name] = LoadedModel(round(time.monotonic() - started, 3), grown)
         self.scheduler.add_model(name, [engine])
         self._loaded.add(name)
+        log.info("model %s loaded in %.2f s", name, self.costs[name].load_s)
 
     def _load_whisper(self, path: Path) -> Decoder:
         """Probe, load and warm a whisper.cpp model (blocking: in a thread)."""

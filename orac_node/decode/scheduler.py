@@ -176,13 +176,17 @@ class InferenceScheduler:
         return FinalDecoding(decoding, queue_ms=job.wait_ms, model=job.model)
 
     async def partial(
-        self, snapshot: Callable[[], Samples | None], options: DecodeOptions
+        self,
+        snapshot: Callable[[], Samples | None],
+        options: DecodeOptions,
+        *,
+        model: str | None = None,
     ) -> Decoding | None:
-        """Decode the newest audio with the node's model when a worker is free.
+        """Decode the newest audio with ``model`` (the node's) when a worker is free.
 
         None if skipped (nothing to decode) or aborted (a final needed the worker).
         """
-        return await self._enqueue(snapshot, options, self.main, Lane.PARTIAL).future
+        return await self._enqueue(snapshot, options, model or self.main, Lane.PARTIAL).future
 
     def _enqueue(
         self,

@@ -105,9 +105,12 @@ class Intake:
         vad: SileroVad,
         spool: Spool | None = None,
         topic_config: Callable[[str], TopicConfig] = lambda _topic: TopicConfig(),
+        language_refusal: Callable[[str, str], str | None] = lambda _language, _topic: None,
     ) -> None:
         self.config = config
         self._topic_config = topic_config  # the topics registry's view of a topic
+        # why a session of a topic cannot be decoded in a language (the models' say)
+        self._language_refusal = language_refusal
         self._rules = EndpointRules.from_config(config.endpoint)
         self._vad = vad
         self._admission = Admission(config.ingest, topic_config)
@@ -277,13 +280,8 @@ class Intake:
             if (outcome := self._admit(device, now, chunk.session, chunk.seq)) is not None:
                 self._admission.refuse_whole(key)
                 return outcome
-            topic_name = chunk.topic or self.config.ingest.topic_for(device)
-            admission = self._admission
-            refusal = admission.topic_closed(device, topic_name, chunk.session, chunk.seq)
-            if refusal is None:
-                refusal = admission.room(device, chunk.session, chunk.seq)
-            if refusal is not None:
-                return Outcome(refusal=refusal)
+            if (refused := self._refuse_opening(device, chunk)) is not None:
+                return refused
             utt = self._open(key, chunk.topic, chunk.lang, chunk.rate, now)
             self._charge(device, now, chunk.frames / chunk.rate, message=False)  # admitted: paid
         elif chunk.rate != utt.rate:
@@ -295,6 +293,23 @@ class Intake:
             self._spool.append(device, chunk.session, topic, payload)  # before the ack
         utt.accept(chunk.seq, Piece(samples, chunk.end), now)
         return Outcome(audio=utt)
+
+    def _refuse_opening(self, device: str, chunk: AudioChunk) -> Outcome | None:
+        """What a chunk that would open a session is told instead: None if it may open one.
+
+        Its topic must be enabled, the node and the device must have room, and
+        the models its topic uses must know its language.
+        """
+        topic = chunk.topic or self.config.ingest.topic_for(device)
+        session, seq = chunk.session, chunk.seq
+        refusal = self._admission.topic_closed(device, topic, session, seq)
+        if refusal is None:
+            refusal = self._admission.room(device, session, seq)
+        if refusal is not None:
+            return Outcome(refusal=refusal)
+        if why := self._language_refusal(self.language(chunk.lang, topic), topic):
+            return self._refuse(device, ErrorCode.UNSUPPORTED_LANGUAGE, why, session, seq)
+        return None
 
     def _on_raw(self, device: str, payload: bytes, now: float) -> Outcome:
         stream = self._raw.get(device)
@@ -378,6 +393,10 @@ class Intake:
         rules = self._rules.for_whole_file()
         return self._new(key, topic, language, SAMPLE_RATE, now, rules=rules, samples=samples)
 
+    def language(self, lang: str | None, topic: str) -> str:
+        """A session's language: the satellite's, else its topic's, else the node's."""
+        return lang or self._topic_config(topic).language or self.config.decode.language
+
     def _new(
         self,
         key: UtteranceKey,
@@ -393,7 +412,7 @@ class Intake:
         return Utterance(
             key,
             topic=(topic := topic or cfg.ingest.topic_for(key.device)),
-            language=lang or self._topic_config(topic).language or cfg.decode.language,
+            language=self.language(lang, topic),
             rate=rate,
             rules=rules or self._rules,
             detector=self._vad.detector(),

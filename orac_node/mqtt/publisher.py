@@ -64,13 +64,15 @@ class TranscriptPublisher:
         )
         self._bus.publish(Outgoing(error_topic(refusal.device), report.encode(), qos=1))
 
-    def status(self, state: NodeState, *, sessions: int, queued: int) -> None:
-        """Publish the retained node status."""
+    def status(
+        self, state: NodeState, *, sessions: int, queued: int, model: str | None = None
+    ) -> None:
+        """Publish the retained node status (``model``: its finals model, if not the first)."""
         status = NodeStatus(
             node=self.node_id,
             state=state,
             version=__version__,
-            model=self.model,
+            model=model or self.model,
             sessions=sessions,
             queued=queued,
             ts=time.time(),

@@ -126,7 +126,7 @@ def masked(config: TopicConfig) -> dict[str, Any]:
 # -- reading the broker ----------------------------------------------------------
 
 
-async def _until_quiet(client: aiomqtt.Client, timeout_s: float) -> list[aiomqtt.Message]:
+async def until_quiet(client: aiomqtt.Client, timeout_s: float) -> list[aiomqtt.Message]:
     """Messages on the client's subscriptions until none came for :data:`SETTLE_S`."""
     received: list[aiomqtt.Message] = []
     deadline = time.monotonic() + timeout_s
@@ -146,7 +146,7 @@ async def read_registry(client: aiomqtt.Client, timeout_s: float) -> Registry:
     for topic in registry.subscriptions:
         await client.subscribe(topic, qos=1)
     now = time.time()
-    for message in await _until_quiet(client, timeout_s):
+    for message in await until_quiet(client, timeout_s):
         registry.on_message(message.topic.value, payload_bytes(message), now=now)
     return registry
 
@@ -156,7 +156,7 @@ async def _read_config(client: aiomqtt.Client, name: str, timeout_s: float) -> b
     topic = topic_config_topic(name)
     await client.subscribe(topic, qos=1)
     found = None
-    for message in await _until_quiet(client, timeout_s):
+    for message in await until_quiet(client, timeout_s):
         if message.topic.matches(topic) and (payload := payload_bytes(message)):
             found = payload
     return found

@@ -121,6 +121,9 @@ def final(
         segments=segments,
         wake_word=stripped.wake_word,
         stable_revised=stable_revised,
+        language_p=(
+            finite(decoding.language_p) if decoding and decoding.language_p is not None else None
+        ),
     )
 
 

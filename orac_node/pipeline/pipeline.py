@@ -176,9 +176,14 @@ class Pipeline:
             return utt.audio(start)
 
         try:
+            model, _ = await self.decoder.choose(
+                self.topic(utt.topic).partials_model, tier="partials"
+            )
             scheduler = self.decoder.pool.scheduler
             decoding = await scheduler.partial(
-                snapshot, DecodeOptions.partial(self.config.partials, language=utt.language)
+                snapshot,
+                DecodeOptions.partial(self.config.partials, language=utt.language),
+                model=model,
             )
             if decoding is None or not utt.receiving:
                 return
@@ -191,7 +196,7 @@ class Pipeline:
                 utt,
                 decoding,
                 node=self._publisher.node_id,
-                model=self._publisher.model,
+                model=model,
                 seq=progress.partial_seq,
                 decoded_samples=decoded,
                 stable=stable,

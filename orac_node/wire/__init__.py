@@ -16,6 +16,7 @@ module per topic family; import from here::
     orac/context/device/<d>, orac/context/topic/<t>
                                retained JSON Context: a prompt for finals      context.py
     orac/config/topic/<topic>  retained JSON TopicConfig                       registry.py
+    orac/config/models         retained JSON ModelSelection (promote)          models.py
     orac/satellite/<device>/status  retained JSON SatelliteStatus              registry.py
     (webhook POST bodies)      JSON TranscriptionEvent                         webhooks.py
 
@@ -53,6 +54,7 @@ from orac_node.wire.context import (
     context_topic,
     parse_context_topic,
 )
+from orac_node.wire.models import MODEL_SELECTION_TOPIC, ModelSelection
 from orac_node.wire.registry import (
     SATELLITE_STATUS_FILTER,
     TOPIC_CONFIG_FILTER,
@@ -112,6 +114,7 @@ __all__ = [
     "MAX_SEQ",
     "MAX_TOPIC_BYTES",
     "MIN_RATE",
+    "MODEL_SELECTION_TOPIC",
     "PROTOCOL_VERSION",
     "REQUEST_ANY",
     "RESPONSE_PREFIX",
@@ -132,6 +135,7 @@ __all__ = [
     "Final",
     "JsonPayload",
     "Method",
+    "ModelSelection",
     "NodeState",
     "NodeStatus",
     "Partial",

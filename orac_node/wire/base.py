@@ -54,6 +54,7 @@ class ErrorCode(StrEnum):
     TOPIC_DISABLED = "topic_disabled"  # the topic's registry config says enabled: false
     LATE_AUDIO = "late_audio"  # chunks after the session ended; ErrorReport.dropped counts them
     MODEL_UNAVAILABLE = "model_unavailable"  # a topic's model cannot be loaded; the node's was used
+    UNSUPPORTED_LANGUAGE = "unsupported_language"  # unknown to Whisper, or an English-only model
     # request/response (Response.error.code)
     UNKNOWN_METHOD = "unknown_method"
     NOT_FOUND = "not_found"  # retranscribe: the session is not (or no longer) in the recent ring

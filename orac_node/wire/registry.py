@@ -79,7 +79,14 @@ class TopicConfig(_Strict):
         True, description="false: audio for this topic is refused with topic_disabled."
     )
     model: str | None = Field(
-        None, description="Model for this topic's finals (the node's, or one of model.extra)."
+        None,
+        description="Model for this topic's finals (the node's model.finals, or one of"
+        " model.extra).",
+    )
+    partials_model: str | None = Field(
+        None,
+        description="Model for this topic's partials (the node's model.partials, or one of"
+        " model.extra).",
     )
     language: str | None = Field(
         None, description="Language of this topic's sessions unless a chunk names one."
@@ -99,7 +106,7 @@ class TopicConfig(_Strict):
         default_factory=list, description="Receivers of this topic's finals."
     )
 
-    @field_validator("model")
+    @field_validator("model", "partials_model")
     @classmethod
     def _model_name(cls, value: str | None) -> str | None:
         if value is not None and not is_valid_name(value):

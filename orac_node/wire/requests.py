@@ -220,6 +220,7 @@ class Transcription(JsonPayload):
     ts: float
     words: list[Word] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
+    language_p: float | None = None  # as in a final: when the language was detected
 
 
 @dataclass(frozen=True, slots=True)

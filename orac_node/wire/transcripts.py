@@ -82,7 +82,8 @@ class Final(JsonPayload):
     case and punctuation): a display showing them as settled must replace them.
     ``latency_ms`` runs from the moment the endpoint was known (the ``end``
     chunk, the last chunk of the trailing silence, the idle deadline) to
-    publication.
+    publication. ``language_p`` is the probability of ``language`` when the
+    model detected it (the session asked for ``auto``), else null.
     """
 
     node: str
@@ -111,6 +112,7 @@ class Final(JsonPayload):
     segments: list[Segment] = field(default_factory=list)
     wake_word: str | None = None
     stable_revised: bool = False
+    language_p: float | None = None
     type: Literal["final"] = "final"
     v: int = PROTOCOL_VERSION
 

@@ -144,8 +144,26 @@ async def test_describe_names_the_models_and_limits(node: RunningNode, broker: L
     assert result["model"] == "tiny.en"
     assert result["models"] == ["tiny.en", "tiny-alt"]
     assert result["languages"] == ["en"]  # an English-only model
+    assert result["tiers"] == {"partials": "tiny.en", "finals": "tiny.en"}
+    main, alt = result["model_details"]["tiny.en"], result["model_details"]["tiny-alt"]
+    assert (main["multilingual"], main["languages"], main["loaded"]) == (False, ["en"], True)
+    assert main["file"] == str(MODEL) and main["load_s"] > 0 and main["memory_mb"] > 10
+    assert alt["file"] == str(MODEL)
+    assert alt["loaded"] == (alt["load_s"] is not None)  # loaded on first use: a topic's decode
     assert result["limits"]["max_file_s"] == 600
     assert set(result["methods"]) == {"describe", "transcribe", "retranscribe"}
+
+
+async def test_a_language_the_model_cannot_decode_is_refused(
+    node: RunningNode, broker: LocalBroker
+) -> None:
+    wav = (AUDIO / "commands" / "utt000.wav").read_bytes()
+    request = TranscribeRequest(audio=wav, device="script", topic="batch", language="de")
+    async with harness(broker.url) as h, _core(h) as core:
+        response = await core.ask(Method.TRANSCRIBE, request.encode())
+    assert not response.ok and response.error is not None
+    assert response.error.code == "unsupported_language"
+    assert "English-only" in response.error.message
 
 
 async def test_transcribe_a_submitted_file_answers_and_publishes(

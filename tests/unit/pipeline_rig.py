@@ -153,19 +153,34 @@ class Rig:
             threads=2,
             use_gpu=False,
             cache_dir=state_dir / "models",
+            partials=config.model.partials,
+            finals=config.model.finals,
             load_engine=load_engine,
         )
         self.scheduler = self.pool.start([engine])
         self.tasks: list[asyncio.Task[object]] = []
+        pool = self.pool
+
+        def topic(name: str) -> TopicConfig:
+            return config.registry.topics.get(name, TopicConfig())
+
         self.pipeline = Pipeline(
             config,
-            intake=Intake(config, vad=VAD, spool=spool),
+            intake=Intake(
+                config,
+                vad=VAD,
+                spool=spool,
+                topic_config=topic,
+                language_refusal=lambda language, name: pool.language_refusal(
+                    language, pool.tiers(topic(name))
+                ),
+            ),
             decoder=FinalDecoder(
                 self.pool, cache, speech=lambda samples: speech_probabilities(samples, VAD)
             ),
             publisher=TranscriptPublisher(self.bus, node_id="rig", model="tiny.en"),
             metrics=NodeMetrics(_no_readings),
-            topics=lambda name: config.registry.topics.get(name, TopicConfig()),
+            topics=topic,
             context=ContextStore(16),
             recent=RecentAudio(16, 600),
             webhooks=WebhookDelivery(config.webhooks, state_dir / "webhooks"),

@@ -17,7 +17,6 @@ from orac_node.decode.engine import (
     WINDOW_QUANTUM,
     WhisperEngine,
     encoder_window,
-    whisper_languages,
 )
 from orac_node.decode.gate import GateRules, judge, strip_annotations
 from orac_node.decode.offline import transcribe
@@ -160,12 +159,6 @@ def test_abort_callback_is_honoured(engine: WhisperEngine) -> None:
     again = engine.decode(_load("commands/utt002.wav"), OPTIONS, should_abort=lambda: False)
     assert not again.aborted
     assert "timer" in again.text.lower()
-
-
-def test_whisper_languages_are_whisper_cpps_codes() -> None:
-    languages = whisper_languages()
-    assert languages[0] == "en" and {"de", "fr", "ja"} <= set(languages)
-    assert len(languages) == len(set(languages)) == 100
 
 
 # --- aborting a decode (the scheduler's preemption) ---------------------------------------

@@ -17,6 +17,7 @@ RANK = {
     "errors": 0,
     "wire": 1,
     "config": 2,
+    "models": 2,
     "audio": 3,
     "ingest": 4,
     "decode": 5,

@@ -250,3 +250,55 @@ async def test_the_final_says_when_it_revises_the_stable_words(
     (published,) = rig.finals()
     assert published.text == final
     assert published.stable_revised is revised
+
+
+async def test_partials_and_finals_decode_with_their_tier_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """model.partials / model.finals, and a topic's partials_model / model over them."""
+    monkeypatch.setattr(pace, "AHEAD_RATE", math.inf)  # fast streaming stands for live here
+    config = NodeConfig.model_validate(
+        {
+            "model": {"finals": "big", "extra": {"big": str(tmp_path / "ggml-big.bin")}},
+            "endpoint": {"speculate_ms": 0},
+            "ingest": {"device_topics": {"attic": "attic"}},
+            "registry": {"topics": {"attic": {"partials_model": "big", "model": "tiny.en"}}},
+        }
+    )
+    main = ScriptedEngine(partial_text="turn on")
+    big = ScriptedEngine(partial_text="turn on", name="big")
+    async with running(config, main, tmp_path, load_engine=lambda _path: big) as rig:
+        for device in ("kitchen", "attic"):
+            seq = await rig.stream(device, "s1", np.concatenate([COMMAND] * 3), pace_s=0.002)
+            await rig.stream(device, "s1", silence(0.1), first_seq=seq, end=True)
+        await asyncio.gather(*rig.tasks)
+    by_device = {f.device: f.model for f in rig.finals()}
+    partial_models = {(p.device, p.model) for p in rig.partials()}
+    assert by_device == {"kitchen": "big", "attic": "tiny.en"}
+    assert partial_models == {("kitchen", "tiny.en"), ("attic", "big")}
+    assert {j.model for j in main.jobs + big.jobs if not j.final} == {"tiny.en", "big"}
+
+
+async def test_a_language_the_topics_models_cannot_decode_is_refused(tmp_path: Path) -> None:
+    """An English-only model is asked for German: a clear error, no session, others go on."""
+    config = NodeConfig.model_validate(
+        {
+            "model": {"extra": {"base": str(tmp_path / "ggml-base.bin")}},
+            "registry": {"topics": {"lounge": {"language": "de"}, "europe": {"model": "base"}}},
+        }
+    )
+    base = ScriptedEngine(name="base")
+    async with running(config, ScriptedEngine(), tmp_path, load_engine=lambda _p: base) as rig:
+        for n, (topic, lang) in enumerate(
+            [("lounge", None), ("general", "fr"), ("general", "xx"), ("general", "en-GB")]
+        ):
+            chunk = AudioChunk(f"s{n}", 0, SAMPLE_RATE, 1, AudioFormat.S16LE, float_to_s16(COMMAND))
+            payload = dataclasses.replace(chunk, topic=topic, lang=lang, end=True).encode()
+            rig.pipeline.on_audio_message(f"audio/dev{n}/chunk", payload)
+        await asyncio.gather(*rig.tasks)
+    errors = {e.device: e for e in rig.errors()}
+    assert sorted(errors) == ["dev0", "dev1", "dev2"]
+    assert {e.code for e in errors.values()} == {"unsupported_language"}
+    assert "English-only" in errors["dev0"].message and "'de'" in errors["dev0"].message
+    assert "not one Whisper knows" in errors["dev2"].message
+    assert [f.device for f in rig.finals()] == ["dev3"]  # en-GB is English: decoded

@@ -1,0 +1,124 @@
+"""What ``orac-node models promote`` and ``rollback`` do on the broker.
+
+The selection is one retained message (wire/models.py); nodes follow it
+(consumers/modelswap.py) and say which finals model they decode with in their
+retained status. So a promote is: read the current selection, publish the new
+one retained (keeping the current as ``previous_*`` for rollback), then watch
+the ready nodes' statuses until each names the promoted model, or the wait
+runs out. The outcome lists every ready node and whether it switched: a node
+without the model in its store stays on its model and says so in its log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+
+import aiomqtt
+
+from orac_node.client.link import payload_bytes
+from orac_node.errors import ContractError
+from orac_node.ops.topics import FAILED, OK, Outcome, until_quiet
+from orac_node.wire import (
+    MODEL_SELECTION_TOPIC,
+    STATUS_FILTER,
+    ModelSelection,
+    NodeStatus,
+)
+
+
+async def read_selection(client: aiomqtt.Client, timeout_s: float) -> ModelSelection:
+    """The retained selection (an empty one when none was ever published)."""
+    await client.subscribe(MODEL_SELECTION_TOPIC, qos=1)
+    found = ModelSelection()
+    for message in await until_quiet(client, timeout_s):
+        if message.topic.matches(MODEL_SELECTION_TOPIC) and (payload := payload_bytes(message)):
+            try:
+                found = ModelSelection.decode(payload)
+            except ContractError:
+                found = ModelSelection()  # a broken selection: replaced by this one
+    return found
+
+
+async def promote(
+    client: aiomqtt.Client, *, finals: str | None, partials: str | None, timeout_s: float
+) -> Outcome:
+    """Make ``finals`` (and/or ``partials``) every node's model; wait for the nodes."""
+    current = await read_selection(client, min(timeout_s, 3.0))
+    selection = ModelSelection(
+        finals=finals or current.finals,
+        partials=partials or current.partials,
+        previous_finals=current.finals,
+        previous_partials=current.partials,
+        ts=round(time.time(), 3),
+    )
+    return await _apply(client, selection, timeout_s)
+
+
+async def rollback(client: aiomqtt.Client, *, timeout_s: float) -> Outcome:
+    """Go back to the selection the last promote replaced."""
+    current = await read_selection(client, min(timeout_s, 3.0))
+    if current.finals is None and current.partials is None:
+        return Outcome(FAILED, "nothing to roll back: no model was promoted")
+    selection = ModelSelection(
+        finals=current.previous_finals,
+        partials=current.previous_partials,
+        previous_finals=current.finals,
+        previous_partials=current.partials,
+        ts=round(time.time(), 3),
+    )
+    return await _apply(client, selection, timeout_s)
+
+
+async def _apply(client: aiomqtt.Client, selection: ModelSelection, timeout_s: float) -> Outcome:
+    await client.subscribe(STATUS_FILTER, qos=1)
+    statuses = _statuses(await until_quiet(client, min(timeout_s, 3.0)))
+    await client.publish(MODEL_SELECTION_TOPIC, selection.encode(), qos=1, retain=True)
+    ready = {node for node, status in statuses.items() if status.state == "ready"}
+    want = selection.finals
+    switched: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+    while want is not None and ready - switched and time.monotonic() < deadline:
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                message = await anext(client.messages)
+        except TimeoutError:
+            break
+        for node, status in _statuses([message]).items():
+            if status.state == "ready" and status.model == want:
+                switched.add(node)
+    nodes = {node: node in switched for node in sorted(ready)}
+    data = {
+        "selection": {"finals": selection.finals, "partials": selection.partials},
+        "nodes": nodes,
+    }
+    if want is None:  # nothing a status shows: the nodes' own finals model
+        own = "each node its own"
+        text = f"selected finals: {own}, partials: {selection.partials or own}"
+        return Outcome(OK, text, data)
+    lines = [
+        f"selected {want} for finals"
+        + (f", {selection.partials} for partials" if selection.partials else "")
+    ]
+    lines += [f"  {node}: {'switched' if ok else 'NOT switched'}" for node, ok in nodes.items()]
+    missing = ready - switched
+    if missing:
+        lines.append(
+            f"{len(missing)} node(s) did not switch within {timeout_s:g} s: is the model in"
+            " their store (orac-node models import)? their logs say why"
+        )
+    return Outcome(FAILED if missing else OK, "\n".join(lines), data)
+
+
+def _statuses(messages: Iterable[aiomqtt.Message]) -> dict[str, NodeStatus]:
+    found = {}
+    for message in messages:
+        if not message.topic.matches(STATUS_FILTER) or not (payload := payload_bytes(message)):
+            continue
+        try:
+            status = NodeStatus.decode(payload)
+        except ContractError:
+            continue
+        found[status.node] = status
+    return found
