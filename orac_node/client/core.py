@@ -39,6 +39,7 @@ from orac_node.wire import (
     REQUEST_ANY,
     TRANSCRIPT_FILTER,
     Context,
+    ErrorCode,
     ErrorReport,
     Final,
     Method,
@@ -313,7 +314,16 @@ class Client(Connection):
                             f"no final for session {session} within {wait:g} s of its audio: "
                             f"is a node up, and may this client read {watch}?"
                         ) from None
-                    t = None if message is None else self._of_session(message, device, session)
+                    try:
+                        t = None if message is None else self._of_session(message, device, session)
+                    except StreamError as exc:
+                        if exc.code != ErrorCode.LATE_AUDIO:
+                            raise
+                        # The node ended the session (its endpoint) while audio was still
+                        # coming, as it does with a live microphone: its final is on the way,
+                        # and can arrive after this report when the node is busy decoding.
+                        stop.set()
+                        continue
                     if isinstance(t, Partial) and t.seq > last_seq:  # not a late duplicate
                         last_seq = t.seq
                         yield t
