@@ -28,6 +28,7 @@ from orac_node.audio.vad import SileroVad
 from orac_node.bench.corpus import Clip
 from orac_node.bench.runner import ScenarioResult
 from orac_node.bench.scoring import slot_score, wer
+from orac_node.bench.wyoming_peer import display_name
 from orac_node.config import NodeConfig
 from orac_node.decode.engine import WhisperEngine
 from orac_node.decode.offline import transcribe
@@ -162,13 +163,13 @@ def streamed_rows(
             continue
         records = result.records
         texts = [r.final.text if r.final else "" for r in records]
-        ms = [r.latency_ms if r.final else math.nan for r in records]
+        ms = [r.speech_latency_ms if r.final else math.nan for r in records]
         clips = [r.clip for r in records]
         sent = how[result.name]
         rows.append(
             AccuracyRow(
                 f"orac-node finals, {sent}",
-                "final after end",
+                "final after end of speech",
                 score(clips, texts, ms),
                 source="node",
                 sent=sent,
@@ -176,20 +177,32 @@ def streamed_rows(
         )
         peer = [(c, p) for scenario, c, p in peer_results if scenario == result.name]
         if peer:
+            realtime = result.name == "single"
             rows.append(
                 AccuracyRow(
-                    f"peer ({(peer_server or 'Wyoming').split(' (model')[0]}), {sent}",
-                    "final after end",
+                    f"peer ({display_name(peer_server) or 'Wyoming'}), {sent}",
+                    "final after end of speech",
                     score(
                         [c for c, _ in peer],
                         [p.text for _, p in peer],
-                        [p.latency_ms for _, p in peer],
+                        [peer_speech_latency_ms(c, p, realtime=realtime) for c, p in peer],
                     ),
                     source="peer",
                     sent=sent,
                 )
             )
     return rows
+
+
+def peer_speech_latency_ms(clip: Clip, result: Any, *, realtime: bool) -> float:  # noqa: ANN401
+    """The peer's final after the end of speech.
+
+    The peer starts only at AudioStop. Streamed in real time, that comes the
+    clip's trailing silence after the speech ended, so the user waits that as
+    well; sent at once, AudioStop follows the end of speech at once.
+    """
+    latency: float = result.latency_ms
+    return latency + (clip.trailing_s * 1000 if realtime else 0.0)
 
 
 def _cell(s: SetScore | None) -> str:

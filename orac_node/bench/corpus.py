@@ -14,6 +14,8 @@ import numpy as np
 from orac_node.audio import Samples, load_audio_file
 from orac_node.audio.vad import WINDOW, WINDOW_S, SileroVad, speech_probabilities
 from orac_node.bench.scoring import load_slot_labels
+from orac_node.config import NodeConfig
+from orac_node.decode.offline import measure_speech
 from orac_node.errors import OracNodeError
 from orac_node.wire import SAMPLE_RATE
 
@@ -29,6 +31,12 @@ class Clip:
     samples: Samples  # float32 mono 16 kHz
     reference: str | None  # None when the folder has no refs.tsv entry
     slots: tuple[str, ...] | None = None  # spoken values from labels.json, if labelled
+    speech_end_s: float | None = None  # where the node's VAD hears the last speech end
+
+    @property
+    def trailing_s(self) -> float:
+        """Seconds of the clip after its last speech (what a satellite streams after it)."""
+        return 0.0 if self.speech_end_s is None else max(0.0, self.seconds - self.speech_end_s)
 
     @property
     def set_name(self) -> str:
@@ -44,6 +52,7 @@ class Clip:
 def load_corpus(folders: list[Path]) -> list[Clip]:
     """Every audio file in ``folders`` (sorted), with its reference text or slots if known."""
     clips: list[Clip] = []
+    vad = SileroVad()
     for folder in folders:
         refs_file = folder / "refs.tsv"
         refs: dict[str, str] = {}
@@ -56,18 +65,31 @@ def load_corpus(folders: list[Path]) -> list[Clip]:
         files = sorted(
             p for p in folder.iterdir() if p.suffix.lower() in {".wav", ".flac", ".mp3", ".ogg"}
         )
-        clips.extend(
-            Clip(
-                f"{folder.name}/{p.name}",
-                load_audio_file(p),
-                refs.get(p.name),
-                tuple(labels[p.name]) if p.name in labels else None,
+        for p in files:
+            samples = load_audio_file(p)
+            clips.append(
+                Clip(
+                    f"{folder.name}/{p.name}",
+                    samples,
+                    refs.get(p.name),
+                    tuple(labels[p.name]) if p.name in labels else None,
+                    speech_end_s=speech_end(samples, vad),
+                )
             )
-            for p in files
-        )
     if not clips:
         raise OracNodeError(f"no audio files in {', '.join(map(str, folders))}")
     return clips
+
+
+def speech_end(samples: Samples, vad: SileroVad) -> float | None:
+    """Where the last speech of a recording ends, judged as a session judges it.
+
+    Users wait from the moment they stop speaking; a clip that goes on in
+    silence after that (the real orders do, by seconds) must not count that
+    silence as the node's delay, nor hide the peer's behind it.
+    """
+    endpointer = measure_speech(samples, NodeConfig(), vad)
+    return endpointer.speech_end_s if endpointer.speech_s else None
 
 
 DICTATION_PAUSE_S = 0.25

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from orac_node.bench.accuracy import SetScore, format_accuracy, from_json
+from orac_node.bench.wyoming_peer import display_name
 
 RESULTS = Path("docs/bench/latest.json")
 """The committed results of the run the docs quote, relative to the repository."""
@@ -55,8 +56,7 @@ def headline(report: dict[str, Any]) -> str:
     """The node against the peer Home Assistant users run, on the same clips and machine."""
     single = report["scenarios"]["single"]
     peer = report.get("peer") or {}
-    # "faster-whisper 3.8.1 (model: /a/local/path 1.2.1)": the path says nothing to a reader.
-    server = re.sub(r" \(model: .*\)$", "", peer.get("server") or "")
+    server = display_name(peer.get("server"))
     peer_name = f"{server} over Wyoming" if server else "no peer in this run"
     folders = ", ".join(f"{Path(folder).name}/" for folder in report["settings"]["audio"])
     clips = f"{single['utterances']} clips of {folders}"
@@ -69,6 +69,12 @@ def headline(report: dict[str, Any]) -> str:
         f"| end of audio → final, p95 | {_ms(single['latency_ms']['p95'])}"
         f" | {_ms(peer.get('latency_ms_p95'))} |",
     ]
+    speech = single.get("speech_latency_ms")
+    if speech:
+        rows.append(
+            f"| end of speech → final, median | {_ms(speech['p50'])}"
+            f" | {_ms(peer.get('speech_latency_ms_p50'))} |"
+        )
     four = report["scenarios"].get("concurrent-4")
     if four is not None:
         rows.append(

@@ -28,6 +28,7 @@ from orac_node.bench.accuracy import (
     as_json,
     format_accuracy,
     offline_grid,
+    peer_speech_latency_ms,
     plot_accuracy,
     streamed_rows,
 )
@@ -225,7 +226,11 @@ def _peer_summary(
     if not got:
         return None
     latencies = sorted(p.latency_ms for _, p in got)
+    realtime = scenario == "single"  # the peer is sent each scenario's way (run_scenarios)
     return {
+        "speech_latency_ms_p50": statistics.median(
+            peer_speech_latency_ms(c, p, realtime=realtime) for c, p in got
+        ),
         "uri": settings.compare_wyoming,
         "server": server,
         "utterances": len(got),

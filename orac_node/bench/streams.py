@@ -53,6 +53,19 @@ class StreamRecord:
         """End chunk sent -> final received."""
         return (self.final_at - self.end_sent) * 1000
 
+    @property
+    def speech_latency_ms(self) -> float:
+        """End of speech sent -> final received: what the user waits, trailing silence aside.
+
+        The clip's last speech went out when the audio sent first covered its
+        ``speech_end_s``; a clip without measured speech counts from the end chunk.
+        """
+        end_s = self.clip.speech_end_s
+        if end_s is None:
+            return self.latency_ms
+        sent_at = next((t for t, seconds in self.sent_s if seconds >= end_s), self.end_sent)
+        return (self.final_at - sent_at) * 1000
+
     def audio_sent_at(self, when: float) -> float:
         """Seconds of audio this stream had sent by ``when``."""
         sent = 0.0

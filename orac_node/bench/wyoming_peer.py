@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -201,3 +202,12 @@ async def wyoming_describe(
         )
         programs.append(f"{name} (model: {models or 'none listed'})")
     return "; ".join(programs)
+
+
+def display_name(server: str | None) -> str:
+    """The peer as a reader knows it: ``faster-whisper 3.8.1``, without the model path.
+
+    :func:`wyoming_describe` says ``faster-whisper 3.8.1 (model: /a/local/path)``;
+    the path says nothing to someone reading the results. Empty when unknown.
+    """
+    return re.sub(r" \(model: .*\)$", "", server or "")

@@ -11,6 +11,7 @@ from typing import Any, TypeAlias
 from orac_node.config import NodeConfig, load_config
 from orac_node.decode.engine import WhisperEngine, seeded_sampling
 from orac_node.decode.modelfiles import resolve_model
+from orac_node.models.store import ModelStore
 from orac_node.mqtt.options import BrokerLogin
 
 DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
@@ -35,9 +36,18 @@ def config_from(args: argparse.Namespace) -> NodeConfig:
 
 
 def model_path(config: NodeConfig) -> Path:
-    """The model file the config asks for (downloaded by name when needed)."""
-    spec = config.model.path or config.model.name
-    return resolve_model(spec, cache_dir=config.model.cache_dir, hub_url=config.model.hub_url)
+    """The model file the config asks for (downloaded by name when needed).
+
+    A model downloaded by name lands in the model store's directory and is
+    recorded there (checksum, kind, source), so ``orac-node models list``
+    shows it like an imported one.
+    """
+    model = config.model
+    path = resolve_model(model.path or model.name, cache_dir=model.cache_dir, hub_url=model.hub_url)
+    store = ModelStore(model.cache_dir)
+    if model.path is None and path == store.path(model.name):
+        store.adopt(model.name, f"download:{model.hub_url.rstrip('/')}/{path.name}")
+    return path
 
 
 def load_engines(config: NodeConfig, path: Path) -> list[WhisperEngine]:

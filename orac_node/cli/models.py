@@ -1,4 +1,4 @@
-"""``orac-node models``: the model store (list, import, validate) and promote / rollback.
+"""``orac-node models``: the store (list, import, validate), promote / rollback, A/B tests.
 
 The store is the node's model directory (``model.cache_dir``, models/store.py);
 promote and rollback go through the broker (ops/modelselect.py), so every node
@@ -21,7 +21,7 @@ import aiomqtt
 
 from orac_node.bench.validate import validate
 from orac_node.cli.common import Subparsers, broker_options, config_from, login, model_path
-from orac_node.client import connect
+from orac_node.client import Client, connect
 from orac_node.errors import OracNodeError
 from orac_node.models.store import ModelRecord, ModelStore
 from orac_node.ops import modelselect
@@ -145,12 +145,91 @@ def _on_broker(
     return outcome.code
 
 
+def _ab(args: argparse.Namespace) -> int:
+    if args.ab_action == "start":
+        store = _store(args)
+        if not store.has(args.candidate):
+            raise OracNodeError(f"no model {args.candidate!r} in {store.root}: import it first")
+        if not 0 < args.share <= 1:
+            raise OracNodeError("--share must be above 0 and at most 1")
+        return _on_broker(
+            args,
+            lambda c: modelselect.ab_start(
+                c,
+                candidate=args.candidate,
+                share=args.share,
+                shadow=args.shadow,
+                timeout_s=args.timeout,
+            ),
+        )
+    if args.ab_action == "stop":
+        return _on_broker(args, lambda c: modelselect.ab_stop(c, timeout_s=args.timeout))
+    return asyncio.run(_ab_report(args))
+
+
+async def _ab_report(args: argparse.Namespace) -> int:
+    """Every ready node's figures for the running test, side by side."""
+    async with connect(login(args)) as mqtt:
+        nodes = await modelselect.ready_nodes(mqtt, min(args.timeout, 3.0))
+    reports: dict[str, Any] = {}
+    async with Client(login(args), timeout=args.timeout) as client:
+        for node in nodes:
+            reports[node] = (await client.describe(node)).get("experiment")
+    if args.json:
+        print(json.dumps(reports))
+        return 0
+    running = {n: r for n, r in reports.items() if r is not None}
+    if not running:
+        print(f"no A/B test runs on {len(nodes)} ready node(s)")
+        return 1
+    print(_ab_table(running))
+    return 0
+
+
+def _ab_table(reports: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        f"{'node':<18}{'variant':<11}{'finals':>7}{'rejected':>9}{'conf p50':>9}"
+        f"{'latency p50':>12}{'decode p50':>11}{'retry agrees':>13}"
+    ]
+    for node, report in reports.items():
+        for variant, v in report["variants"].items():
+            lines.append(
+                f"{node:<18}{variant:<11}{v['finals']:>7}{_pct(v['rejected_share']):>9}"
+                f"{_num(v['confidence_p50'], '.2f'):>9}"
+                f"{_num(v['latency_ms_p50'], '.0f', ' ms'):>12}"
+                f"{_num(v['decode_ms_p50'], '.0f', ' ms'):>11}"
+                f"{_pct(v['retranscribe_agreement']):>8} of {v['retranscribed']}"
+            )
+        shadow = report.get("shadow_figures")
+        if shadow:
+            lines.append(
+                f"{node:<18}shadow: {report['candidate']} agreed with the published text in"
+                f" {_pct(shadow['agreement'])} of {shadow['compared']} finals, rejected"
+                f" {_pct(shadow['candidate_rejected_share'])}, confidence p50"
+                f" {_num(shadow['candidate_confidence_p50'], '.2f')}, decode p50"
+                f" {_num(shadow['candidate_decode_ms_p50'], '.0f', ' ms')}"
+            )
+    first = next(iter(reports.values()))
+    mode = "shadow" if first["shadow"] else f"share {first['share']:.0%}"
+    lines.append(f"(candidate {first['candidate']}, {mode}; texts compared as lower-case words)")
+    return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _num(value: float | None, spec: str, unit: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{unit}"
+
+
 ACTIONS = {
     "list": _list,
     "import": _import,
     "validate": _validate,
     "promote": _promote,
     "rollback": _rollback,
+    "ab": _ab,
 }
 
 
@@ -251,11 +330,25 @@ def add_parser(sub: Subparsers) -> None:
     tier.add_argument("--partials-only", action="store_true", help="for partials only")
     prom.add_argument("--force", action="store_true", help="promote without validation")
     back = actions.add_parser("rollback", help="back to the models before the last promote")
-    for p in (listing, imp, val, prom, back):
+    ab = actions.add_parser("ab", help="A/B test a candidate finals model on every node")
+    ab_actions = ab.add_subparsers(dest="ab_action", required=True)
+    ab_start = ab_actions.add_parser("start", help="a stable share of devices get the candidate")
+    ab_start.add_argument("candidate")
+    ab_start.add_argument(
+        "--share", type=float, default=0.1, help="share of devices (0-1, default 0.1)"
+    )
+    ab_start.add_argument(
+        "--shadow",
+        action="store_true",
+        help="publish every final from the champion; the candidate decodes beside it",
+    )
+    ab_stop = ab_actions.add_parser("stop", help="every device back on the champion")
+    ab_report = ab_actions.add_parser("report", help="each node's figures, by variant")
+    for p in (listing, imp, val, prom, back, ab_start, ab_stop, ab_report):
         p.add_argument("--config", type=Path, help="YAML config file (its model.cache_dir)")
         p.add_argument("--json", action="store_true", help="print JSON")
         p.set_defaults(func=cmd_models)
-    for p in (prom, back):
+    for p in (prom, back, ab_start, ab_stop, ab_report):
         broker_options(p)
         p.add_argument(
             "--timeout",

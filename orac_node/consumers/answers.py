@@ -124,6 +124,7 @@ class Answers:
                 all(pool.multilingual(name) for name in (pool.partials, pool.finals))
             ),
             "model_details": {name: _model_details(pool, name) for name in pool.names},
+            "experiment": pool.ab.report(),  # the A/B test's figures here (models ab report)
             "methods": [m.value for m in Method],
             "limits": {
                 "max_file_bytes": ingest.max_file_bytes,
@@ -212,6 +213,8 @@ class Answers:
             decoding.text, decoding.confidence, self._pipeline.gate, check=result.check
         )
         stripped, rejection = strip_transcript(text, rejection, topic.wake_words)
+        # Core's retry of a doubtful final: how often it agrees is an A/B test's figure
+        self._pipeline.decoder.pool.ab.retranscribed(recent.device, recent.session, stripped.text)
         return Transcription(
             node=self._node_id,
             model=model,

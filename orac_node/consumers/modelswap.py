@@ -10,6 +10,10 @@ decoding goes on with the models in use, so a promote never costs a
 session: sessions open at the switch get their final from whichever model is
 current when their final decodes, once, and nothing is decoded twice.
 
+A selection may also carry an A/B test of the finals model (a candidate,
+the share of devices that get it, shadow mode: decode/experiment.py); the
+candidate is loaded like the tiers, and the test starts once it is.
+
 The node's retained status names its finals model, which is how ``models
 promote`` sees each node follow. A selection whose model cannot be used here
 is logged and counted in ``refused``, and the node stays as it was.
@@ -20,13 +24,30 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from orac_node.decode.experiment import Experiment
 from orac_node.decode.modelpool import ModelPool
 from orac_node.errors import ContractError
 from orac_node.models.store import ModelStore
 from orac_node.wire import ModelSelection
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """What a selection asks of this node: its tiers, and an A/B test if any."""
+
+    partials: str
+    finals: str
+    experiment: Experiment | None
+
+    @property
+    def names(self) -> list[str]:
+        """Every model the selection needs loaded, once each."""
+        candidate = [self.experiment.candidate] if self.experiment else []
+        return list(dict.fromkeys([self.partials, self.finals, *candidate]))
 
 
 class ModelSwitch:
@@ -36,7 +57,7 @@ class ModelSwitch:
         self._pool = pool
         self._store = store
         self._switched = switched  # e.g. republish the node's status
-        self._wanted: tuple[str, str] | None = None
+        self._wanted: _Wanted | None = None
         self._task: asyncio.Task[None] | None = None
         self._started = False  # the pool has its scheduler: models can be loaded
         self.refused = 0
@@ -51,8 +72,17 @@ class ModelSwitch:
             return
         pool = self._pool
         configured_partials, configured_finals = pool.configured
-        wanted = (selection.partials or configured_partials, selection.finals or configured_finals)
-        missing = [n for n in wanted if n not in pool.names and not self._store.has(n)]
+        experiment = (
+            Experiment(selection.candidate, selection.share, selection.shadow)
+            if selection.candidate is not None
+            else None
+        )
+        wanted = _Wanted(
+            selection.partials or configured_partials,
+            selection.finals or configured_finals,
+            experiment,
+        )
+        missing = [n for n in wanted.names if n not in pool.names and not self._store.has(n)]
         if missing:
             self.refused += 1
             log.error(
@@ -62,7 +92,7 @@ class ModelSwitch:
                 self._store.root,
             )
             return
-        for name in wanted:
+        for name in wanted.names:
             if name not in pool.names:
                 pool.offer(name, self._store.path(name))
         self._wanted = wanted
@@ -85,7 +115,7 @@ class ModelSwitch:
         while self._wanted is not None:
             wanted = self._wanted
             try:
-                for name in dict.fromkeys(wanted):
+                for name in wanted.names:
                     await self._pool.ensure(name)
             except LookupError as exc:  # ModelUnavailableError: it does not load here
                 self.refused += 1
@@ -97,9 +127,11 @@ class ModelSwitch:
                 continue
             if self._wanted != wanted:
                 continue  # a newer selection arrived while this one loaded
-            partials, finals = wanted
-            self._pool.select(partials=partials, finals=finals)
-            log.info("decoding with %s (finals) and %s (partials)", finals, partials)
+            self._pool.select(partials=wanted.partials, finals=wanted.finals)
+            self._pool.ab.start(wanted.experiment)
+            log.info("decoding with %s (finals) and %s (partials)", wanted.finals, wanted.partials)
+            if wanted.experiment is not None:
+                log.info("A/B test: %s", wanted.experiment)
             self._wanted = None
             self._switched()
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orac_node.decode.engine import WhisperEngine
+from orac_node.decode.experiment import CANDIDATE, CHAMPION, ExperimentStats
 from orac_node.decode.languages import model_languages, unsupported
 from orac_node.decode.modelfiles import check_loadable
 from orac_node.decode.scheduler import Decoder, InferenceScheduler
@@ -126,6 +127,7 @@ class ModelPool:
         self.finals = finals or main_name
         self.configured = (self.partials, self.finals)  # what a selection of null goes back to
         self.costs: dict[str, LoadedModel] = {}
+        self.ab = ExperimentStats()  # the A/B test of the finals model, if one runs
         self._multilingual: dict[str, bool] = {}
         self._threads = threads
         self._use_gpu = use_gpu
@@ -177,6 +179,20 @@ class ModelPool:
                 await self.ensure(name)
             except ModelUnavailableError as exc:
                 raise ModelError(f"{exc} (named by model.partials or model.finals)") from None
+
+    def finals_for(self, device: str) -> str:
+        """The finals model of ``device``: the candidate when an A/B test gives it that."""
+        experiment = self.ab.experiment
+        if experiment is not None and experiment.variant(device) == CANDIDATE:
+            return self.resolve(experiment.candidate)
+        return self.finals
+
+    def variant_of(self, model: str) -> str | None:
+        """Which side of the running A/B test a final decoded with ``model`` is on."""
+        experiment = self.ab.experiment
+        if experiment is None:
+            return None
+        return CANDIDATE if model == experiment.candidate else CHAMPION
 
     def tiers(self, topic: TopicConfig) -> tuple[str, str]:
         """The models a topic's partials and finals decode with, as far as known now."""

@@ -137,6 +137,12 @@ class ModelStore:
             incoming.unlink(missing_ok=True)
         return self._record(name, f"ctranslate2:{source}")
 
+    def adopt(self, name: str, source: str) -> ModelRecord:
+        """Record a model file already in the store's directory (a download by name)."""
+        if self.has(name):
+            return self.get(name)
+        return self._record(name, source)
+
     def set_validation(self, name: str, figures: dict[str, Any]) -> ModelRecord:
         """Store what ``models validate`` measured with the model."""
         record = dataclasses.replace(self.get(name), validation=figures)

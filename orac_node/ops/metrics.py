@@ -35,6 +35,9 @@ DECODE_BUCKETS_S = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
 """tiny.en decodes take 0.15-0.5 s on 2 cores; a 30 s window ~2.5 s."""
 LAG_BUCKETS_S = (0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 5.0)
 """Partial lag target: p95 under 1 s."""
+CONFIDENCE_BUCKETS = (0.15, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+"""Finals below 0.15 are withheld (gate.min_confidence); correct beam-5 finals of the
+shared clips ran 0.20-0.97 (median 0.80), so the buckets are finest above 0.5."""
 MESSAGE_KINDS = ("chunk", "raw", "file")
 
 
@@ -96,6 +99,20 @@ class NodeMetrics:
         self.gaps = Counter(
             "orac_node_chunk_gaps", "Chunks never received in finalized sessions.", registry=r
         )
+        self.ab_finals = Counter(
+            "orac_node_ab_finals",
+            "Finals during an A/B test of the finals model, by variant, model and outcome"
+            " (text, or the rejection reason).",
+            ["variant", "model", "outcome"],
+            registry=r,
+        )
+        self.ab_confidence = Histogram(
+            "orac_node_ab_confidence",
+            "Confidence of finals with text during an A/B test, by variant.",
+            ["variant"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
         self.model_load = Gauge(
             "orac_node_model_load_seconds", "Loading and warming the model(s).", registry=r
         )
@@ -110,6 +127,12 @@ class NodeMetrics:
             self.queue_wait.observe(final.queue_ms / 1000)
         if final.gaps:
             self.gaps.inc(final.gaps)
+
+    def observe_variant(self, final: Final, variant: str) -> None:
+        """Record a final of an A/B test's ``variant``."""
+        self.ab_finals.labels(variant, final.model, final.rejected or "text").inc()
+        if final.rejected is None:
+            self.ab_confidence.labels(variant).observe(final.confidence)
 
     def observe_partial(self, partial: Partial) -> None:
         """Record a published partial."""

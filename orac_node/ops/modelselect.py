@@ -7,11 +7,15 @@ one retained (keeping the current as ``previous_*`` for rollback), then watch
 the ready nodes' statuses until each names the promoted model, or the wait
 runs out. The outcome lists every ready node and whether it switched: a node
 without the model in its store stays on its model and says so in its log.
+
+An A/B test (``models ab start``/``stop``) is the same selection with a
+candidate: a promote or rollback keeps a running test, ``ab stop`` ends it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Iterable
 
@@ -46,13 +50,16 @@ async def promote(
 ) -> Outcome:
     """Make ``finals`` (and/or ``partials``) every node's model; wait for the nodes."""
     current = await read_selection(client, min(timeout_s, 3.0))
-    selection = ModelSelection(
+    selection = dataclasses.replace(
+        current,
         finals=finals or current.finals,
         partials=partials or current.partials,
         previous_finals=current.finals,
         previous_partials=current.partials,
         ts=round(time.time(), 3),
     )
+    if finals is not None and finals == current.candidate:  # the candidate won: test over
+        selection = dataclasses.replace(selection, candidate=None, share=0.0, shadow=False)
     return await _apply(client, selection, timeout_s)
 
 
@@ -61,7 +68,8 @@ async def rollback(client: aiomqtt.Client, *, timeout_s: float) -> Outcome:
     current = await read_selection(client, min(timeout_s, 3.0))
     if current.finals is None and current.partials is None:
         return Outcome(FAILED, "nothing to roll back: no model was promoted")
-    selection = ModelSelection(
+    selection = dataclasses.replace(
+        current,
         finals=current.previous_finals,
         partials=current.previous_partials,
         previous_finals=current.finals,
@@ -69,6 +77,60 @@ async def rollback(client: aiomqtt.Client, *, timeout_s: float) -> Outcome:
         ts=round(time.time(), 3),
     )
     return await _apply(client, selection, timeout_s)
+
+
+async def ab_start(
+    client: aiomqtt.Client, *, candidate: str, share: float, shadow: bool, timeout_s: float
+) -> Outcome:
+    """Start an A/B test of ``candidate`` for the finals (the tiers stay as they are)."""
+    current = await read_selection(client, min(timeout_s, 3.0))
+    selection = dataclasses.replace(
+        current, candidate=candidate, share=share, shadow=shadow, ts=round(time.time(), 3)
+    )
+    if not await _publish(client, selection, timeout_s):
+        return Outcome(FAILED, f"the broker did not take {MODEL_SELECTION_TOPIC} back")
+    how = "shadow: every final from the champion, the candidate decodes beside it"
+    if not shadow:
+        how = f"{share:.0%} of devices get their finals from it"
+    text = f"A/B test of {candidate} started ({how}); see orac-node models ab report"
+    return Outcome(OK, text, {"candidate": candidate, "share": share, "shadow": shadow})
+
+
+async def ab_stop(client: aiomqtt.Client, *, timeout_s: float) -> Outcome:
+    """End the A/B test: every device back on the champion."""
+    current = await read_selection(client, min(timeout_s, 3.0))
+    if current.candidate is None:
+        return Outcome(FAILED, "no A/B test runs")
+    selection = dataclasses.replace(
+        current, candidate=None, share=0.0, shadow=False, ts=round(time.time(), 3)
+    )
+    if not await _publish(client, selection, timeout_s):
+        return Outcome(FAILED, f"the broker did not take {MODEL_SELECTION_TOPIC} back")
+    return Outcome(OK, f"A/B test of {current.candidate} stopped", {"candidate": None})
+
+
+async def ready_nodes(client: aiomqtt.Client, timeout_s: float) -> list[str]:
+    """The nodes whose retained status says ``ready``."""
+    await client.subscribe(STATUS_FILTER, qos=1)
+    statuses = _statuses(await until_quiet(client, timeout_s))
+    return sorted(node for node, status in statuses.items() if status.state == "ready")
+
+
+async def _publish(client: aiomqtt.Client, selection: ModelSelection, timeout_s: float) -> bool:
+    """Publish the selection retained and wait for the broker to pass it back."""
+    payload = selection.encode()
+    await client.publish(MODEL_SELECTION_TOPIC, payload, qos=1, retain=True)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for message in client.messages:
+                if (
+                    message.topic.matches(MODEL_SELECTION_TOPIC)
+                    and payload_bytes(message) == payload
+                ):
+                    return True
+    except TimeoutError:
+        pass
+    return False
 
 
 async def _apply(client: aiomqtt.Client, selection: ModelSelection, timeout_s: float) -> Outcome:

@@ -81,6 +81,7 @@ def final(
     speculative: bool = False,
     wake_words: Sequence[str] = (),
     stable_revised: bool = False,
+    variant: str | None = None,
 ) -> Final:
     """The session's one final transcript, with the topic's ``wake_words`` stripped."""
     stripped, rejection = strip_transcript(text, rejection, wake_words)
@@ -124,6 +125,7 @@ def final(
         language_p=(
             finite(decoding.language_p) if decoding and decoding.language_p is not None else None
         ),
+        variant=variant,
     )
 
 

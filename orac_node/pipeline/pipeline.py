@@ -230,6 +230,8 @@ class Pipeline:
         extra = request.prompt if request else ""
         prompt = self.prompt_for(utt.key.device, utt.topic, topic, extra)
         model = (request.model if request else None) or topic.model
+        if model is None:  # the node's finals model, or an A/B test's candidate
+            model = self.decoder.pool.finals_for(utt.key.device)
         options = DecodeOptions.final(
             self.config.decode,
             language=utt.language,
@@ -288,6 +290,9 @@ class Pipeline:
         decoded, rejection = await self._decode_final(utt, speculation, request, lane)
         node, model = self._publisher.node_id, self._publisher.model
         publish = request is None or request.publish
+        pool = self.decoder.pool
+        in_test = decoded is not None and not (request and request.model) and not topic.model
+        variant = pool.variant_of(decoded.model) if decoded is not None and in_test else None
         try:
             text = ""
             if decoded is not None:
@@ -307,6 +312,7 @@ class Pipeline:
                 wake_words=topic.wake_words,
                 # the partials' committed words, before the wake word was stripped
                 stable_revised=progress is not None and not progress.agreement.begins(text),
+                variant=variant,
             )
             if publish:
                 self._publisher.final(final, on_sent=self._finished_callback(utt))
@@ -323,6 +329,8 @@ class Pipeline:
         self._metrics.observe_final(final)
         if publish:
             self._after_final(utt, final, topic)
+        if variant is not None:
+            self._compare(utt, final, variant, request)
         log.info(
             "final %s/%s %s %.1fs audio, %.0f ms after endpoint, conf %.2f: %r",
             final.device,
@@ -388,6 +396,48 @@ class Pipeline:
             )
         if final.text and topic.webhooks:
             self._webhooks.submit(TranscriptionEvent.from_final(final), topic.webhooks)
+
+    def _compare(
+        self, utt: Utterance, final: Final, variant: str, request: RequestOverrides | None
+    ) -> None:
+        """Count the final for its A/B variant; in shadow mode, have the candidate decode it too."""
+        ab = self.decoder.pool.ab
+        ab.final(
+            device=final.device,
+            session=final.session,
+            variant=variant,
+            text=final.text,
+            rejected=final.rejected,
+            confidence=final.confidence,
+            latency_ms=final.latency_ms,
+            decode_ms=final.decode_ms,
+        )
+        self._metrics.observe_variant(final, variant)
+        experiment = ab.experiment
+        if experiment is not None and experiment.shadow and final.rejected != messages.FAILED:
+            options, _ = self._final_options(utt, request)
+            audio = self._final_audio(utt)
+            shadow = self._shadow(audio, options, experiment.candidate, final)
+            self._spawn(shadow, f"shadow-{utt.key.session}")
+
+    async def _shadow(
+        self, audio: Samples, options: DecodeOptions, candidate: str, final: Final
+    ) -> None:
+        """The candidate's decode of a published final's audio, behind live work."""
+        try:
+            decoded = await self.decoder.decode(audio, options, candidate, lane=Lane.BATCH)
+        except Exception:  # a shadow decode must never cost anything but its figure
+            log.exception("shadow decode of %s with %s failed", final.session, candidate)
+            return
+        decoding = decoded.decoding
+        text, rejection = judge(decoding.text, decoding.confidence, self.gate)
+        self.decoder.pool.ab.shadow(
+            published=final.text,
+            candidate=text,
+            rejected=rejection is not None,
+            confidence=decoding.confidence,
+            decode_ms=decoding.decode_ms,
+        )
 
     def _finished_callback(self, utt: Utterance) -> Callable[[], None] | None:
         """Once the broker has the final, the spool forgets the session's audio."""

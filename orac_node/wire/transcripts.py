@@ -84,6 +84,9 @@ class Final(JsonPayload):
     chunk, the last chunk of the trailing silence, the idle deadline) to
     publication. ``language_p`` is the probability of ``language`` when the
     model detected it (the session asked for ``auto``), else null.
+    ``variant`` is ``champion`` or ``candidate`` while an A/B test of the
+    finals model runs (``orac-node models ab``) and the topic does not pin a
+    model, else null.
     """
 
     node: str
@@ -113,6 +116,7 @@ class Final(JsonPayload):
     wake_word: str | None = None
     stable_revised: bool = False
     language_p: float | None = None
+    variant: str | None = None
     type: Literal["final"] = "final"
     v: int = PROTOCOL_VERSION
 

@@ -185,3 +185,65 @@ async def _clear_selection(url: str) -> None:
     """Other modules' nodes share this broker: leave no selection retained."""
     async with connect(url) as mqtt:
         await mqtt.publish(MODEL_SELECTION_TOPIC, b"", qos=1, retain=True)
+
+
+def test_an_ab_test_splits_devices_and_shadow_mode_compares(
+    store: tuple[Path, Path], broker: LocalBroker, tmp_path: Path
+) -> None:
+    config, root = store
+    node = start_node(
+        broker.url,
+        tmp_path / "node",
+        MODEL,
+        "test-models-ab",
+        {"model": {"cache_dir": str(root)}, "endpoint": {"speculate_ms": 0}},
+    )
+    try:
+        asyncio.run(_ab_test(config, broker.url))
+    finally:
+        asyncio.run(_clear_selection(broker.url))
+        code = node.stop()
+    assert code == 0, node.log()
+
+
+async def _ab_test(config: Path, url: str) -> None:
+    async with harness(url) as h:
+        started = await asyncio.to_thread(
+            _models, config, "ab", "start", "base", "--share", "1.0", url=url
+        )
+        assert started.returncode == 0, started.stdout + started.stderr
+        candidate = await _eventually_final(h, "base")
+        assert candidate.variant == "candidate" and "timer" in candidate.text.lower()
+        report = await asyncio.to_thread(_models, config, "ab", "report", "--json", url=url)
+        figures = json.loads(report.stdout)["test-models-ab"]
+        assert figures["candidate"] == "base" and figures["variants"]["candidate"]["finals"] >= 1
+        shadow = await asyncio.to_thread(
+            _models, config, "ab", "start", "base", "--shadow", url=url
+        )
+        assert shadow.returncode == 0, shadow.stdout + shadow.stderr
+        champion = await _eventually_final(h, "tiny.en", variant="champion")
+        assert champion.variant == "champion"
+        for _ in range(100):  # the candidate decodes the same audio behind live work
+            described = await asyncio.to_thread(_models, config, "ab", "report", "--json", url=url)
+            shadow_figures = json.loads(described.stdout)["test-models-ab"].get("shadow_figures")
+            if shadow_figures and shadow_figures["compared"] >= 1:
+                break
+            await asyncio.sleep(0.2)
+        assert shadow_figures is not None and shadow_figures["compared"] >= 1
+        assert shadow_figures["agreement"] is not None
+        text = await asyncio.to_thread(_models, config, "ab", "report", url=url)
+        assert "shadow: base agreed with the published text" in text.stdout
+        stopped = await asyncio.to_thread(_models, config, "ab", "stop", url=url)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        after = await _eventually_final(h, "tiny.en", variant=None)
+        assert after.variant is None
+
+
+async def _eventually_final(h: Harness, model: str, variant: str | None = "candidate") -> Final:
+    """A final decoded with ``model`` (the node applies a selection within moments)."""
+    for _ in range(20):
+        final = await _final_of(h, "kitchen", "commands/utt002.wav")
+        if final.model == model and final.variant == variant:
+            return final
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"no final from {model} ({variant}): last {final}")

@@ -14,12 +14,15 @@ from orac_node.bench.accuracy import (
     SetScore,
     format_accuracy,
     offline_grid,
+    peer_speech_latency_ms,
     resolve_model,
     score,
 )
 from orac_node.bench.corpus import Clip, load_corpus
 from orac_node.bench.report import ScenarioSummary, accuracy_targets
 from orac_node.bench.scoring import load_slot_labels, slot_score
+from orac_node.bench.streams import StreamRecord
+from orac_node.bench.wyoming_peer import PeerResult
 from orac_node.config import NodeConfig
 from orac_node.errors import OracNodeError
 from tests.conftest import AUDIO, MODEL
@@ -90,8 +93,23 @@ def test_grid_entries_name_their_rows() -> None:
     assert GridEntry.parse("/models/ggml-base.bin:5").label() == "base, beam 5"
 
 
-def _summary(p50: float) -> ScenarioSummary:
-    return ScenarioSummary("x", 1, 0, {"p50": p50}, p50, {}, 0.0, 0, 0, 0.0, 0.0, 1.0, 1.0)
+def _summary(p50: float, speech_p50: float | None = None) -> ScenarioSummary:
+    return ScenarioSummary(
+        "x",
+        1,
+        0,
+        {"p50": p50},
+        p50,
+        {},
+        0.0,
+        0,
+        0,
+        0.0,
+        0.0,
+        1.0,
+        1.0,
+        speech_latency_ms={"p50": speech_p50 if speech_p50 is not None else p50},
+    )
 
 
 def test_the_targets_compare_the_node_with_the_peer_sent_the_same_way() -> None:
@@ -107,11 +125,13 @@ def test_the_targets_compare_the_node_with_the_peer_sent_the_same_way() -> None:
         row("peer", "sent at once", wer=0.09, values=0.85),
         row("node", "streamed in real time", wer=0.10, values=0.90),  # no peer sent this way
     ]
-    peer = {"latency_ms_p50": 400.0}
-    targets = accuracy_targets({"single": _summary(50), "at-once": _summary(330)}, peer, peer, rows)
+    peer = {"latency_ms_p50": 400.0, "speech_latency_ms_p50": 1400.0}
+    summaries = {"single": _summary(50, speech_p50=750), "at-once": _summary(330)}
+    targets = accuracy_targets(summaries, peer, peer, rows)
     by = {(t.id, t.description.split(":")[0]): t.ok for t in targets}
     assert by == {
         ("A1", "single"): True,  # 50 <= 0.2 x 400
+        ("A1s", "single"): False,  # from the end of speech: 750 > 0.2 x 1400
         ("A2", "at-once"): False,  # 330 > 0.8 x 400
         ("A3", "commands, sent at once"): False,  # WER 10 % vs the peer's 9 %
         ("A3", "orders, sent at once"): True,  # 90 % of values vs 85 %
@@ -137,3 +157,19 @@ def test_a_grid_model_may_be_a_file(tmp_path: Path) -> None:
     assert resolve_model("tiny.en", {"tiny.en": MODEL}) == MODEL
     with pytest.raises(OracNodeError, match=r"one of: tiny\.en"):
         resolve_model(str(tmp_path / "missing.bin"), {"tiny.en": MODEL})
+
+
+def test_latency_counts_from_the_end_of_speech_for_both_sides() -> None:
+    """A real order ends in seconds of silence: the user waits from their last word."""
+    clip = next(c for c in load_corpus([ORDERS]) if c.trailing_s > 1.0)
+    assert clip.speech_end_s is not None and 0 < clip.speech_end_s < clip.seconds
+    record = StreamRecord("single", "dev", "s1", clip, started=100.0)
+    record.sent_s = [(100.0 + t, t) for t in np.arange(0.02, clip.seconds + 0.01, 0.02)]
+    record.end_sent = record.sent_s[-1][0]
+    record.final_at = 100.0 + clip.speech_end_s + 0.8  # endpoint after 0.7 s of silence
+    assert record.latency_ms < 0  # published before the satellite sent its end chunk
+    assert record.speech_latency_ms == pytest.approx(800, abs=21)  # within one 20 ms chunk
+    peer = PeerResult(text="", latency_ms=370.0, total_ms=0.0)
+    realtime = peer_speech_latency_ms(clip, peer, realtime=True)
+    assert realtime == pytest.approx(370.0 + clip.trailing_s * 1000)
+    assert peer_speech_latency_ms(clip, peer, realtime=False) == 370.0

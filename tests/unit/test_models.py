@@ -9,8 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from orac_node.cli.common import model_path
+from orac_node.config import NodeConfig
 from orac_node.decode.modelfiles import KNOWN_MODELS, resolve_model
 from orac_node.errors import ModelError, OracNodeError
+from orac_node.models.store import ModelStore
 from tests.conftest import MODEL
 from tests.unit.fileserver import FileServer
 
@@ -132,3 +135,21 @@ def test_a_model_that_passed_the_check_is_not_probed_again(
     model.write_bytes(b"not ggml at all")
     with pytest.raises(ModelError):
         resolve_model(model, cache_dir=tmp_path / "cache")
+
+
+def test_a_model_downloaded_by_name_is_recorded_in_the_store(
+    hub: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``orac-node run`` does with a model name: download, then a store record."""
+    monkeypatch.setitem(KNOWN_MODELS, "test-tiny", PAYLOAD_SHA1)
+    cache = tmp_path / "models"
+    config = NodeConfig.model_validate(
+        {"model": {"name": "test-tiny", "cache_dir": str(cache), "hub_url": hub.url}}
+    )
+    path = model_path(config)
+    record = ModelStore(cache).get("test-tiny")
+    assert (record.file, record.size) == (str(path), len(PAYLOAD))
+    assert record.sha256 == hashlib.sha256(PAYLOAD).hexdigest()
+    assert record.source == f"download:{hub.url}/ggml-test-tiny.bin"
+    assert (record.kind, record.multilingual) == ("tiny", False)
+    assert model_path(config) == path and hub.requests == ["/models/ggml-test-tiny.bin"]

@@ -17,6 +17,7 @@ from orac_node.audio import float_to_s16, load_audio_file
 from orac_node.config import NodeConfig
 from orac_node.consumers.answers import Answers
 from orac_node.decode import modelfiles, modelpool
+from orac_node.decode.experiment import Experiment
 from orac_node.ingest import pace
 from orac_node.ingest.spool import Spool
 from orac_node.mqtt.rpc import RequestFailedError
@@ -302,3 +303,48 @@ async def test_a_language_the_topics_models_cannot_decode_is_refused(tmp_path: P
     assert "English-only" in errors["dev0"].message and "'de'" in errors["dev0"].message
     assert "not one Whisper knows" in errors["dev2"].message
     assert [f.device for f in rig.finals()] == ["dev3"]  # en-GB is English: decoded
+
+
+@pytest.mark.parametrize(
+    ("experiment", "models", "variants"),
+    [
+        (Experiment("big", 1.0), {"kitchen": "big", "attic": "tiny.en"}, [None, "candidate"]),
+        (Experiment("big", 0.0), {"kitchen": "tiny.en", "attic": "tiny.en"}, [None, "champion"]),
+        (
+            Experiment("big", 1.0, shadow=True),
+            {"kitchen": "tiny.en", "attic": "tiny.en"},
+            [None, "champion"],
+        ),
+    ],
+)
+async def test_an_ab_test_decides_the_finals_model_and_its_variant(
+    tmp_path: Path, experiment: Experiment, models: dict[str, str], variants: list[str | None]
+) -> None:
+    """The attic topic pins its model: outside the test (variant null)."""
+    config = NodeConfig.model_validate(
+        {
+            "model": {"extra": {"big": str(tmp_path / "ggml-big.bin")}},
+            "ingest": {"device_topics": {"attic": "attic"}},
+            "registry": {"topics": {"attic": {"model": "tiny.en"}}},
+        }
+    )
+    main, big = ScriptedEngine(), ScriptedEngine(text="turn on the light", name="big")
+    async with running(config, main, tmp_path, load_engine=lambda _path: big) as rig:
+        rig.pool.ab.start(experiment)
+        for device in ("kitchen", "attic"):
+            await rig.stream(device, "s1", COMMAND, end=True)
+            await asyncio.gather(*rig.tasks)
+        await asyncio.gather(*rig.tasks)  # the shadow decodes
+    finals = {f.device: f for f in rig.finals()}
+    assert {d: f.model for d, f in finals.items()} == {
+        "kitchen": models["kitchen"],
+        "attic": "tiny.en",
+    }
+    assert sorted([f.variant for f in finals.values()], key=str) == sorted(variants, key=str)
+    report = rig.pool.ab.report()
+    assert report is not None
+    assert sum(v["finals"] for v in report["variants"].values()) == 1  # the kitchen's only
+    if experiment.shadow:
+        shadow = report["shadow_figures"]
+        assert shadow["compared"] == 1 and shadow["agreement"] == 0.0  # "light" vs "lights"
+        assert [j.model for j in big.jobs if j.final] == ["big"]  # the candidate's decode
