@@ -44,6 +44,8 @@ from orac_node.bench.report import (
     write_json,
 )
 from orac_node.bench.runner import (
+    DICTATION_SILENCE_MS,
+    DICTATION_TOPIC,
     NODE_ID,
     ScenarioResult,
     bench_broker,
@@ -128,6 +130,9 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
     webhooks = config_data.setdefault("webhooks", {})
     webhooks.setdefault("allow", ["127.0.0.0/8"])
     webhooks.setdefault("backoff_initial_s", 0.2)
+    # Read speech is streamed as dictation, on a topic whose endpoint waits out its pauses.
+    topics = config_data.setdefault("registry", {}).setdefault("topics", {})
+    topics.setdefault(DICTATION_TOPIC, {"silence_ms": DICTATION_SILENCE_MS})
     config = load_config(None, config_data)
     scenarios = expand(settings.scenarios)
     grid = _grid(settings, config) if "accuracy" in scenarios else []

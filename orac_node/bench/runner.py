@@ -62,6 +62,15 @@ DICTATION_S = 28.0
 """Just under the node's default 30 s utterance limit."""
 GAP_S = 0.3
 """Pause between a satellite's utterances (a user does not speak back to back)."""
+DICTATION_SETS = frozenset({"speech"})
+"""Sets of read speech (LibriVox passages, jfk.wav): dictation, not commands. They
+pause for a second between sentences, where a voice assistant's 0.7 s endpoint
+would end the utterance and refuse the rest as late audio; they are streamed on
+:data:`DICTATION_TOPIC`, whose endpoint waits as a dictation app's would."""
+DICTATION_TOPIC = "dictation"
+DICTATION_SILENCE_MS = 1500
+"""The dictation topic's end-of-utterance silence (TopicConfig.silence_ms): longer
+than the shared read speech's pauses (about 1 s)."""
 SOAK_SATELLITES = 8
 """A large household all talking at once, for as long as the soak runs."""
 
@@ -108,9 +117,16 @@ async def _single(
     scenario = "single" if realtime else "at-once"
     records = []
     for clip in clips:
+        topic = DICTATION_TOPIC if clip.set_name in DICTATION_SETS else None
         records.append(
             await stream_clip(
-                mqtt, collector, clip, scenario=scenario, device="sat-0", realtime=realtime
+                mqtt,
+                collector,
+                clip,
+                scenario=scenario,
+                device="sat-0",
+                realtime=realtime,
+                topic=topic,
             )
         )
         if peer is not None:

@@ -74,7 +74,9 @@ def _import(args: argparse.Namespace) -> int:
                 " such checkpoint could be obtained to test a converter against); convert it"
                 " with whisper.cpp's convert-h5-to-ggml.py, or import its CTranslate2 form"
             )
-        record = store.add_ct2(source, args.name, replace=args.replace, progress=_progress())
+        record = store.add_ct2(
+            source, args.name, replace=args.replace, progress=_progress("converting")
+        )
     elif source.is_file():
         record = store.add_ggml(source, args.name, replace=args.replace)
     else:
@@ -83,6 +85,18 @@ def _import(args: argparse.Namespace) -> int:
         f"imported {record.name}: {record.kind}, {record.quantization},"
         f" {'multilingual' if record.multilingual else 'English-only'},"
         f" {record.size / 1e6:.1f} MB, sha256 {record.sha256[:12]}…"
+    )
+    print(f"next: orac-node models validate {record.name}")
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    record = _store(args).add_quantized(
+        args.name, args.to, replace=args.replace, progress=_progress("quantizing")
+    )
+    print(
+        f"stored {record.name}: {record.quantization}, {record.size / 1e6:.1f} MB,"
+        f" sha256 {record.sha256[:12]}…"
     )
     print(f"next: orac-node models validate {record.name}")
     return 0
@@ -226,6 +240,7 @@ def _num(value: float | None, spec: str, unit: str = "") -> str:
 ACTIONS = {
     "list": _list,
     "import": _import,
+    "quantize": _quantize,
     "validate": _validate,
     "promote": _promote,
     "rollback": _rollback,
@@ -270,7 +285,7 @@ def _cell(name: str, figure: dict[str, Any]) -> str:
     return f"{text:>16}" + ("" if ms is None else f"{ms:6.0f}ms")
 
 
-def _progress() -> Any:  # noqa: ANN401 - a callback
+def _progress(doing: str) -> Any:  # noqa: ANN401 - a callback
     tty = sys.stderr.isatty()
     shown = -1
 
@@ -281,7 +296,7 @@ def _progress() -> Any:  # noqa: ANN401 - a callback
         if step == shown:
             return
         shown = step
-        line = f"converting [{'#' * (percent // 4):<25}] {percent:3d}% {done}/{total} tensors"
+        line = f"{doing} [{'#' * (percent // 4):<25}] {percent:3d}% {done}/{total} tensors"
         print(
             f"\r{line}" if tty else line, end="" if tty and done < total else "\n", file=sys.stderr
         )
@@ -302,6 +317,12 @@ def add_parser(sub: Subparsers) -> None:
     imp.add_argument("source", type=Path, metavar="FILE|DIR")
     imp.add_argument("--name", help="its name in the store (default: from the file or directory)")
     imp.add_argument("--replace", action="store_true", help="overwrite a model of that name")
+    quant = actions.add_parser(
+        "quantize", help="store a model's 8-bit (q8_0) copy: smaller, faster on CPU"
+    )
+    quant.add_argument("name", help="a stored f16 or f32 model")
+    quant.add_argument("--to", metavar="NAME", help="the copy's name (default: NAME-q8_0)")
+    quant.add_argument("--replace", action="store_true", help="overwrite a model of that name")
     val = actions.add_parser(
         "validate",
         help="check a stored model and measure it on reference audio, beside the current model",
@@ -344,7 +365,7 @@ def add_parser(sub: Subparsers) -> None:
     )
     ab_stop = ab_actions.add_parser("stop", help="every device back on the champion")
     ab_report = ab_actions.add_parser("report", help="each node's figures, by variant")
-    for p in (listing, imp, val, prom, back, ab_start, ab_stop, ab_report):
+    for p in (listing, imp, quant, val, prom, back, ab_start, ab_stop, ab_report):
         p.add_argument("--config", type=Path, help="YAML config file (its model.cache_dir)")
         p.add_argument("--json", action="store_true", help="print JSON")
         p.set_defaults(func=cmd_models)

@@ -57,6 +57,7 @@ def _topic_edit(args: argparse.Namespace) -> topics.ConfigEdit:
         model=args.model,
         language=args.language,
         prompt=args.prompt,
+        silence_ms=args.silence_ms,
         wake_words=[] if args.no_wake_words else args.wake_word,
         webhooks=[] if args.no_webhooks else args.webhook,
         secret=secret,
@@ -109,6 +110,12 @@ def _topic_edit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="NAME", help='model for its finals ("": the node\'s)')
     p.add_argument("--language", metavar="CODE", help='language of its sessions ("": auto)')
     p.add_argument("--prompt", metavar="TEXT", help="vocabulary/prompt for its finals")
+    p.add_argument(
+        "--silence-ms",
+        type=int,
+        metavar="MS",
+        help="silence that ends its utterances (dictation: 1500; -1: the node's)",
+    )
     words = p.add_mutually_exclusive_group()
     words.add_argument(
         "--wake-word", action="append", metavar="WORD", help="replaces the list; repeat"

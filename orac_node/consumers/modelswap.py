@@ -3,7 +3,7 @@
 ``orac-node models promote NAME`` publishes a :class:`ModelSelection` retained
 on ``orac/config/models``; every node receives it (and, being retained, every
 node that starts later). For each tier the node looks the model up in its
-store (``model.store_dir``; a model the node's config offers by name works
+store (``model.cache_dir``; a model the node's config offers by name works
 too), loads it beside the current one, and only once it is loaded and warm
 switches its tiers (ModelPool.select). Until then, and if it never loads,
 decoding goes on with the models in use, so a promote never costs a

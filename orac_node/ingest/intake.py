@@ -24,6 +24,7 @@ acknowledgement; at start-up the node replays what the spool holds through
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -329,7 +330,7 @@ class Intake:
         if stream is None:
             stream = self._raw[device] = RawStream(
                 device,
-                rules=self._rules,
+                rules=self._topic_rules(self.config.ingest.topic_for(device)),
                 detector=self._vad.detector(),
                 open_utterance=lambda session: self._open(
                     UtteranceKey(device, session), None, None, SAMPLE_RATE, time.monotonic()
@@ -393,6 +394,13 @@ class Intake:
         rules = self._rules.for_whole_file()
         return self._new(key, topic, language, SAMPLE_RATE, now, rules=rules, samples=samples)
 
+    def _topic_rules(self, topic: str) -> EndpointRules:
+        """The node's endpoint rules, with the topic's own end-of-utterance silence if set."""
+        silence_ms = self._topic_config(topic).silence_ms
+        if silence_ms is None:
+            return self._rules
+        return dataclasses.replace(self._rules, silence_s=silence_ms / 1000)
+
     def language(self, lang: str | None, topic: str) -> str:
         """A session's language: the satellite's, else its topic's, else the node's."""
         return lang or self._topic_config(topic).language or self.config.decode.language
@@ -409,12 +417,13 @@ class Intake:
         samples: int | None = None,
     ) -> Utterance:
         cfg = self.config
+        topic = topic or cfg.ingest.topic_for(key.device)
         return Utterance(
             key,
-            topic=(topic := topic or cfg.ingest.topic_for(key.device)),
+            topic=topic,
             language=self.language(lang, topic),
             rate=rate,
-            rules=rules or self._rules,
+            rules=rules or self._topic_rules(topic),
             detector=self._vad.detector(),
             max_samples=samples or int(cfg.endpoint.max_duration_s * SAMPLE_RATE),
             reorder_window=cfg.ingest.reorder_window,

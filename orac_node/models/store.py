@@ -1,6 +1,6 @@
 """The model store: the ggml files a node may decode with, and what is known of each.
 
-A store is one directory (``model.store_dir``). Each model is two files:
+A store is one directory (``model.cache_dir``). Each model is two files:
 ``ggml-<name>.bin`` (the model, named as whisper.cpp's hub names them, so the
 node reports it by ``<name>``) and ``<name>.json`` (its :class:`ModelRecord`:
 checksum, size, kind, languages, quantization, where it came from, and the
@@ -9,8 +9,9 @@ temporary name, synced and renamed, so an import that dies half-way leaves
 no model behind, only a ``.part`` file the next import of that name replaces.
 
 A model enters the store by :meth:`ModelStore.add_ggml` (a ggml file, checked
-by its header and tensor table before it is copied) or :meth:`ModelStore.add_ct2`
-(a CTranslate2 / faster-whisper directory, converted tensor by tensor).
+by its header and tensor table before it is copied), :meth:`ModelStore.add_ct2`
+(a CTranslate2 / faster-whisper directory, converted tensor by tensor) or
+:meth:`ModelStore.add_quantized` (a stored model's q8_0 copy).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 from orac_node.errors import ModelError
 from orac_node.models.ct2 import convert_ct2
 from orac_node.models.ggml import read_info
+from orac_node.models.quantize import quantize_model
 from orac_node.wire import is_valid_name
 
 _BLOCK = 1 << 20
@@ -136,6 +138,21 @@ class ModelStore:
         finally:
             incoming.unlink(missing_ok=True)
         return self._record(name, f"ctranslate2:{source}")
+
+    def add_quantized(
+        self,
+        source: str,
+        name: str | None = None,
+        *,
+        replace: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ModelRecord:
+        """A stored model's q8_0 copy (quantize.py), named ``<source>-q8_0`` unless named."""
+        original = self.get(source)
+        name = name or f"{source}-q8_0"
+        target = self._claim(name, replace=replace)
+        quantize_model(Path(original.file), target, progress=progress)
+        return self._record(name, f"q8_0 of {source} (sha256 {original.sha256})")
 
     def adopt(self, name: str, source: str) -> ModelRecord:
         """Record a model file already in the store's directory (a download by name)."""

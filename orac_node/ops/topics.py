@@ -64,6 +64,7 @@ class ConfigEdit:
     model: str | None = None  # "": the node's model
     language: str | None = None  # "": the node's language
     prompt: str | None = None
+    silence_ms: int | None = None  # -1: the node's endpoint.silence_ms again
     wake_words: list[str] | None = None  # replaces the list; [] empties it
     webhooks: list[str] | None = None  # replaces the list; [] empties it
     secret: str | None = None  # for the given webhooks, or else the existing ones; "": none
@@ -100,6 +101,8 @@ def apply_edit(base: TopicConfig, edit: ConfigEdit) -> TopicConfig:
     for name in ("model", "language"):
         if (value := getattr(edit, name)) is not None:
             data[name] = value or None
+    if edit.silence_ms is not None:
+        data["silence_ms"] = None if edit.silence_ms < 0 else edit.silence_ms
     secret = edit.secret or None
     if edit.webhooks is not None:
         data["webhooks"] = [{"url": url, "secret": secret} for url in edit.webhooks]

@@ -27,7 +27,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from orac_node.audio import Samples
@@ -35,6 +35,7 @@ from orac_node.config import NodeConfig
 from orac_node.consumers.answers import RequestOverrides
 from orac_node.consumers.context import ContextStore, build_prompt
 from orac_node.consumers.recent import RecentAudio
+from orac_node.consumers.wakewords import strip_transcript
 from orac_node.consumers.webhooks import WebhookDelivery
 from orac_node.decode.decoding import DecodeOptions, Decoding, FinalDecoding
 from orac_node.decode.finals import FinalDecoder
@@ -417,13 +418,23 @@ class Pipeline:
         if experiment is not None and experiment.shadow and final.rejected != messages.FAILED:
             options, _ = self._final_options(utt, request)
             audio = self._final_audio(utt)
-            shadow = self._shadow(audio, options, experiment.candidate, final)
+            wake_words = self.topic(utt.topic).wake_words
+            shadow = self._shadow(audio, options, experiment.candidate, final, wake_words)
             self._spawn(shadow, f"shadow-{utt.key.session}")
 
     async def _shadow(
-        self, audio: Samples, options: DecodeOptions, candidate: str, final: Final
+        self,
+        audio: Samples,
+        options: DecodeOptions,
+        candidate: str,
+        final: Final,
+        wake_words: Sequence[str],
     ) -> None:
-        """The candidate's decode of a published final's audio, behind live work."""
+        """The candidate's decode of a published final's audio, behind live work.
+
+        Judged by the same gate and stripped of the same wake words as the
+        published text, so that only the models differ in the comparison.
+        """
         try:
             decoded = await self.decoder.decode(audio, options, candidate, lane=Lane.BATCH)
         except Exception:  # a shadow decode must never cost anything but its figure
@@ -431,9 +442,10 @@ class Pipeline:
             return
         decoding = decoded.decoding
         text, rejection = judge(decoding.text, decoding.confidence, self.gate)
+        stripped, rejection = strip_transcript(text, rejection, wake_words)
         self.decoder.pool.ab.shadow(
             published=final.text,
-            candidate=text,
+            candidate="" if rejection else stripped.text,
             rejected=rejection is not None,
             confidence=decoding.confidence,
             decode_ms=decoding.decode_ms,

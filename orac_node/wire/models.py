@@ -3,7 +3,7 @@
 ``orac-node models promote`` and ``rollback`` publish it retained on
 ``orac/config/models``; every node on the broker follows it (consumers/
 modelswap.py), loading the named models from its model store
-(``model.store_dir``) and switching between decodes, without a restart.
+(``model.cache_dir``) and switching between decodes, without a restart.
 """
 
 from __future__ import annotations

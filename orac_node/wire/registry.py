@@ -91,6 +91,13 @@ class TopicConfig(_Strict):
     language: str | None = Field(
         None, description="Language of this topic's sessions unless a chunk names one."
     )
+    silence_ms: int | None = Field(
+        None,
+        ge=0,
+        le=10_000,
+        description="Trailing silence that ends this topic's utterances (endpoint.silence_ms"
+        " when null): a dictation topic wants ~1500, as read speech pauses for a second.",
+    )
     prompt: str = Field(
         "",
         max_length=4000,

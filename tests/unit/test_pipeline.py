@@ -348,3 +348,24 @@ async def test_an_ab_test_decides_the_finals_model_and_its_variant(
         shadow = report["shadow_figures"]
         assert shadow["compared"] == 1 and shadow["agreement"] == 0.0  # "light" vs "lights"
         assert [j.model for j in big.jobs if j.final] == ["big"]  # the candidate's decode
+
+
+async def test_a_topics_own_silence_lets_dictation_pause(tmp_path: Path) -> None:
+    """A pause of about a second ends a command (0.7 s), not a dictation (topic: 1.5 s)."""
+    config = NodeConfig.model_validate(
+        {
+            "ingest": {"device_topics": {"writer": "dictation"}},
+            "registry": {"topics": {"dictation": {"silence_ms": 1500}}},
+        }
+    )
+    speech = np.concatenate([COMMAND, silence(0.5), COMMAND])  # COMMAND has its own silences
+    async with running(config, ScriptedEngine(), tmp_path) as rig:
+        for device in ("writer", "kitchen"):
+            await rig.stream(device, "s1", speech, end=True)
+            await asyncio.gather(*rig.tasks)
+    finals = {f.device: f for f in rig.finals()}
+    assert finals["writer"].endpoint == "end"
+    assert finals["writer"].audio_s == pytest.approx(speech.size / SAMPLE_RATE, abs=0.05)
+    assert finals["kitchen"].endpoint == "silence"  # ended in the pause
+    assert {e.code for e in rig.errors() if e.device == "kitchen"} == {"late_audio"}
+    assert not [e for e in rig.errors() if e.device == "writer"]
