@@ -52,7 +52,7 @@ class Clip:
 def load_corpus(folders: list[Path]) -> list[Clip]:
     """Every audio file in ``folders`` (sorted), with its reference text or slots if known."""
     clips: list[Clip] = []
-    vad = SileroVad()
+    vad, config = SileroVad(), NodeConfig()
     for folder in folders:
         refs_file = folder / "refs.tsv"
         refs: dict[str, str] = {}
@@ -73,7 +73,7 @@ def load_corpus(folders: list[Path]) -> list[Clip]:
                     samples,
                     refs.get(p.name),
                     tuple(labels[p.name]) if p.name in labels else None,
-                    speech_end_s=speech_end(samples, vad),
+                    speech_end_s=speech_end(samples, vad, config),
                 )
             )
     if not clips:
@@ -81,14 +81,14 @@ def load_corpus(folders: list[Path]) -> list[Clip]:
     return clips
 
 
-def speech_end(samples: Samples, vad: SileroVad) -> float | None:
+def speech_end(samples: Samples, vad: SileroVad, config: NodeConfig) -> float | None:
     """Where the last speech of a recording ends, judged as a session judges it.
 
     Users wait from the moment they stop speaking; a clip that goes on in
     silence after that (the real orders do, by seconds) must not count that
     silence as the node's delay, nor hide the peer's behind it.
     """
-    endpointer = measure_speech(samples, NodeConfig(), vad)
+    endpointer = measure_speech(samples, config, vad)
     return endpointer.speech_end_s if endpointer.speech_s else None
 
 

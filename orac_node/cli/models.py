@@ -81,24 +81,25 @@ def _import(args: argparse.Namespace) -> int:
         record = store.add_ggml(source, args.name, replace=args.replace)
     else:
         raise OracNodeError(f"{source}: no such file or directory")
+    _stored("imported", record)
+    return 0
+
+
+def _stored(done: str, record: ModelRecord) -> None:
+    """What a model added to the store is, and what to do next."""
     print(
-        f"imported {record.name}: {record.kind}, {record.quantization},"
+        f"{done} {record.name}: {record.kind}, {record.quantization},"
         f" {'multilingual' if record.multilingual else 'English-only'},"
         f" {record.size / 1e6:.1f} MB, sha256 {record.sha256[:12]}…"
     )
     print(f"next: orac-node models validate {record.name}")
-    return 0
 
 
 def _quantize(args: argparse.Namespace) -> int:
     record = _store(args).add_quantized(
         args.name, args.to, replace=args.replace, progress=_progress("quantizing")
     )
-    print(
-        f"stored {record.name}: {record.quantization}, {record.size / 1e6:.1f} MB,"
-        f" sha256 {record.sha256[:12]}…"
-    )
-    print(f"next: orac-node models validate {record.name}")
+    _stored("stored", record)
     return 0
 
 

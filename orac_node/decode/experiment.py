@@ -32,8 +32,8 @@ from typing import Any
 CHAMPION = "champion"
 CANDIDATE = "candidate"
 KEEP = 1000
-"""Figures kept per variant for medians: the last thousand finals (a few days of
-a household's commands) reflect the current model without growing for ever."""
+"""Figures kept per variant for medians: the last thousand finals, so the figures
+follow the running test without growing for ever."""
 REMEMBERED_FINALS = 512
 """Finals remembered to compare with a later retranscribe: more than the node's
 recent audio ring (requests.recent_sessions, 64), so any session Core can still

@@ -44,7 +44,7 @@ from orac_node.decode.languages import model_languages, unsupported
 from orac_node.decode.modelfiles import check_loadable
 from orac_node.decode.scheduler import Decoder, InferenceScheduler
 from orac_node.errors import ConfigError, ModelError
-from orac_node.models.ggml import read_info
+from orac_node.models.ggml import read_hparams
 from orac_node.wire import TopicConfig
 
 log = logging.getLogger(__name__)
@@ -217,20 +217,21 @@ class ModelPool:
     def multilingual(self, name: str) -> bool:
         """Whether model ``name`` decodes other languages than English (from its file's header).
 
-        Engines handed in without a file (tests) follow whisper.cpp's naming:
-        ``*.en`` models are English-only.
+        Engines handed in without a file (tests), and files whose header cannot
+        be read, follow whisper.cpp's naming: ``*.en`` models are English-only.
+        The answer is kept, so a session opening reads no file; a model loaded
+        or offered later is read again (:meth:`_load`, :meth:`offer`).
         """
         known = self._multilingual.get(name)
         if known is not None:
             return known
         path = self.file(name)
-        try:
-            multilingual = read_info(path.expanduser()).multilingual if path else None
-        except ModelError as exc:
-            log.warning("cannot read the header of model %s: %s", name, exc)
-            multilingual = None
-        if multilingual is None:
-            return not name.endswith(".en")  # not remembered: the file may be put right
+        multilingual = not name.endswith(".en")
+        if path is not None:
+            try:
+                multilingual = read_hparams(path.expanduser()).multilingual
+            except ModelError as exc:
+                log.warning("cannot read the header of model %s: %s", name, exc)
         self._multilingual[name] = multilingual
         return multilingual
 
@@ -300,6 +301,7 @@ class ModelPool:
             )
             raise ModelUnavailableError(name, str(exc), fresh=True) from exc
         self._failed.pop(name, None)
+        self._multilingual.pop(name, None)  # a file put right may say otherwise now
         after = resident_bytes()
         grown = after - before if after is not None and before is not None else None
         self.costs[name] = LoadedModel(round(time.monotonic() - started, 3), grown)

@@ -9,8 +9,9 @@ are copied unchanged.
 
 q8_0 is ggml's block format of 32 weights: one f16 scale ``d = max|x| / 127``
 and 32 int8 values ``round(x / d)`` (half away from zero, as C's ``roundf``).
-It is the gentlest of the quantizations (about 0.2 % relative error per
-weight); the store's validation measures what it does to the text.
+It is the gentlest of ggml's quantizations: each weight is off by at most half
+a step, 1/254 of its block's largest weight (tests/unit/test_quantize.py); the
+store's validation and the bench measure what that does to the text.
 """
 
 from __future__ import annotations

@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Iterable
 
 import aiomqtt
 
 from orac_node.client.link import payload_bytes
 from orac_node.errors import ContractError
-from orac_node.ops.topics import FAILED, OK, Outcome, until_quiet
+from orac_node.ops.health import read_statuses
+from orac_node.ops.topics import FAILED, OK, Outcome, publish_retained, until_quiet
 from orac_node.wire import (
     MODEL_SELECTION_TOPIC,
     STATUS_FILTER,
@@ -87,7 +87,7 @@ async def ab_start(
     selection = dataclasses.replace(
         current, candidate=candidate, share=share, shadow=shadow, ts=round(time.time(), 3)
     )
-    if not await _publish(client, selection, timeout_s):
+    if not await publish_retained(client, MODEL_SELECTION_TOPIC, selection.encode(), timeout_s):
         return Outcome(FAILED, f"the broker did not take {MODEL_SELECTION_TOPIC} back")
     how = "shadow: every final from the champion, the candidate decodes beside it"
     if not shadow:
@@ -104,40 +104,19 @@ async def ab_stop(client: aiomqtt.Client, *, timeout_s: float) -> Outcome:
     selection = dataclasses.replace(
         current, candidate=None, share=0.0, shadow=False, ts=round(time.time(), 3)
     )
-    if not await _publish(client, selection, timeout_s):
+    if not await publish_retained(client, MODEL_SELECTION_TOPIC, selection.encode(), timeout_s):
         return Outcome(FAILED, f"the broker did not take {MODEL_SELECTION_TOPIC} back")
     return Outcome(OK, f"A/B test of {current.candidate} stopped", {"candidate": None})
 
 
 async def ready_nodes(client: aiomqtt.Client, timeout_s: float) -> list[str]:
     """The nodes whose retained status says ``ready``."""
-    await client.subscribe(STATUS_FILTER, qos=1)
-    statuses = _statuses(await until_quiet(client, timeout_s))
-    return sorted(node for node, status in statuses.items() if status.state == "ready")
-
-
-async def _publish(client: aiomqtt.Client, selection: ModelSelection, timeout_s: float) -> bool:
-    """Publish the selection retained and wait for the broker to pass it back."""
-    payload = selection.encode()
-    await client.publish(MODEL_SELECTION_TOPIC, payload, qos=1, retain=True)
-    try:
-        async with asyncio.timeout(timeout_s):
-            async for message in client.messages:
-                if (
-                    message.topic.matches(MODEL_SELECTION_TOPIC)
-                    and payload_bytes(message) == payload
-                ):
-                    return True
-    except TimeoutError:
-        pass
-    return False
+    return sorted(s.node for s in await read_statuses(client, timeout_s) if s.state == "ready")
 
 
 async def _apply(client: aiomqtt.Client, selection: ModelSelection, timeout_s: float) -> Outcome:
-    await client.subscribe(STATUS_FILTER, qos=1)
-    statuses = _statuses(await until_quiet(client, min(timeout_s, 3.0)))
+    ready = set(await ready_nodes(client, min(timeout_s, 3.0)))
     await client.publish(MODEL_SELECTION_TOPIC, selection.encode(), qos=1, retain=True)
-    ready = {node for node, status in statuses.items() if status.state == "ready"}
     want = selection.finals
     switched: set[str] = set()
     deadline = time.monotonic() + timeout_s
@@ -147,9 +126,9 @@ async def _apply(client: aiomqtt.Client, selection: ModelSelection, timeout_s: f
                 message = await anext(client.messages)
         except TimeoutError:
             break
-        for node, status in _statuses([message]).items():
-            if status.state == "ready" and status.model == want:
-                switched.add(node)
+        status = _status(message)
+        if status is not None and status.state == "ready" and status.model == want:
+            switched.add(status.node)
     nodes = {node: node in switched for node in sorted(ready)}
     data = {
         "selection": {"finals": selection.finals, "partials": selection.partials},
@@ -173,14 +152,11 @@ async def _apply(client: aiomqtt.Client, selection: ModelSelection, timeout_s: f
     return Outcome(FAILED if missing else OK, "\n".join(lines), data)
 
 
-def _statuses(messages: Iterable[aiomqtt.Message]) -> dict[str, NodeStatus]:
-    found = {}
-    for message in messages:
-        if not message.topic.matches(STATUS_FILTER) or not (payload := payload_bytes(message)):
-            continue
-        try:
-            status = NodeStatus.decode(payload)
-        except ContractError:
-            continue
-        found[status.node] = status
-    return found
+def _status(message: aiomqtt.Message) -> NodeStatus | None:
+    """A node's status, if that is what ``message`` is."""
+    if not message.topic.matches(STATUS_FILTER) or not (payload := payload_bytes(message)):
+        return None
+    try:
+        return NodeStatus.decode(payload)
+    except ContractError:
+        return None

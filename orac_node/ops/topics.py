@@ -166,8 +166,14 @@ async def _read_config(client: aiomqtt.Client, name: str, timeout_s: float) -> b
 
 
 async def _publish(client: aiomqtt.Client, name: str, payload: bytes, timeout_s: float) -> bool:
+    """Publish topic ``name``'s config retained; True once the broker passed it back."""
+    return await publish_retained(client, topic_config_topic(name), payload, timeout_s)
+
+
+async def publish_retained(
+    client: aiomqtt.Client, topic: str, payload: bytes, timeout_s: float
+) -> bool:
     """Publish retained and wait until the broker passes it back (we are subscribed)."""
-    topic = topic_config_topic(name)
     await client.publish(topic, payload, qos=1, retain=True)
     try:
         async with asyncio.timeout(timeout_s):

@@ -9,12 +9,14 @@ back, while sessions stream: every session gets exactly one final.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,7 @@ from orac_node.ops.localbroker import LocalBroker
 from orac_node.wire import MODEL_SELECTION_TOPIC, Final
 from tests.conftest import AUDIO, MODEL, SHARED
 from tests.integration.conftest import load
-from tests.integration.harness import Harness, harness, start_node
+from tests.integration.harness import Harness, RunningNode, harness, start_node
 
 BASE = SHARED / "models" / "ggml-base.bin"
 TINY_SHA256 = "f4709d14d47dbb78b7f72c6a07224d04d9eb21739972da1b7ab30bb3c35cbb57"
@@ -138,19 +140,8 @@ def test_promote_and_rollback_switch_a_running_node_without_losing_a_session(
     store: tuple[Path, Path], broker: LocalBroker, tmp_path: Path
 ) -> None:
     config, root = store
-    node = start_node(
-        broker.url,
-        tmp_path / "node",
-        MODEL,
-        "test-models",
-        {"model": {"cache_dir": str(root)}, "endpoint": {"speculate_ms": 0}},
-    )
-    try:
+    with _node_on_store(root, broker, tmp_path, "test-models") as node:
         asyncio.run(_promote_while_streaming(config, broker.url))
-    finally:
-        asyncio.run(_clear_selection(broker.url))
-        code = node.stop()
-    assert code == 0, node.log()
     assert "decoding with base (finals)" in node.log()
 
 
@@ -181,6 +172,26 @@ async def _promote_while_streaming(config: Path, url: str) -> None:
     assert len(finals) == len(h.results) == 6  # one final per session, none lost or doubled
 
 
+@contextlib.contextmanager
+def _node_on_store(
+    root: Path, broker: LocalBroker, tmp_path: Path, node_id: str
+) -> Iterator[RunningNode]:
+    """A real node whose store is ``root``; it must stop cleanly, and leaves no selection."""
+    node = start_node(
+        broker.url,
+        tmp_path / "node",
+        MODEL,
+        node_id,
+        {"model": {"cache_dir": str(root)}, "endpoint": {"speculate_ms": 0}},
+    )
+    try:
+        yield node
+    finally:
+        asyncio.run(_clear_selection(broker.url))
+        code = node.stop()
+    assert code == 0, node.log()
+
+
 async def _clear_selection(url: str) -> None:
     """Other modules' nodes share this broker: leave no selection retained."""
     async with connect(url) as mqtt:
@@ -191,19 +202,8 @@ def test_an_ab_test_splits_devices_and_shadow_mode_compares(
     store: tuple[Path, Path], broker: LocalBroker, tmp_path: Path
 ) -> None:
     config, root = store
-    node = start_node(
-        broker.url,
-        tmp_path / "node",
-        MODEL,
-        "test-models-ab",
-        {"model": {"cache_dir": str(root)}, "endpoint": {"speculate_ms": 0}},
-    )
-    try:
+    with _node_on_store(root, broker, tmp_path, "test-models-ab"):
         asyncio.run(_ab_test(config, broker.url))
-    finally:
-        asyncio.run(_clear_selection(broker.url))
-        code = node.stop()
-    assert code == 0, node.log()
 
 
 async def _ab_test(config: Path, url: str) -> None:

@@ -15,6 +15,7 @@ from orac_node.models.ggml import (
     GgmlWriter,
     Hparams,
     expected_tensors,
+    read_hparams,
     read_info,
     tensor_data,
 )
@@ -85,6 +86,21 @@ def test_a_truncated_copy_is_refused(tmp_path: Path) -> None:
         f.truncate(TINY_EN.stat().st_size - 1)
     with pytest.raises(ModelError, match=r"decoder\.ln\.bias runs past the end of the file"):
         read_info(copy)
+
+
+@pytest.mark.parametrize("path", [TINY_EN, BASE])
+def test_the_header_alone_says_what_the_model_is(path: Path, tmp_path: Path) -> None:
+    """What a node reads as a session opens: the hyperparameters, and nothing else."""
+    assert read_hparams(path) == read_info(path).hparams
+    header = tmp_path / "header-only.bin"
+    header.write_bytes(path.read_bytes()[:48])  # magic + 11 int32: no filters, no tensors
+    assert read_hparams(header).multilingual is (path == BASE)
+    with pytest.raises(ModelError):
+        read_info(header)
+    zeros = tmp_path / "zeros.bin"
+    zeros.write_bytes(bytes(48))
+    with pytest.raises(ModelError, match="magic"):
+        read_hparams(zeros)
 
 
 def test_a_flipped_magic_is_refused(tmp_path: Path) -> None:
