@@ -165,11 +165,12 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
         if settings.baselines
         else []
     )
-    accuracy = []
+    # Per-set accuracy of whatever streamed (single, at-once) and of the peer beside it;
+    # the offline grid only when `accuracy` asks for it (it decodes every clip per entry).
+    accuracy = streamed_rows(results, peer_results, peer_server)
     if "accuracy" in scenarios:
         models = {WhisperEngine.name_of(settings.model): settings.model, **config.model.extra}
-        offline = await asyncio.to_thread(offline_grid, clips, config, models, grid)
-        accuracy = [*streamed_rows(results, peer_results, peer_server), *offline]
+        accuracy += await asyncio.to_thread(offline_grid, clips, config, models, grid)
     return _report(
         settings,
         clips=clips,

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import AUDIO, MODEL
 
 
@@ -70,6 +72,10 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
     # two separate measurements (the node starting, the bench loading a model): both happen
     assert report["startup"]["time_to_ready_s"] > 0 and report["startup"]["model_load_s"] > 0
     assert not any(math.isnan(u["latency_ms"]) for u in report["utterances"])
+    # every streamed scenario gets its per-set accuracy row, without the offline grid
+    (row,) = report["accuracy"]
+    assert row["decoder"] == "orac-node finals, streamed in real time"
+    assert row["sets"]["commands"]["wer"] == pytest.approx(single["wer"])
     assert png.stat().st_size > 10_000  # a real plot, not an empty file
     assert "PASS" in done.stdout or "MISS" in done.stdout
 
