@@ -38,6 +38,7 @@ from orac_node.bench.report import (
     Target,
     accuracy_targets,
     check_targets,
+    ends_at_speech,
     format_table,
     plot,
     summarize,
@@ -232,6 +233,7 @@ def _peer_summary(
     if not got:
         return None
     latencies = sorted(p.latency_ms for _, p in got)
+    at_speech = [p.latency_ms for c, p in got if ends_at_speech(c)]
     realtime = scenario == "single"  # the peer is sent each scenario's way (run_scenarios)
     return {
         "speech_latency_ms_p50": statistics.median(
@@ -241,6 +243,8 @@ def _peer_summary(
         "server": server,
         "utterances": len(got),
         "latency_ms_p50": statistics.median(latencies),
+        # P0's peer side, on the clips whose `end` is their end of speech (report.py)
+        "ends_at_speech_latency_ms_p50": statistics.median(at_speech) if at_speech else None,
         "latency_ms_p95": latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)],
         "wer": wer(
             [c.reference for c, _ in got if c.reference],

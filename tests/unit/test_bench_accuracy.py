@@ -18,14 +18,18 @@ from orac_node.bench.accuracy import (
     resolve_model,
     score,
 )
+from orac_node.bench.baselines import BaselineResult
 from orac_node.bench.corpus import Clip, load_corpus
-from orac_node.bench.report import ScenarioSummary, accuracy_targets
+from orac_node.bench.procstats import ProcessStats
+from orac_node.bench.report import ScenarioSummary, accuracy_targets, check_targets, ends_at_speech
+from orac_node.bench.runner import ScenarioResult
 from orac_node.bench.scoring import load_slot_labels, slot_score
 from orac_node.bench.streams import StreamRecord
 from orac_node.bench.wyoming_peer import PeerResult
 from orac_node.config import NodeConfig
 from orac_node.errors import OracNodeError
 from tests.conftest import AUDIO, MODEL
+from tests.factories import final
 
 ORDERS = AUDIO / "orders"
 
@@ -173,3 +177,36 @@ def test_latency_counts_from_the_end_of_speech_for_both_sides() -> None:
     realtime = peer_speech_latency_ms(clip, peer, realtime=True)
     assert realtime == pytest.approx(370.0 + clip.trailing_s * 1000)
     assert peer_speech_latency_ms(clip, peer, realtime=False) == 370.0
+
+
+def _streamed(clip: Clip, latency_ms: float, started: float) -> StreamRecord:
+    """A record whose final came ``latency_ms`` after its end chunk (negative: before)."""
+    record = StreamRecord("single", "dev", "s", clip, started=started)
+    record.end_sent = started + clip.seconds
+    record.final = final()
+    record.final_at = record.end_sent + latency_ms / 1000
+    return record
+
+
+def test_latency_targets_from_end_leave_out_clips_that_go_on_in_silence() -> None:
+    """A real order's final comes seconds before its end chunk; P0-P7 must not count it.
+
+    Before, the medians from ``end`` over commands and orders together came out
+    negative, and P1 read as met whatever the commands' latency was.
+    """
+    command = Clip("commands/a.wav", np.zeros(24000, dtype=np.float32), "x", speech_end_s=1.2)
+    order = Clip("orders/b.wav", np.zeros(128000, dtype=np.float32), None, speech_end_s=5.0)
+    assert ends_at_speech(command) and not ends_at_speech(order)
+    records = [_streamed(command, 300.0, 10.0 * i) for i in range(5)]
+    records += [_streamed(order, -2500.0, 100.0 + 10.0 * i) for i in range(9)]
+    result = ScenarioResult("single", records, ProcessStats(), 60.0)
+    baselines = [BaselineResult(c.name, 900.0, "x", 200.0, "x") for c in (command, order)]
+    summary = _summary(-2500.0)
+    peer = {"latency_ms_p50": 400.0, "ends_at_speech_latency_ms_p50": 400.0, "wer": 0.5}
+    startup = {"time_to_ready_s": 1.0, "model_load_s": 0.5}
+    checked = check_targets([result], {"single": summary}, baselines, peer, startup)
+    targets = {t.id: t for t in checked}
+    # 300 ms > 1.05 x 200 + 15: the commands miss P1, and the orders no longer hide it
+    assert not targets["P1"].ok and targets["P1"].measured.startswith("300 ms")
+    assert not targets["P0"].ok and targets["P0"].measured.startswith("300 ms vs peer 400 ms")
+    assert targets["P7b"].ok  # the first command's latency is the commands' steady state

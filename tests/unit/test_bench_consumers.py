@@ -18,6 +18,7 @@ from orac_node.bench.report import format_consumers
 from orac_node.bench.streams import StreamRecord
 from orac_node.consumers.webhooks.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, sign
 from orac_node.wire import Final, TranscriptionEvent
+from tests.factories import final
 
 
 def _clip(name: str, reference: str | None) -> Clip:
@@ -25,29 +26,7 @@ def _clip(name: str, reference: str | None) -> Clip:
 
 
 def _final(session: str, text: str) -> Final:
-    return Final(
-        node="bench-node",
-        model="tiny.en",
-        device="bench-hooks",
-        session=session,
-        topic="bench-hooks-1",
-        text=text,
-        language="en",
-        confidence=0.9,
-        reason="end",
-        endpoint="end",
-        rejected=None if text else "no_speech",
-        audio_s=1.0,
-        speech_s=0.8,
-        chunks=50,
-        gaps=0,
-        duplicates=0,
-        incomplete=False,
-        latency_ms=1.0,
-        decode_ms=100.0,
-        queue_ms=0.0,
-        ts=1_795_000_000.0,
-    )
+    return final(session=session, text=text, rejected=None if text else "no_speech")
 
 
 def _record(session: str, clip: Clip, text: str | None, final_at: float) -> StreamRecord:
