@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from orac_node.config import IngestSection
@@ -159,6 +159,14 @@ def test_first_drop_is_reported_at_once_then_at_most_once_per_interval() -> None
         max_size=400,
     )
 )
+@example(  # found by CI: the last drop's report fell a rounding error short of due
+    [
+        ("a", 0.02723927146674599, True),
+        ("a", 0.014237432819518229, True),
+        ("a", 0.005, False),
+        ("a", 0.0, False),
+    ]
+)
 def test_every_drop_is_reported_exactly_once_and_reports_are_rate_limited(
     events: list[tuple[str, float, bool]],
 ) -> None:
@@ -183,7 +191,9 @@ def test_every_drop_is_reported_exactly_once_and_reports_are_rate_limited(
                 collect(now, device, report.dropped)
         for report in throttle.reports_due(now):
             collect(now, report.device, report.dropped)
-    now += REPORT_EVERY_S
+    # Past the interval, not exactly at it: (t + R) - t may come out a hair under R in
+    # floating point, and the report then rightly waits for the next tick.
+    now += 2 * REPORT_EVERY_S
     for report in throttle.reports_due(now):
         collect(now, report.device, report.dropped)
     assert {d: sum(n for _, n in r) for d, r in reported.items()} == dropped
