@@ -44,11 +44,13 @@ from orac_node.decode.finals import FinalDecoder
 from orac_node.decode.modelpool import LoadedModel, ModelPool, resident_bytes
 from orac_node.decode.scheduler import Decoder
 from orac_node.errors import ConfigError, ContractError
+from orac_node.homeassistant.wyoming_server import WyomingServer
 from orac_node.ingest.endpoint import EndReason
 from orac_node.ingest.intake import Intake
 from orac_node.ingest.spool import Spool
 from orac_node.models.store import ModelStore
 from orac_node.mqtt.bus import Bus
+from orac_node.mqtt.listeners import Listeners
 from orac_node.mqtt.publisher import TranscriptPublisher, offline_status
 from orac_node.mqtt.rpc import RequestHandler
 from orac_node.ops.metrics import MESSAGE_KINDS, NodeMetrics, Readings
@@ -157,7 +159,10 @@ class Node:
             user_agent=f"orac-node/{__version__}",
         )
         self.metrics = NodeMetrics(self._readings)
-        self._publisher = TranscriptPublisher(self.bus, node_id=self.node_id, model=model_name)
+        self.listeners = Listeners()  # in-process clients of the node's sessions (Wyoming)
+        self._publisher = TranscriptPublisher(
+            self.bus, node_id=self.node_id, model=model_name, listeners=self.listeners
+        )
         self.pipeline = Pipeline(
             config,
             intake=Intake(
@@ -182,6 +187,11 @@ class Node:
             webhooks=self.webhooks,
             spool=self.spool,
             spawn=self._spawn,
+        )
+        self.wyoming = (
+            WyomingServer(config, self.pipeline, self.listeners, pool)
+            if config.wyoming.uri
+            else None
         )
         self.requests = RequestHandler(
             self.node_id,
@@ -277,12 +287,7 @@ class Node:
             stop = group.create_task(self._stop.wait(), name="stop-wait")
             await asyncio.wait((intake, stop), return_when=asyncio.FIRST_COMPLETED)
             if intake.done():
-                # Everything alive now (models, config, libraries) lives as long as the
-                # process: keep it out of the garbage collector's scans, which otherwise
-                # walk it again and again as the per-message objects churn.
-                gc.freeze()
-                self._set_state("ready")
-                self._systemd.ready()  # models loaded, subscriptions acknowledged
+                await self._ready()
                 await stop
             intake.cancel()
             await self._drain()
@@ -296,6 +301,17 @@ class Node:
             watchdog.cancel()
             webhooks_task.cancel()
             await self.webhooks.close()
+
+    async def _ready(self) -> None:
+        """Models loaded, subscriptions acknowledged: open the other doors and say so."""
+        # Everything alive now (models, config, libraries) lives as long as the
+        # process: keep it out of the garbage collector's scans, which otherwise
+        # walk it again and again as the per-message objects churn.
+        gc.freeze()
+        if self.wyoming is not None:
+            await self.wyoming.start()
+        self._set_state("ready")
+        self._systemd.ready()
 
     async def _deliver_webhooks(self) -> None:
         """Webhook delivery, kept going: a broken outbox must not stop transcription."""
@@ -345,10 +361,14 @@ class Node:
         # But requests to "any" must go to the nodes that stay: a stopped node's session
         # would otherwise keep its share of them queued until it returns.
         await self.bus.unsubscribe(SHARED_REQUEST_FILTER)
+        if self.wyoming is not None:
+            await self.wyoming.stop_listening()  # Home Assistant tries the next server
         deadline = time.monotonic() + DRAIN_LISTEN_S
         # polling: the session table has no event to wait on, and 50 ms is plenty
         while intake.utterances and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(TICK_S)  # open sessions may still end on their own
+        if self.wyoming is not None:
+            await self.wyoming.close()  # utterances still open end now, like a satellite's
         for utt in intake.end_all(EndReason.SHUTDOWN, time.monotonic()):
             self.pipeline.finalize_soon(utt)
         if self._tasks:

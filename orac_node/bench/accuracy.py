@@ -50,8 +50,9 @@ class SetScore:
 class AccuracyRow:
     """One decoder on every set; ``timing`` says what ``ms_p50`` measures.
 
-    ``source`` is node, peer or offline; node and peer rows name how the audio
-    was ``sent`` (in real time, at once), which pairs them for the targets.
+    ``source`` is node, wyoming (the node's own server), peer or offline; the
+    streamed rows name how the audio was ``sent`` (in real time, at once),
+    which pairs them for the targets.
     """
 
     decoder: str
@@ -147,14 +148,21 @@ def offline_grid(
     return rows
 
 
+OWN_WYOMING = "orac-node via its Wyoming server"
+"""The accuracy table's name for the node's own Wyoming server (Home Assistant's way in)."""
+
+
 def streamed_rows(
     results: list[ScenarioResult],
     peer_results: list[tuple[str, Clip, Any]],
     peer_server: str | None,
+    own_results: Sequence[tuple[str, Clip, Any]] = (),
 ) -> list[AccuracyRow]:
     """Accuracy of the node's finals per streaming scenario, and of the peer beside them.
 
-    A missing final counts as an empty transcript (every word and value missed).
+    ``own_results`` are the same clips sent to the node's own Wyoming server
+    (source ``wyoming``), timed from audio-stop like the peer. A missing final
+    counts as an empty transcript (every word and value missed).
     """
     how = {"single": "streamed in real time", "at-once": "sent at once"}
     rows = []
@@ -175,19 +183,24 @@ def streamed_rows(
                 sent=sent,
             )
         )
-        peer = [(c, p) for scenario, c, p in peer_results if scenario == result.name]
-        if peer:
-            realtime = result.name == "single"
+        realtime = result.name == "single"
+        for source, label, got in (
+            ("wyoming", OWN_WYOMING, own_results),
+            ("peer", f"peer ({display_name(peer_server) or 'Wyoming'})", peer_results),
+        ):
+            sent_so = [(c, p) for scenario, c, p in got if scenario == result.name]
+            if not sent_so:
+                continue
             rows.append(
                 AccuracyRow(
-                    f"peer ({display_name(peer_server) or 'Wyoming'}), {sent}",
+                    f"{label}, {sent}",
                     "final after end of speech",
                     score(
-                        [c for c, _ in peer],
-                        [p.text for _, p in peer],
-                        [peer_speech_latency_ms(c, p, realtime=realtime) for c, p in peer],
+                        [c for c, _ in sent_so],
+                        [p.text for _, p in sent_so],
+                        [peer_speech_latency_ms(c, p, realtime=realtime) for c, p in sent_so],
                     ),
-                    source="peer",
+                    source=source,
                     sent=sent,
                 )
             )

@@ -23,6 +23,7 @@ import yaml
 
 from orac_node import __version__
 from orac_node.bench.accuracy import (
+    OWN_WYOMING,
     AccuracyRow,
     GridEntry,
     as_json,
@@ -43,6 +44,7 @@ from orac_node.bench.report import (
     plot,
     summarize,
     write_json,
+    wyoming_targets,
 )
 from orac_node.bench.runner import (
     DICTATION_SILENCE_MS,
@@ -56,6 +58,7 @@ from orac_node.bench.runner import (
 from orac_node.bench.scoring import wer
 from orac_node.config import load_config
 from orac_node.decode.engine import WhisperEngine
+from orac_node.ops.localbroker import free_port
 from orac_node.ops.nodeproc import NodeProcess, start_node
 
 log = logging.getLogger(__name__)
@@ -134,11 +137,20 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
     # Read speech is streamed as dictation, on a topic whose endpoint waits out its pauses.
     topics = config_data.setdefault("registry", {}).setdefault("topics", {})
     topics.setdefault(DICTATION_TOPIC, {"silence_ms": DICTATION_SILENCE_MS})
+    own_uri = None
+    if settings.compare_wyoming:  # the node's own Wyoming server: the third column
+        wyoming = config_data.setdefault("wyoming", {})
+        wyoming.setdefault("uri", f"tcp://127.0.0.1:{free_port()}")
+        wyoming.setdefault("zeroconf", False)
+        own_uri = wyoming["uri"]
     config = load_config(None, config_data)
     scenarios = expand(settings.scenarios)
     grid = _grid(settings, config) if "accuracy" in scenarios else []
     peer_results: list[tuple[str, Clip, Any]] = []
-    peer = _peer(settings.compare_wyoming, peer_results) if settings.compare_wyoming else None
+    own_results: list[tuple[str, Clip, Any]] = []  # the same clips to the node over Wyoming
+    peer = None
+    if settings.compare_wyoming and own_uri:
+        peer = _peer([(settings.compare_wyoming, peer_results), (own_uri, own_results)])
     peer_server = await _describe_peer(settings.compare_wyoming)
     with temporary_workdir() as tmp:
         async with bench_broker(settings.broker, Path(tmp)) as url:
@@ -168,7 +180,7 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
     )
     # Per-set accuracy of whatever streamed (single, at-once) and of the peer beside it;
     # the offline grid only when `accuracy` asks for it (it decodes every clip per entry).
-    accuracy = streamed_rows(results, peer_results, peer_server)
+    accuracy = streamed_rows(results, peer_results, peer_server, own_results)
     if "accuracy" in scenarios:
         models = {WhisperEngine.name_of(settings.model): settings.model, **config.model.extra}
         accuracy += await asyncio.to_thread(offline_grid, clips, config, models, grid)
@@ -179,6 +191,8 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
         results=results,
         baselines=baselines,
         peer_results=peer_results,
+        own_results=own_results,
+        own_uri=own_uri,
         peer_server=peer_server,
         node=node,
         model_load_s=model_load_s,
@@ -195,12 +209,14 @@ def _grid(settings: BenchSettings, config: Any) -> list[GridEntry]:  # noqa: ANN
     return [GridEntry(name, beam) for beam in beams]
 
 
-def _peer(uri: str, sink: list[tuple[str, Clip, Any]]) -> Any:  # noqa: ANN401
+def _peer(servers: list[tuple[str, list[tuple[str, Clip, Any]]]]) -> Any:  # noqa: ANN401
+    """Send each clip to every Wyoming server in turn (never at once: each gets the box)."""
     from orac_node.bench.wyoming_peer import wyoming_transcribe  # noqa: PLC0415
 
     async def send(clip: Clip, *, scenario: str, realtime: bool) -> None:
-        result = await wyoming_transcribe(uri, clip.samples, realtime=realtime)
-        sink.append((scenario, clip, result))
+        for uri, sink in servers:
+            result = await wyoming_transcribe(uri, clip.samples, realtime=realtime)
+            sink.append((scenario, clip, result))
 
     return send
 
@@ -223,7 +239,7 @@ def _model_load_time(model: Path, config: Any) -> float:  # noqa: ANN401
 
 
 def _peer_summary(
-    settings: BenchSettings,
+    uri: str | None,
     peer_results: list[tuple[str, Clip, Any]],
     server: str | None,
     scenario: str,
@@ -239,7 +255,7 @@ def _peer_summary(
         "speech_latency_ms_p50": statistics.median(
             peer_speech_latency_ms(c, p, realtime=realtime) for c, p in got
         ),
-        "uri": settings.compare_wyoming,
+        "uri": uri,
         "server": server,
         "utterances": len(got),
         "latency_ms_p50": statistics.median(latencies),
@@ -261,18 +277,26 @@ def _report(
     results: list[ScenarioResult],
     baselines: list[Any],
     peer_results: list[tuple[str, Clip, Any]],
+    own_results: list[tuple[str, Clip, Any]],
+    own_uri: str | None,
     peer_server: str | None,
     node: NodeProcess,
     model_load_s: float,
     accuracy: list[AccuracyRow],
 ) -> dict[str, Any]:
     summaries = {r.name: summarize(r) for r in results}
-    peer = _peer_summary(settings, peer_results, peer_server, "single")
-    peer_at_once = _peer_summary(settings, peer_results, peer_server, "at-once")
+    uri = settings.compare_wyoming
+    peer = _peer_summary(uri, peer_results, peer_server, "single")
+    peer_at_once = _peer_summary(uri, peer_results, peer_server, "at-once")
+    own = {
+        scenario: _peer_summary(own_uri, own_results, OWN_WYOMING, scenario)
+        for scenario in ("single", "at-once")
+    }
     startup = {"time_to_ready_s": node.time_to_ready_s, "model_load_s": model_load_s}
     targets: list[Target] = [
         *check_targets(results, summaries, baselines, peer, startup),
         *accuracy_targets(summaries, peer, peer_at_once, accuracy),
+        *wyoming_targets(own, {"single": peer, "at-once": peer_at_once}, accuracy),
     ]
     baseline_summary = {}
     if baselines:
@@ -297,6 +321,7 @@ def _report(
         "baseline_clips": [asdict(b) for b in baselines],
         "peer": peer,
         "peer_at_once": peer_at_once,
+        "wyoming": own,  # the node's own Wyoming server, sent the same clips the same way
         "accuracy": as_json(accuracy),
         "targets": [asdict(t) for t in targets],
         "utterances": [
@@ -327,11 +352,16 @@ def _report(
             f"{baseline_summary['default_ms_p50']:.0f} ms, node params p50 "
             f"{baseline_summary['node_params_ms_p50']:.0f} ms"
         )
-    for label, summary in (("in real time", peer), ("at once", peer_at_once)):
+    for label, summary in (
+        ("in real time", peer),
+        ("at once", peer_at_once),
+        ("in real time", own["single"]),
+        ("at once", own["at-once"]),
+    ):
         if summary:
             print(
-                f"peer {summary['server']} at {summary['uri']}, {label}: p50"
-                f" {summary['latency_ms_p50']:.0f} ms, WER {summary['wer']:.1%}"
+                f"{summary['server']} at {summary['uri']}, {label}: final after audio-stop"
+                f" p50 {summary['latency_ms_p50']:.0f} ms, WER {summary['wer']:.1%}"
             )
     print(f"startup: ready after {node.time_to_ready_s:.2f} s; model load {model_load_s:.2f} s")
     print(f"results: {settings.out}" + (f", plot: {settings.plot}" if settings.plot else ""))

@@ -188,10 +188,50 @@ def accuracy_targets(
                 node_p50 <= ratio * peer_p50,
             )
         )
+    return [*targets, *_accuracy_against_peer(rows, "node", "A3", "")]
+
+
+def wyoming_targets(
+    own: dict[str, dict[str, Any] | None],
+    peer: dict[str, dict[str, Any] | None],
+    rows: list[AccuracyRow],
+) -> list[Target]:
+    """W1, W2: the node's own Wyoming server against the peer; W3: its accuracy, every set.
+
+    Both are timed by the same client from audio-stop to transcript, sent the
+    same clips the same way in the same run (bench/wyoming_peer.py). Home
+    Assistant sends audio-stop after its own VAD; the node has usually
+    speculated its final by then, the peer only starts.
+    """
+    targets: list[Target] = []
+    for target, scenario, ratio in (
+        ("W1", "at-once", AT_ONCE_PEER_RATIO),
+        ("W2", "single", REALTIME_PEER_RATIO),
+    ):
+        ours, theirs = own.get(scenario), peer.get(scenario)
+        if not ours or not theirs:
+            continue
+        node_p50, peer_p50 = ours["latency_ms_p50"], theirs["latency_ms_p50"]
+        targets.append(
+            Target(
+                target,
+                f"Wyoming, {scenario}: final after audio-stop p50 <= {ratio} x the peer's",
+                f"{node_p50:.0f} ms vs peer {peer_p50:.0f} ms (ratio {node_p50 / peer_p50:.2f})",
+                node_p50 <= ratio * peer_p50,
+            )
+        )
+    return [*targets, *_accuracy_against_peer(rows, "wyoming", "W3", " over Wyoming")]
+
+
+def _accuracy_against_peer(
+    rows: list[AccuracyRow], source: str, target: str, how: str
+) -> list[Target]:
+    """Accuracy of ``source``'s rows >= the peer's, per set, for audio sent the same way."""
     peers = {row.sent: row for row in rows if row.source == "peer"}
+    targets = []
     for row in rows:
         peer_row = peers.get(row.sent)
-        if row.source != "node" or peer_row is None:
+        if row.source != source or peer_row is None:
             continue
         for name, ours_set in sorted(row.sets.items()):
             theirs = peer_row.sets.get(name)
@@ -200,8 +240,8 @@ def accuracy_targets(
             a, b = accuracy_figure(ours_set), accuracy_figure(theirs)
             targets.append(
                 Target(
-                    "A3",
-                    f"{name}, {row.sent}: accuracy >= the peer's (1 - WER, or values found)",
+                    target,
+                    f"{name}, {row.sent}{how}: accuracy >= the peer's (1 - WER, or values found)",
                     f"{a:.1%} vs peer {b:.1%}",
                     a >= b,
                 )

@@ -18,25 +18,20 @@ import asyncio
 import contextlib
 import re
 import time
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from wyoming.asr import Transcribe, Transcript
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.client import AsyncClient
+from wyoming.error import Error
+from wyoming.event import Event
+from wyoming.info import Describe, Info
 
+from orac_node.audio import float_to_s16
 from orac_node.errors import OracNodeError
 from orac_node.wire import SAMPLE_RATE
-
-with warnings.catch_warnings():
-    # wyoming 1.x (wyoming.audio, also pulled in by wyoming.info) imports the stdlib
-    # audioop, which warns DeprecationWarning on 3.11/3.12; tests turn warnings into errors.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from wyoming.asr import Transcribe, Transcript
-    from wyoming.audio import AudioChunk, AudioStart, AudioStop
-    from wyoming.client import AsyncClient
-    from wyoming.error import Error
-    from wyoming.event import Event
-    from wyoming.info import Describe, Info
 
 SAMPLE_WIDTH = 2  # s16le, what every Wyoming ASR server accepts
 CHANNELS = 1
@@ -56,11 +51,15 @@ class PeerResult:
 
 
 def _to_s16le(samples: npt.NDArray[np.float32]) -> bytes:
+    """The clip's own 16-bit samples, exactly as a satellite sends them (audio/pcm.py).
+
+    Scaled by 32767, every sample moved by up to a step: enough for the node's
+    beam search to pick other words for a command than from the same audio
+    over MQTT (WER 13.0 vs 11.1 % on the commands, one run).
+    """
     if samples.ndim != 1:
         raise PeerError(f"expected mono samples (1-D array), got shape {samples.shape}")
-    scaled = np.rint(np.clip(samples, -1.0, 1.0) * np.float32(32767.0))
-    pcm: npt.NDArray[np.int16] = scaled.astype(np.dtype("<i2"))
-    return pcm.tobytes()
+    return float_to_s16(samples)
 
 
 async def _connect(uri: str, connect_timeout_s: float) -> AsyncClient:

@@ -19,6 +19,7 @@ from pydantic import Field, ValidationError
 from orac_node.config.base import Section
 from orac_node.config.broker import BrokerSection
 from orac_node.config.consumers import ContextSection, RegistrySection, RequestsSection
+from orac_node.config.homeassistant import WyomingSection
 from orac_node.config.ingest import EndpointSection, GateSection, IngestSection, PartialsSection
 from orac_node.config.model import DecodeSection, ModelSection
 from orac_node.config.service import (
@@ -53,6 +54,7 @@ class NodeConfig(Section):
     context: ContextSection = Field(default_factory=ContextSection)
     registry: RegistrySection = Field(default_factory=RegistrySection)
     webhooks: WebhooksSection = Field(default_factory=WebhooksSection)
+    wyoming: WyomingSection = Field(default_factory=WyomingSection)
 
 
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

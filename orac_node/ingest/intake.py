@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from orac_node.audio import decode_file_bytes_async, pcm_to_float
+from orac_node.audio import Samples, decode_file_bytes_async, pcm_to_float
 from orac_node.audio.vad import SileroVad
 from orac_node.config import NodeConfig
 from orac_node.errors import AudioDecodeError, ContractError
@@ -281,7 +281,9 @@ class Intake:
             if (outcome := self._admit(device, now, chunk.session, chunk.seq)) is not None:
                 self._admission.refuse_whole(key)
                 return outcome
-            if (refused := self._refuse_opening(device, chunk)) is not None:
+            topic_name = chunk.topic or self.config.ingest.topic_for(device)
+            refused = self._refuse_opening(key, topic_name, chunk.lang, chunk.seq)
+            if refused is not None:
                 return refused
             utt = self._open(key, chunk.topic, chunk.lang, chunk.rate, now)
             self._charge(device, now, chunk.frames / chunk.rate, message=False)  # admitted: paid
@@ -295,22 +297,57 @@ class Intake:
         utt.accept(chunk.seq, Piece(samples, chunk.end), now)
         return Outcome(audio=utt)
 
-    def _refuse_opening(self, device: str, chunk: AudioChunk) -> Outcome | None:
-        """What a chunk that would open a session is told instead: None if it may open one.
+    def _refuse_opening(
+        self, key: UtteranceKey, topic: str, lang: str | None, seq: int | None
+    ) -> Outcome | None:
+        """What a message that would open a session is told instead: None if it may open one.
 
         Its topic must be enabled, the node and the device must have room, and
         the models its topic uses must know its language.
         """
-        topic = chunk.topic or self.config.ingest.topic_for(device)
-        session, seq = chunk.session, chunk.seq
+        device, session = key.device, key.session
         refusal = self._admission.topic_closed(device, topic, session, seq)
         if refusal is None:
             refusal = self._admission.room(device, session, seq)
         if refusal is not None:
             return Outcome(refusal=refusal)
-        if why := self._language_refusal(self.language(chunk.lang, topic), topic):
+        if why := self._language_refusal(self.language(lang, topic), topic):
             return self._refuse(device, ErrorCode.UNSUPPORTED_LANGUAGE, why, session, seq)
         return None
+
+    def open_local(
+        self, key: UtteranceKey, *, topic: str | None, lang: str | None, rate: int
+    ) -> Utterance | Refusal:
+        """Open a session for a client connected to the node itself (the Wyoming server).
+
+        The same admission as a satellite's first chunk (rates, room, enabled
+        topic, language), but no silence ends it: the client says when its
+        utterance is over (Wyoming's audio-stop, after Home Assistant's own VAD),
+        so a pause mid-sentence is only where the final is speculated. Its audio
+        is not spooled: the client's connection would not outlive the node's.
+        """
+        now = time.monotonic()
+        device = key.device
+        topic = topic or self.config.ingest.topic_for(device)
+        refused = self._admit(device, now, key.session, 0)
+        if refused is None:
+            refused = self._refuse_opening(key, topic, lang, None)
+        if refused is not None:
+            if refused.refusal is not None:
+                return refused.refusal
+            # over its rates: the device's batched report comes later, this client is told now
+            return Refusal(device, ErrorCode.RATE_LIMITED, "over the device's rate limits")
+        rules = dataclasses.replace(self._topic_rules(topic), silence_s=0.0)
+        utt = self._new(key, topic, lang, rate, now, rules=rules)
+        self.utterances[key] = utt
+        self._admission.opened(device)
+        return utt
+
+    def feed_local(self, utt: Utterance, samples: Samples, *, end: bool) -> None:
+        """In-order audio of a session opened with :meth:`open_local` (charged to its device)."""
+        now = time.monotonic()
+        self._charge(utt.key.device, now, samples.size / utt.rate, message=False)
+        utt.accept(utt.chunks, Piece(samples, end), now)
 
     def _on_raw(self, device: str, payload: bytes, now: float) -> Outcome:
         stream = self._raw.get(device)

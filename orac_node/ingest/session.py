@@ -120,6 +120,11 @@ class Utterance:
         """Seconds of audio assembled so far."""
         return self._n / SAMPLE_RATE
 
+    @property
+    def room_s(self) -> float:
+        """Seconds of audio it can still take before ``max_duration_s`` ends it."""
+        return (self._max_samples - self._n) / SAMPLE_RATE
+
     def audio(self, start: int = 0) -> Samples:
         """View of the assembled audio from sample ``start``.
 

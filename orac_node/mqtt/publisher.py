@@ -14,6 +14,7 @@ from collections.abc import Callable
 from orac_node import __version__
 from orac_node.ingest.refusal import Refusal
 from orac_node.mqtt.bus import Bus, Outgoing
+from orac_node.mqtt.listeners import Listeners
 from orac_node.wire import (
     ErrorReport,
     Final,
@@ -35,20 +36,25 @@ def offline_status(node_id: str, model: str) -> Outgoing:
 class TranscriptPublisher:
     """Publishes transcripts, error reports and the node's status."""
 
-    def __init__(self, bus: Bus, *, node_id: str, model: str) -> None:
+    def __init__(
+        self, bus: Bus, *, node_id: str, model: str, listeners: Listeners | None = None
+    ) -> None:
         self._bus = bus
         self.node_id = node_id
         self.model = model
+        self.listeners = listeners or Listeners()  # clients of the node itself (Wyoming)
 
     def partial(self, partial: Partial) -> None:
         """An interim hypothesis (dropped first if the outbox is full)."""
         topic = transcript_topic(partial.topic)
         self._bus.publish(Outgoing(topic, partial.encode(), qos=0, droppable=True))
+        self.listeners.deliver(partial)
 
     def final(self, final: Final, *, on_sent: Callable[[], None] | None = None) -> None:
         """The session's one final; ``on_sent`` runs on the broker's PUBACK."""
         topic = transcript_topic(final.topic)
         self._bus.publish(Outgoing(topic, final.encode(), qos=1, on_sent=on_sent))
+        self.listeners.deliver(final)
 
     def error(self, refusal: Refusal) -> None:
         """Tell a device what was wrong with its message."""
@@ -63,6 +69,7 @@ class TranscriptPublisher:
             dropped=refusal.dropped,
         )
         self._bus.publish(Outgoing(error_topic(refusal.device), report.encode(), qos=1))
+        self.listeners.deliver(refusal)
 
     def status(
         self, state: NodeState, *, sessions: int, queued: int, model: str | None = None

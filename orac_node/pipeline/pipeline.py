@@ -105,6 +105,22 @@ class Pipeline:
             self._spawn(self._read_upload(outcome.upload), f"file-{outcome.upload.key.device}")
         return outcome
 
+    def open_local(
+        self, key: UtteranceKey, *, topic: str | None, language: str | None, rate: int
+    ) -> Utterance | Refusal:
+        """A session for a client of the node itself (intake.open_local); refusals are sent."""
+        opened = self.intake.open_local(key, topic=topic, lang=language, rate=rate)
+        if isinstance(opened, Refusal):
+            self.refuse(opened)
+        return opened
+
+    def feed_local(self, utt: Utterance, samples: Samples, *, end: bool = False) -> None:
+        """Audio of a local session, then what any audio leads to (partial, speculation, final)."""
+        if not utt.receiving:
+            return
+        self.intake.feed_local(utt, samples, end=end)
+        self._after_audio(utt)
+
     def _after_audio(self, utt: Utterance) -> None:
         """New audio in an utterance: finalize it, speculate at a pause, or refresh its partial."""
         if utt.state is UtteranceState.ENDPOINTED:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,7 +22,13 @@ from orac_node.bench.accuracy import (
 from orac_node.bench.baselines import BaselineResult
 from orac_node.bench.corpus import Clip, load_corpus
 from orac_node.bench.procstats import ProcessStats
-from orac_node.bench.report import ScenarioSummary, accuracy_targets, check_targets, ends_at_speech
+from orac_node.bench.report import (
+    ScenarioSummary,
+    accuracy_targets,
+    check_targets,
+    ends_at_speech,
+    wyoming_targets,
+)
 from orac_node.bench.runner import ScenarioResult
 from orac_node.bench.scoring import load_slot_labels, slot_score
 from orac_node.bench.streams import StreamRecord
@@ -210,3 +217,29 @@ def test_latency_targets_from_end_leave_out_clips_that_go_on_in_silence() -> Non
     assert not targets["P1"].ok and targets["P1"].measured.startswith("300 ms")
     assert not targets["P0"].ok and targets["P0"].measured.startswith("300 ms vs peer 400 ms")
     assert targets["P7b"].ok  # the first command's latency is the commands' steady state
+
+
+def test_the_nodes_wyoming_server_is_held_to_issue_12s_targets() -> None:
+    """Same client, same clips: final after audio-stop against the peer's, and accuracy."""
+    sets = {"commands": SetScore(20, 0.09, None, None, 100.0)}
+    rows = [
+        AccuracyRow("w", "t", sets, source="wyoming", sent="sent at once"),
+        AccuracyRow(
+            "p", "t", {"commands": SetScore(20, 0.10, None, None, 1.0)}, "peer", "sent at once"
+        ),
+    ]
+    own: dict[str, dict[str, Any] | None] = {
+        "single": {"latency_ms_p50": 90.0},
+        "at-once": {"latency_ms_p50": 400.0},
+    }
+    peer: dict[str, dict[str, Any] | None] = {
+        "single": {"latency_ms_p50": 500.0},
+        "at-once": {"latency_ms_p50": 450.0},
+    }
+    targets = {(t.id, t.description.split(":")[0]): t.ok for t in wyoming_targets(own, peer, rows)}
+    assert targets == {
+        ("W1", "Wyoming, at-once"): False,  # 400 > 0.8 x 450
+        ("W2", "Wyoming, single"): True,  # 90 <= 0.2 x 500
+        ("W3", "commands, sent at once over Wyoming"): True,  # WER 9 % vs the peer's 10 %
+    }
+    assert wyoming_targets({"single": None, "at-once": None}, peer, []) == []

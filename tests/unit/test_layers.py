@@ -27,8 +27,9 @@ RANK = {
     "ops": 8,
     "pipeline": 9,
     "bench": 9,
-    "node": 10,
-    "cli": 11,
+    "homeassistant": 10,
+    "node": 11,
+    "cli": 12,
 }
 """Layers, bottom first: a part may use parts of a lower rank only (same rank: neither)."""
 STANDALONE = {"__init__", "bootstrap", "whisperbuild"}

@@ -9,25 +9,20 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from wyoming.asr import Transcribe, Transcript
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.error import Error
+from wyoming.event import Event
+from wyoming.info import AsrModel, AsrProgram, Attribution, Describe, Info
+from wyoming.server import AsyncEventHandler, AsyncTcpServer
 
 from orac_node.bench.wyoming_peer import PeerError, wyoming_describe, wyoming_transcribe
 from orac_node.errors import OracNodeError
-
-with warnings.catch_warnings():
-    # wyoming.audio imports the stdlib audioop, deprecated on 3.11/3.12 (see wyoming_peer).
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from wyoming.asr import Transcribe, Transcript
-    from wyoming.audio import AudioChunk, AudioStart, AudioStop
-    from wyoming.error import Error
-    from wyoming.event import Event
-    from wyoming.info import AsrModel, AsrProgram, Attribution, Describe, Info
-    from wyoming.server import AsyncEventHandler, AsyncTcpServer
 
 REPLY_DELAY_S = 0.05
 TEXT = "turn on the kitchen lights"
