@@ -77,11 +77,6 @@ class Dialog:
         self.refused: Refusal | None = None
         self._reader = asyncio.create_task(self._read(), name=f"wyoming-{device}")
 
-    @property
-    def sessions(self) -> list[str]:
-        """The node sessions this utterance used so far (usually one)."""
-        return list(self._sessions)
-
     # -- audio in -------------------------------------------------------------------
 
     async def feed(self, pcm: bytes) -> None:
