@@ -467,4 +467,6 @@ class Node:
             recent_sessions=len(self.recent),
             context_updates=self.context.updates,
             refused={"context": self.context_refused, "registry": self.registry.invalid},
+            wyoming_connections=self.wyoming.connections if self.wyoming else 0,
+            wyoming_replies=dict(self.wyoming.replies) if self.wyoming else {},
         )

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from pathlib import Path
 from urllib.parse import urlparse
 
-from wyoming.asr import Transcribe
+from wyoming.asr import Transcribe, Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
 from wyoming.event import Event
@@ -69,7 +70,7 @@ class WyomingServer:
         self._connections: set[WyomingConnection] = set()
         self._zeroconf_interfaces = zeroconf_interfaces
         self._advertisement: Advertisement | None = None
-        self.connections_total = 0
+        self.replies: Counter[str] = Counter()  # transcripts and error events sent, by kind
 
     async def start(self) -> None:
         """Listen (and advertise, for a tcp:// URI with zeroconf on)."""
@@ -120,7 +121,6 @@ class WyomingServer:
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connection = WyomingConnection(reader, writer, self)
         self._connections.add(connection)
-        self.connections_total += 1
         try:
             await connection.run()
         except ConnectionError:
@@ -173,6 +173,10 @@ class WyomingConnection(AsyncEventHandler):
 
     async def write_event(self, event: Event) -> None:
         """Send one event whole; a client that is gone is not an error here."""
+        if Transcript.is_type(event.type):
+            self._server.replies["transcript"] += 1
+        elif Error.is_type(event.type):
+            self._server.replies[str(event.data.get("code") or "error")] += 1
         async with self._write_lock:
             try:
                 await super().write_event(event)

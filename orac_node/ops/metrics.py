@@ -20,7 +20,7 @@ label per value would let any client grow the node's memory.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -60,6 +60,8 @@ class Readings:
     recent_sessions: int
     context_updates: int
     refused: Mapping[str, int]  # invalid context / registry messages
+    wyoming_connections: int = 0  # Wyoming clients connected now (homeassistant/)
+    wyoming_replies: Mapping[str, int] = field(default_factory=dict)  # transcript, or error code
 
 
 class NodeMetrics:
@@ -187,6 +189,17 @@ class _LiveCollector(Collector):
             "orac_node_spool_bytes", "Audio held in the spool.", value=now.spool_bytes
         )
         yield from _consumer_metrics(now)
+        yield GaugeMetricFamily(
+            "orac_node_wyoming_connections",
+            "Wyoming clients (Home Assistant) connected now.",
+            value=now.wyoming_connections,
+        )
+        yield _labelled(
+            "orac_node_wyoming_replies",
+            "Answers to Wyoming utterances: transcript, or the error event's code.",
+            "kind",
+            now.wyoming_replies,
+        )
 
 
 def _labelled(name: str, documentation: str, label: str, counts: Mapping[str, int]) -> Metric:

@@ -6,12 +6,10 @@ import asyncio
 import json
 import subprocess
 import sys
-import urllib.request
 from collections import Counter
 
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from prometheus_client.parser import text_string_to_metric_families
 
 from orac_node.client import split_chunks
 from orac_node.ops.localbroker import free_port
@@ -20,6 +18,7 @@ from tests.conftest import AUDIO
 from tests.integration.conftest import load
 from tests.integration.harness import RunningNode, harness
 from tests.integration.receivers import receiving
+from tests.integration.scrape import Samples, scrape
 
 PORT = free_port()
 HOOK_PORT = free_port()
@@ -35,14 +34,8 @@ NODE_CONFIG: dict[str, object] = {
 CLIPS = [AUDIO / "commands" / "utt005.wav", AUDIO / "commands" / "utt019.wav"]
 
 
-def _scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+def _scrape() -> Samples:
+    return scrape(PORT)
 
 
 async def test_counts_match_the_traffic(node: RunningNode, device: str) -> None:

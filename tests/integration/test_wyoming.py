@@ -36,8 +36,10 @@ from tests.conftest import AUDIO
 from tests.integration.accuracy import normalize, word_error_rate
 from tests.integration.conftest import load, load_refs
 from tests.integration.harness import RunningNode, harness
+from tests.integration.scrape import scrape
 
 PORT = free_port()
+METRICS_PORT = free_port()
 SERVICE_NAME = f"orac-node-test-{uuid.uuid4().hex[:8]}"
 NODE_CONFIG = {
     "wyoming": {"uri": f"tcp://127.0.0.1:{PORT}", "zeroconf_name": SERVICE_NAME},
@@ -46,6 +48,7 @@ NODE_CONFIG = {
     # the ten-minute stream is sent as fast as the socket takes it: ~100x real time, where
     # a device's default limit (3x, docs/HOME_ASSISTANT.md) would refuse its next session
     "ingest": {"device_audio_s_per_s": 0},
+    "metrics": {"enabled": True, "port": METRICS_PORT},
 }
 CHUNK_SAMPLES = 1024  # what Home Assistant's Wyoming STT sends
 HA_START = AudioStart(rate=SAMPLE_RATE, width=2, channels=1)
@@ -318,3 +321,34 @@ def test_the_server_is_advertised_for_home_assistant_to_find(node: RunningNode) 
 @pytest.fixture(scope="module", autouse=True)
 def _broker_is_shared(broker: LocalBroker) -> None:
     """The module's node runs on the session's broker (conftest), like every other."""
+
+
+def test_metrics_count_the_answers_to_wyoming_clients(node: RunningNode) -> None:
+    """One transcript and one error event more on the page; no connection left open."""
+
+    def replies() -> dict[str, float]:
+        return {
+            dict(labels)["kind"]: value
+            for (name, labels), value in scrape(METRICS_PORT).items()
+            if name == "orac_node_wyoming_replies_total"
+        }
+
+    async def run() -> None:
+        async with client() as connection:
+            await utterance(connection, load(AUDIO / "commands/utt004.wav"))
+            await connection.write_event(AudioStop().event())  # nothing started: bad_event
+            assert await asyncio.wait_for(connection.read_event(), 10) is not None
+
+    before = replies()
+    asyncio.run(run())
+    after = replies()
+    for kind in ("transcript", "bad_event"):
+        assert after[kind] - before.get(kind, 0) == 1, (kind, before, after)
+    page: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # the server notices the close a moment later
+        page = scrape(METRICS_PORT)
+        if page[("orac_node_wyoming_connections", ())] == 0:
+            break
+        time.sleep(0.05)
+    assert page[("orac_node_wyoming_connections", ())] == 0
