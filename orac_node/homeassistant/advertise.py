@@ -38,9 +38,7 @@ def advertised_addresses(host: str) -> list[str]:
 class Advertisement:
     """``name._wyoming._tcp.local.`` on ``port``, registered until :meth:`close`."""
 
-    def __init__(
-        self, name: str, host: str, port: int, *, interfaces: list[str] | None = None
-    ) -> None:
+    def __init__(self, name: str, host: str, port: int) -> None:
         addresses = advertised_addresses(host)
         self.info = AsyncServiceInfo(
             SERVICE_TYPE,
@@ -49,17 +47,11 @@ class Advertisement:
             parsed_addresses=addresses,
             server=f"{name}.local.",
         )
-        # where mDNS itself is sent and answered: every interface, or the given ones (tests)
-        self._interfaces = interfaces
         self._zeroconf: AsyncZeroconf | None = None
 
     async def start(self) -> None:
         """Register the service (a few hundred ms: mDNS probes for name conflicts first)."""
-        if self._interfaces is None:
-            zc = AsyncZeroconf(ip_version=IPVersion.V4Only)
-        else:
-            zc = AsyncZeroconf(interfaces=self._interfaces, ip_version=IPVersion.V4Only)
-        self._zeroconf = zc
+        zc = self._zeroconf = AsyncZeroconf(ip_version=IPVersion.V4Only)
         await zc.async_register_service(self.info, allow_name_change=True)
         log.info("advertising %s on %s", self.info.name, ", ".join(self.info.parsed_addresses()))
 

@@ -71,8 +71,7 @@ class Dialog:
         self._sessions: list[str] = []  # node sessions, in order
         self._finals: dict[str, Final] = {}
         self._stable_sent: dict[str, int] = {}  # per session: characters of `stable` sent
-        self._streamed = ""  # every transcript-chunk so far, joined
-        self._started = False  # transcript-start sent
+        self._started = False  # transcript-start sent (before the first chunk, if any)
         self._utt: Utterance | None = None
         self.refused: Refusal | None = None
         self._reader = asyncio.create_task(self._read(), name=f"wyoming-{device}")
@@ -182,12 +181,11 @@ class Dialog:
         if not new.strip():
             return
         self._stable_sent[partial.session] = len(partial.stable)
-        if self._streamed and not new.startswith(" "):
+        if self._started and not new.startswith(" "):  # a chunk went before this one
             new = f" {new}"
         if not self._started:
             self._started = True
             await self._send(TranscriptStart(language=self._language).event())
-        self._streamed += new
         await self._send(TranscriptChunk(new).event())
 
     async def _send_transcript(self, text: str, language: str | None) -> None:

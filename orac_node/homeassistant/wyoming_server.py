@@ -37,11 +37,11 @@ from orac_node.homeassistant.dialog import Dialog
 from orac_node.homeassistant.info import node_info
 from orac_node.mqtt.listeners import Listeners
 from orac_node.pipeline import Pipeline
-from orac_node.wire import MAX_RATE, MIN_RATE, ErrorCode, is_valid_name
+from orac_node.wire import MAX_RATE, MIN_RATE, AudioFormat, ErrorCode, is_valid_name
 
 log = logging.getLogger(__name__)
 
-SAMPLE_WIDTH = 2
+SAMPLE_WIDTH = AudioFormat.S16LE.sample_width
 """Bytes per sample the node takes from Wyoming clients (Home Assistant always sends 16-bit)."""
 MAX_CHANNELS = 8
 """More channels than any microphone array Home Assistant streams from."""
@@ -58,8 +58,6 @@ class WyomingServer:
         pipeline: Pipeline,
         listeners: Listeners,
         pool: ModelPool,
-        *,
-        zeroconf_interfaces: list[str] | None = None,
     ) -> None:
         self.config = config.wyoming
         self._pipeline = pipeline
@@ -68,12 +66,15 @@ class WyomingServer:
         self._node_id = config.node.id
         self._server: asyncio.Server | None = None
         self._connections: set[WyomingConnection] = set()
-        self._zeroconf_interfaces = zeroconf_interfaces
-        self._advertisement: Advertisement | None = None
+        self._advertising: asyncio.Task[Advertisement | None] | None = None
         self.replies: Counter[str] = Counter()  # transcripts and error events sent, by kind
 
     async def start(self) -> None:
-        """Listen (and advertise, for a tcp:// URI with zeroconf on)."""
+        """Listen; advertise in the background (a tcp:// URI with zeroconf on).
+
+        Registering takes about 1.2 s (mDNS probes the name three times before
+        claiming it): the node is ready and serving meanwhile.
+        """
         uri = urlparse(self.config.uri)
         if uri.scheme == "unix":
             self._server = await asyncio.start_unix_server(self._connected, Path(uri.path))
@@ -83,14 +84,8 @@ class WyomingServer:
         log.info("Wyoming server listening on %s", self.config.uri)
         if uri.scheme == "tcp" and self.config.zeroconf:
             name = self.config.zeroconf_name or f"orac-node-{self._node_id}"
-            advertisement = Advertisement(
-                name, uri.hostname or "", self.port, interfaces=self._zeroconf_interfaces
-            )
-            try:
-                await advertisement.start()
-                self._advertisement = advertisement
-            except OSError as exc:  # no multicast here: serving matters more than being found
-                log.warning("zeroconf advertisement failed (%s); add the server by address", exc)
+            advertisement = Advertisement(name, uri.hostname or "", self.port)
+            self._advertising = asyncio.create_task(_advertise(advertisement), name="zeroconf")
 
     @property
     def port(self) -> int:
@@ -100,9 +95,9 @@ class WyomingServer:
 
     async def stop_listening(self) -> None:
         """Take no new connections (drain); the open ones go on."""
-        if self._advertisement is not None:
-            await self._advertisement.close()
-            self._advertisement = None
+        advertising, self._advertising = self._advertising, None
+        if advertising is not None and (advertisement := await advertising) is not None:
+            await advertisement.close()
         if self._server is not None:
             self._server.close()
 
@@ -247,6 +242,16 @@ class WyomingConnection(AsyncEventHandler):
         dialog, self._dialog = self._dialog, None
         if dialog is not None:
             await dialog.close()
+
+
+async def _advertise(advertisement: Advertisement) -> Advertisement | None:
+    """Register ``advertisement``; None if this network cannot carry it."""
+    try:
+        await advertisement.start()
+    except OSError as exc:  # no multicast here: serving matters more than being found
+        log.warning("zeroconf advertisement failed (%s); add the server by address", exc)
+        return None
+    return advertisement
 
 
 def _format_problem(rate: int, width: int, channels: int) -> str | None:

@@ -18,7 +18,6 @@ histogram buckets the way PromQL's ``histogram_quantile`` does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import time
@@ -91,13 +90,22 @@ async def read_statuses(client: aiomqtt.Client, timeout_s: float) -> list[NodeSt
                 message = await anext(messages)
         except TimeoutError:
             break  # quiet: all retained statuses are in
-        payload = message.payload
-        if not isinstance(payload, bytes | bytearray) or not payload:
-            continue  # a cleared retained status
-        with contextlib.suppress(ContractError):
-            status = NodeStatus.decode(bytes(payload))
+        if (status := status_of(message)) is not None:
             found[status.node] = status
     return list(found.values())
+
+
+def status_of(message: aiomqtt.Message) -> NodeStatus | None:
+    """The node status ``message`` carries; None for another topic, a cleared or bad one."""
+    payload = message.payload
+    if not message.topic.matches(STATUS_FILTER) or not isinstance(payload, bytes | bytearray):
+        return None
+    if not payload:
+        return None  # a cleared retained status
+    try:
+        return NodeStatus.decode(bytes(payload))
+    except ContractError:
+        return None
 
 
 def age(seconds: float) -> str:

@@ -22,13 +22,11 @@ import aiomqtt
 
 from orac_node.client.link import payload_bytes
 from orac_node.errors import ContractError
-from orac_node.ops.health import read_statuses
+from orac_node.ops.health import read_statuses, status_of
 from orac_node.ops.topics import FAILED, OK, Outcome, publish_retained, until_quiet
 from orac_node.wire import (
     MODEL_SELECTION_TOPIC,
-    STATUS_FILTER,
     ModelSelection,
-    NodeStatus,
 )
 
 
@@ -126,7 +124,7 @@ async def _apply(client: aiomqtt.Client, selection: ModelSelection, timeout_s: f
                 message = await anext(client.messages)
         except TimeoutError:
             break
-        status = _status(message)
+        status = status_of(message)
         if status is not None and status.state == "ready" and status.model == want:
             switched.add(status.node)
     nodes = {node: node in switched for node in sorted(ready)}
@@ -150,13 +148,3 @@ async def _apply(client: aiomqtt.Client, selection: ModelSelection, timeout_s: f
             " their store (orac-node models import)? their logs say why"
         )
     return Outcome(FAILED if missing else OK, "\n".join(lines), data)
-
-
-def _status(message: aiomqtt.Message) -> NodeStatus | None:
-    """A node's status, if that is what ``message`` is."""
-    if not message.topic.matches(STATUS_FILTER) or not (payload := payload_bytes(message)):
-        return None
-    try:
-        return NodeStatus.decode(payload)
-    except ContractError:
-        return None

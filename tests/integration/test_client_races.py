@@ -22,6 +22,7 @@ from orac_node.wire import (
     error_topic,
     transcript_topic,
 )
+from tests.factories import final
 
 
 async def test_a_late_audio_report_before_the_final_ends_the_sending_not_the_stream(
@@ -69,10 +70,13 @@ async def test_a_late_audio_report_before_the_final_ends_the_sending_not_the_str
 
 
 def _final(device: str, session: str) -> Final:
-    return Final(
-        node="busy", model="tiny.en", device=device, session=session, topic="general",
-        text="What time is it?", language="en", confidence=0.9, reason="silence",
-        endpoint="silence", rejected=None, audio_s=1.0, speech_s=0.8, chunks=4, gaps=0,
-        duplicates=0, incomplete=False, latency_ms=500.0, decode_ms=480.0, queue_ms=0.0,
+    return final(
+        node="busy",
+        device=device,
+        session=session,
+        topic="general",
+        text="What time is it?",
+        reason="silence",
+        endpoint="silence",
         ts=time.time(),
-    )  # fmt: skip
+    )

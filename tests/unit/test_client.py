@@ -59,6 +59,7 @@ from orac_node.wire import (
     transcript_topic,
 )
 from tests.conftest import AUDIO
+from tests.factories import final
 
 TRANSCRIPTION = Transcription(
     node="n1",
@@ -78,28 +79,13 @@ TRANSCRIPTION = Transcription(
 )
 
 
-FINAL = Final(
+FINAL = final(
     node="n1",
-    model="tiny.en",
     device="kitchen",
     session="s1",
     topic="general",
     text="Turn on the kitchen lights.",
-    language="en",
     confidence=0.8,
-    reason="end",
-    endpoint="end",
-    rejected=None,
-    audio_s=2.5,
-    speech_s=1.5,
-    chunks=125,
-    gaps=0,
-    duplicates=0,
-    incomplete=False,
-    latency_ms=20.0,
-    decode_ms=120.0,
-    queue_ms=0.0,
-    ts=1.0,
 )
 
 

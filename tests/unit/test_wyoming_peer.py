@@ -7,7 +7,6 @@ recording handler; no speech model or faster-whisper is involved.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from wyoming.server import AsyncEventHandler, AsyncTcpServer
 
 from orac_node.bench.wyoming_peer import PeerError, wyoming_describe, wyoming_transcribe
 from orac_node.errors import OracNodeError
+from orac_node.ops.localbroker import free_port
 
 REPLY_DELAY_S = 0.05
 TEXT = "turn on the kitchen lights"
@@ -86,13 +86,6 @@ def _info() -> Info:
     return Info(asr=[program])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class Peer:
     uri: str
@@ -102,7 +95,7 @@ class Peer:
 @pytest.fixture
 async def peer() -> AsyncIterator[Peer]:
     script = Script()
-    port = _free_port()
+    port = free_port()
     server = AsyncTcpServer("127.0.0.1", port)
 
     def factory(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> AsyncEventHandler:
@@ -191,12 +184,12 @@ async def test_hangup_without_transcript_raises(peer: Peer) -> None:
 async def test_unreachable_port_raises_quickly() -> None:
     started = time.perf_counter()
     with pytest.raises(OracNodeError, match="cannot connect") as info:
-        await wyoming_transcribe(f"tcp://127.0.0.1:{_free_port()}", _tone(1_600))
+        await wyoming_transcribe(f"tcp://127.0.0.1:{free_port()}", _tone(1_600))
     assert isinstance(info.value, PeerError)
     assert time.perf_counter() - started < 1.0
 
     with pytest.raises(PeerError, match="cannot connect"):
-        await wyoming_describe(f"tcp://127.0.0.1:{_free_port()}")
+        await wyoming_describe(f"tcp://127.0.0.1:{free_port()}")
 
 
 async def test_bad_input_raises() -> None:
