@@ -157,7 +157,10 @@ class JsonPayload:
     refuses NaN and infinity, which JSON has no spelling for. :meth:`decode`
     parses and hands the object to :meth:`from_dict`, which builds the class,
     rebuilding nested contract dataclasses (a final's words) on the way; a
-    missing or unknown field is a ``bad_field`` :class:`ContractError`.
+    missing field is a ``bad_field`` :class:`ContractError`. A field this
+    version does not know is ignored: version 1 grows by adding optional
+    fields (a final's ``level_db``, a status's ``last_final_ms``), and a reader
+    of an older release must go on reading a newer node's messages.
     """
 
     __slots__ = ()
@@ -179,8 +182,12 @@ class JsonPayload:
 
 
 def build(cls: type[T], data: dict[str, Any]) -> T:
-    """Construct a contract dataclass, nested ones included; faults are ContractErrors."""
-    values = dict(data)
+    """Construct a contract dataclass, nested ones included; faults are ContractErrors.
+
+    Keys that are not fields of ``cls`` are dropped (see :class:`JsonPayload`).
+    """
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values = {key: value for key, value in data.items() if key in known}
     try:
         for key, kind in _nested_types(cls).items():  # type: ignore[arg-type]
             value = values.get(key)
