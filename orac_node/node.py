@@ -44,6 +44,7 @@ from orac_node.decode.finals import FinalDecoder
 from orac_node.decode.modelpool import LoadedModel, ModelPool, resident_bytes
 from orac_node.decode.scheduler import Decoder
 from orac_node.errors import ConfigError, ContractError
+from orac_node.homeassistant.discovery import DeviceDiscovery
 from orac_node.homeassistant.wyoming_server import WyomingServer
 from orac_node.ingest.endpoint import EndReason
 from orac_node.ingest.intake import Intake
@@ -72,6 +73,11 @@ TICK_S = 0.05
 the 300 ms reorder wait and seconds of idle timeout, negligible CPU)."""
 STATUS_EVERY_S = 30.0
 """Refresh of the retained status so dashboards see current load."""
+STATUS_MIN_INTERVAL_S = 1.0
+"""Between those refreshes, the status is republished when the load it shows (open
+sessions, queued decodes, the last final's latency) changed, at most this often:
+Home Assistant's sensors follow within a second, and a busy node sends one status a
+second rather than one per session."""
 DRAIN_TIMEOUT_S = 20.0
 """Longest wait for in-flight finals at shutdown (systemd's stop timeout is 30 s)."""
 WEBHOOKS_RETRY_S = 30.0
@@ -133,7 +139,21 @@ class Node:
             on_connected=self._publish_status,
             on_session_lost=self._session_lost,
         )
-        self.registry = Registry(config.registry, publish=self.bus.publish)
+        self.discovery = (
+            DeviceDiscovery(
+                config.homeassistant,
+                node_id=self.node_id,
+                version=__version__,
+                publish=self.bus.publish,
+            )
+            if config.homeassistant.discovery
+            else None
+        )
+        self.registry = Registry(
+            config.registry,
+            publish=self.bus.publish,
+            on_heartbeat=self.discovery.satellite if self.discovery else None,
+        )
         if config.registry.enabled:
             self.bus.add_subscriptions([(f, 1) for f in self.registry.subscriptions])
             self.bus.add_subscriptions([(MODEL_SELECTION_TOPIC, 1)])
@@ -161,8 +181,14 @@ class Node:
         self.metrics = NodeMetrics(self._readings)
         self.listeners = Listeners()  # in-process clients of the node's sessions (Wyoming)
         self._publisher = TranscriptPublisher(
-            self.bus, node_id=self.node_id, model=model_name, listeners=self.listeners
+            self.bus,
+            node_id=self.node_id,
+            model=model_name,
+            listeners=self.listeners,
+            on_final=self.discovery.final if self.discovery else None,
         )
+        self._status_shown: tuple[int, int, float | None] | None = None  # the last one's load
+        self._status_at = 0.0  # when it was published (monotonic)
         self.pipeline = Pipeline(
             config,
             intake=Intake(
@@ -187,6 +213,7 @@ class Node:
             webhooks=self.webhooks,
             spool=self.spool,
             spawn=self._spawn,
+            rooms=self.registry.room_group,
         )
         self.wyoming = (
             WyomingServer(config, self.pipeline, self.listeners, pool)
@@ -240,9 +267,14 @@ class Node:
             log.warning("context on %s refused: %s", topic, exc.message)
 
     def _session_lost(self) -> None:
-        """Retained configs and context are re-read from the broker, which re-sends them."""
+        """Retained configs and context are re-read from the broker, which re-sends them.
+
+        The broker may have lost what we retained too: Home Assistant's configs go again.
+        """
         self.registry.forget_retained()
         self.context.clear()
+        if self.discovery is not None:
+            self.discovery.session_lost()
 
     # -- life cycle -------------------------------------------------------
 
@@ -310,6 +342,8 @@ class Node:
         gc.freeze()
         if self.wyoming is not None:
             await self.wyoming.start()
+        if self.discovery is not None:
+            self.discovery.publish_node()
         self._set_state("ready")
         self._systemd.ready()
 
@@ -386,9 +420,19 @@ class Node:
         log.info("node %s is %s", self.node_id, state)
         self._publish_status()
 
+    def _load(self) -> tuple[int, int, float | None]:
+        """What the status shows of the node's load: sessions, queued, last final's latency."""
+        return len(self.pipeline.intake.utterances), self.pool.queued, self._publisher.last_final_ms
+
+    def _status_stale(self, now: float) -> bool:
+        """The load changed since the last status, and that one is old enough to replace."""
+        fresh = now - self._status_at < STATUS_MIN_INTERVAL_S
+        return not fresh and self._load() != self._status_shown
+
     def _publish_status(self) -> None:
-        queued = self.pool.queued
-        sessions = len(self.pipeline.intake.utterances)
+        self._status_shown = load = self._load()
+        self._status_at = time.monotonic()
+        sessions, queued, _ = load
         self._publisher.status(
             self._state, sessions=sessions, queued=queued, model=self.pool.finals
         )
@@ -423,7 +467,7 @@ class Node:
                 offline = False
                 self.pipeline.intake.resume(now)
             self.pipeline.tick(now)
-            if now >= next_status:
+            if now >= next_status or self._status_stale(now):
                 next_status = now + STATUS_EVERY_S
                 self._publish_status()
 

@@ -18,6 +18,7 @@ import numpy as np
 from orac_node.bench.accuracy import AccuracyRow, accuracy_figure
 from orac_node.bench.baselines import BaselineResult
 from orac_node.bench.corpus import Clip
+from orac_node.bench.rooms import format_rooms
 from orac_node.bench.runner import ScenarioResult
 from orac_node.bench.scoring import wer
 from orac_node.bench.streams import StreamRecord
@@ -505,6 +506,9 @@ def format_table(summaries: dict[str, ScenarioSummary], targets: list[Target]) -
     consumers = summaries.get("consumers")
     if consumers is not None and consumers.extra:
         lines.extend(["", *format_consumers(consumers.extra)])
+    rooms = summaries.get("rooms")
+    if rooms is not None and rooms.extra:
+        lines.extend(["", *format_rooms(rooms.extra)])
     lines.append("")
     for t in targets:
         mark = {True: "PASS", False: "MISS", None: "----"}[t.ok]

@@ -45,6 +45,7 @@ from orac_node.bench.corpus import Clip, dictation
 from orac_node.bench.flood import run_flood
 from orac_node.bench.ingest import run_ingest
 from orac_node.bench.procstats import ProcessSampler, ProcessStats
+from orac_node.bench.rooms import run_rooms
 from orac_node.bench.streams import Collector, StreamRecord, stream_clip
 from orac_node.client import connect
 from orac_node.ops.localbroker import LocalBroker
@@ -77,7 +78,7 @@ SOAK_SATELLITES = 8
 
 OFFLINE_SCENARIOS = {"accuracy"}
 """Scenarios measured without the node (accuracy.py), after it has stopped."""
-FIGURE_SCENARIOS = {"flood": run_flood, "consumers": run_consumers}
+FIGURE_SCENARIOS = {"flood": run_flood, "consumers": run_consumers, "rooms": run_rooms}
 """Scenarios of their own module that return their streams and figures for ``extra``."""
 
 

@@ -8,8 +8,10 @@ One module per command family; each is a thin shell over the package
     demo.py       demo: broker + node + a satellite streaming samples
     ops.py        health, metrics, cache clear
     topics.py     topics list|show|add|set|rm
+    rooms.py      rooms list|set|rm
     models.py     models list|import|validate|promote|rollback
     satellite.py  satellite add|remove|list
+    homeassistant.py  homeassistant forget-node|forget-satellite
     config.py     config template
     bench.py      bench, compare-builds
     common.py     what they share: config from flags, model file, broker options
@@ -22,7 +24,19 @@ import sys
 from collections.abc import Sequence
 
 from orac_node import __version__
-from orac_node.cli import audio, bench, config, demo, models, ops, run, satellite, topics
+from orac_node.cli import (
+    audio,
+    bench,
+    config,
+    demo,
+    homeassistant,
+    models,
+    ops,
+    rooms,
+    run,
+    satellite,
+    topics,
+)
 from orac_node.errors import OracNodeError
 
 
@@ -37,10 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     audio.add_parsers(sub)
     ops.add_parsers(sub)
     topics.add_parser(sub)
+    rooms.add_parser(sub)
     models.add_parser(sub)
     bench.add_parsers(sub)
     demo.add_parser(sub)
     satellite.add_parser(sub)
+    homeassistant.add_parser(sub)
     config.add_parser(sub)
     return parser
 

@@ -90,7 +90,7 @@ def add_parsers(sub: Subparsers) -> None:
         "--scenario",
         action="append",
         help="single, at-once, concurrent-4, concurrent-8, burst, throughput, ingest, soak,"
-        " dictation, flood, consumers, accuracy (with single and at-once), or a preset:"
+        " dictation, flood, consumers, rooms, accuracy (with single and at-once), or a preset:"
         " quick, standard (default), full; repeat",
     )
     bench.add_argument("--broker", help="use this broker instead of starting one")

@@ -19,6 +19,11 @@ def cmd_satellite(args: argparse.Namespace) -> int:
     if args.action == "remove":
         accounts.remove_satellite(args.name, file)
         print(f"removed satellite {args.name!r} from {file}")
+        # This command edits a file and never talks to the broker: say how the rest goes.
+        print(
+            "with Home Assistant discovery on, remove its device there too:"
+            f" orac-node homeassistant forget-satellite {args.name} (once it is offline)"
+        )
     else:
         password = accounts.add_satellite(
             args.name, file, password=args.password, replace=args.replace

@@ -9,7 +9,8 @@ Where each setting lives::
     service.py    node, logging, spool, metrics, cache
     consumers.py  requests, context, registry
     webhooks.py   webhooks, and the Allowlist of where they may go
-    homeassistant.py  wyoming: Home Assistant's STT protocol, served by the node
+    homeassistant.py  wyoming, homeassistant: Home Assistant's STT protocol served by
+                      the node, and its MQTT discovery
     load.py       NodeConfig (the tree) and load_config (file, environment, flags)
     template.py   config.yaml, written from the descriptions in these classes
 """
@@ -17,7 +18,7 @@ Where each setting lives::
 from orac_node.config.base import Section, state_dir
 from orac_node.config.broker import BrokerSection, BrokerUrl
 from orac_node.config.consumers import ContextSection, RegistrySection, RequestsSection
-from orac_node.config.homeassistant import WyomingSection
+from orac_node.config.homeassistant import HomeAssistantSection, WyomingSection
 from orac_node.config.ingest import EndpointSection, GateSection, IngestSection, PartialsSection
 from orac_node.config.load import ENV_PREFIX, NodeConfig, env_overrides, load_config
 from orac_node.config.model import CORES_PER_WORKER, DecodeSection, ModelSection
@@ -41,6 +42,7 @@ __all__ = [
     "DecodeSection",
     "EndpointSection",
     "GateSection",
+    "HomeAssistantSection",
     "IPAddress",
     "IngestSection",
     "LoggingSection",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from orac_node.config.base import Section, one_level_names
-from orac_node.wire import TopicConfig
+from orac_node.wire import RoomGroup, TopicConfig
 
 
 class RequestsSection(Section):
@@ -66,6 +66,15 @@ class RegistrySection(Section):
         '    webhooks: [{url: "https://ha.lan/hook", secret: "..."}]\n'
         "A retained config of the same topic (orac-node topics set) replaces it.",
     )
+    room_groups: dict[str, RoomGroup] = Field(
+        default_factory=dict,
+        description="Satellites that hear the same room, e.g.\n"
+        "  kitchen:\n"
+        "    devices: [kitchen-counter, kitchen-table]\n"
+        "When they hear the same words at once, one final wins (the satellite that heard"
+        " them best) and the others are published rejected as duplicate."
+        " A retained group of the same name (orac-node rooms set) replaces it.",
+    )
     register_topics: bool = Field(
         True,
         description="A topic a satellite's heartbeat names that has no config gets a default"
@@ -76,3 +85,8 @@ class RegistrySection(Section):
     @classmethod
     def _topic_names(cls, value: dict[str, TopicConfig]) -> dict[str, TopicConfig]:
         return one_level_names(value, "topic names")
+
+    @field_validator("room_groups")
+    @classmethod
+    def _group_names(cls, value: dict[str, RoomGroup]) -> dict[str, RoomGroup]:
+        return one_level_names(value, "room group names")

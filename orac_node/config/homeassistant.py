@@ -1,4 +1,4 @@
-"""Home Assistant's side: the Wyoming speech-to-text server inside the node."""
+"""Home Assistant's side: the Wyoming STT server inside the node, and MQTT discovery."""
 
 from __future__ import annotations
 
@@ -49,3 +49,31 @@ class WyomingSection(Section):
         if parsed.scheme == "tcp" and (parsed.hostname is None or parsed.port is None):
             raise ValueError(f"wyoming.uri needs a host and a port, got {value!r}")
         return value
+
+
+DISCOVERY_PREFIX_PATTERN = r"^[^#+/\x00]+(/[^#+/\x00]+)*$"
+"""Topic levels without MQTT wildcards, empty levels or NUL: the prefix starts
+every config topic the node publishes, and a wildcard there would make the
+publish invalid."""
+
+
+class HomeAssistantSection(Section):
+    """Home Assistant MQTT discovery: the node and its satellites as Home Assistant devices.
+
+    With discovery on, the node publishes retained device configs under
+    <prefix>/device/...: itself (ready, open sessions, queue, last final latency)
+    and each satellite (a Transcript event per accepted final, a Last transcript
+    sensor). docs/HOME_ASSISTANT.md says what appears and how to remove it.
+    """
+
+    discovery: bool = Field(
+        False,
+        description="Publish Home Assistant MQTT discovery configs (needs Home Assistant's"
+        " MQTT integration on this broker, and the ACL's homeassistant rights).",
+    )
+    prefix: str = Field(
+        "homeassistant",
+        description="Home Assistant's discovery prefix (its MQTT integration's setting;"
+        " homeassistant unless changed there).",
+        pattern=DISCOVERY_PREFIX_PATTERN,
+    )

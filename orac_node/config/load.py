@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError
 from orac_node.config.base import Section
 from orac_node.config.broker import BrokerSection
 from orac_node.config.consumers import ContextSection, RegistrySection, RequestsSection
-from orac_node.config.homeassistant import WyomingSection
+from orac_node.config.homeassistant import HomeAssistantSection, WyomingSection
 from orac_node.config.ingest import EndpointSection, GateSection, IngestSection, PartialsSection
 from orac_node.config.model import DecodeSection, ModelSection
 from orac_node.config.service import (
@@ -55,6 +55,7 @@ class NodeConfig(Section):
     registry: RegistrySection = Field(default_factory=RegistrySection)
     webhooks: WebhooksSection = Field(default_factory=WebhooksSection)
     wyoming: WyomingSection = Field(default_factory=WyomingSection)
+    homeassistant: HomeAssistantSection = Field(default_factory=HomeAssistantSection)
 
 
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,10 @@ Two kinds of retained message feed it (contract.py):
 - ``orac/satellite/<device>/status``: a satellite's heartbeat, online with the
   topics it uses, or offline (its Last Will, so a dead satellite shows as
   such).
+- ``orac/config/room/<group>``: a room group, the satellites that hear the
+  same room (:class:`~orac_node.wire.RoomGroup`); config.yaml's
+  ``registry.room_groups`` holds the same, and a retained group of the same
+  name replaces it. The pipeline's arbitration asks :meth:`Registry.room_group`.
 
 What applies to a topic, first found wins: its retained config, its entry in
 config.yaml's ``registry.topics``, the defaults of :class:`TopicConfig`.
@@ -45,12 +49,15 @@ from orac_node.config import RegistrySection
 from orac_node.errors import ContractError
 from orac_node.mqtt.bus import Outgoing
 from orac_node.wire import (
+    ROOM_GROUP_FILTER,
     SATELLITE_STATUS_FILTER,
     TOPIC_CONFIG_FILTER,
+    RoomGroup,
     SatelliteState,
     SatelliteStatus,
     TopicConfig,
     is_valid_name,
+    room_group_topic,
     satellite_status_topic,
     topic_config_topic,
 )
@@ -67,6 +74,9 @@ MAX_DEVICES = 10_000
 """Satellites remembered at once (a home has a handful). Beyond it the device
 heard from least recently is forgotten: a satellite that was renamed or retired
 long ago is the one worth losing."""
+MAX_ROOM_GROUPS = 1_000
+"""Retained room groups held at once: a home has a few rooms; the bound caps
+what junk on the broker can cost, as :data:`MAX_TOPICS` does."""
 MAX_TOPICS_PER_DEVICE = 64
 """Topics one heartbeat may name: a satellite uses one or a few, and
 :meth:`Registry.topics` walks every device's list."""
@@ -109,12 +119,14 @@ def validation_summary(exc: ValidationError) -> str:
 
 
 def _parse(topic: str) -> tuple[str, str] | None:
-    """``("config", topic name)`` or ``("satellite", device)``, None for other topics."""
+    """``("config", topic)``, ``("room", group)`` or ``("satellite", device)``; None for others."""
     parts = topic.split("/")
     if len(parts) != 4 or parts[0] != "orac":
         return None
     if parts[1:3] == ["config", "topic"]:
         return "config", parts[3]
+    if parts[1:3] == ["config", "room"]:
+        return "room", parts[3]
     if parts[1] == "satellite" and parts[3] == "status":
         return "satellite", parts[2]
     return None
@@ -129,13 +141,21 @@ class Registry:
         *,
         publish: Callable[[Outgoing], None] | None = None,
         log_refusals: bool = True,
+        on_heartbeat: Callable[[str, SatelliteState | None], None] | None = None,
     ) -> None:
-        self.subscriptions = [TOPIC_CONFIG_FILTER, SATELLITE_STATUS_FILTER]
+        self.subscriptions = [TOPIC_CONFIG_FILTER, ROOM_GROUP_FILTER, SATELLITE_STATUS_FILTER]
         """Subscribe in this order: configs first (see the module docstring)."""
+        self._rooms_yaml = dict(settings.room_groups)
+        self._rooms_retained: dict[str, RoomGroup] = {}
+        self._device_room: dict[str, str] = {}
+        self._index_rooms()
         self._yaml = dict(settings.topics)
         self._register = settings.register_topics and publish is not None
         self._publish = publish
         self._log_refusals = log_refusals  # the CLI shows refusals itself
+        # each valid heartbeat's device and state; None: its retained heartbeat was
+        # cleared (Home Assistant discovery shows and removes satellites by these)
+        self._on_heartbeat_seen = on_heartbeat
         self._retained: dict[str, TopicConfig] = {}
         self._refused: dict[str, str] = {}  # topic → why its latest retained config was refused
         self._devices: dict[str, DeviceInfo] = {}
@@ -168,6 +188,26 @@ class Registry:
             names.update(info.topics)
         return {name: self.topic(name) for name in sorted(names)}
 
+    def room_group(self, device: str) -> tuple[str, RoomGroup] | None:
+        """The room group ``device`` belongs to, with its name; None for a device in none."""
+        name = self._device_room.get(device)
+        if name is None:
+            return None
+        return name, self.room_groups()[name]
+
+    def room_groups(self) -> dict[str, RoomGroup]:
+        """Every room group in force (retained over config.yaml's), sorted by name."""
+        groups = self._rooms_yaml | self._rooms_retained
+        return dict(sorted(groups.items()))
+
+    def _index_rooms(self) -> None:
+        """Device → group; a device listed by two groups belongs to the first by name."""
+        index: dict[str, str] = {}
+        for name, group in self.room_groups().items():
+            for device in group.devices:
+                index.setdefault(device, name)
+        self._device_room = index
+
     def devices(self) -> dict[str, DeviceInfo]:
         """Every satellite heard from, by device name."""
         return dict(sorted(self._devices.items()))
@@ -193,6 +233,8 @@ class Registry:
         self._refused.clear()
         self._devices.clear()
         self._registered.clear()
+        self._rooms_retained.clear()
+        self._index_rooms()
         self.changes += 1
 
     # -- input ------------------------------------------------------------------
@@ -210,6 +252,8 @@ class Registry:
             self._refuse(topic, "not a valid topic or device name")
         elif kind == "config":
             self._on_config(name, payload)
+        elif kind == "room":
+            self._on_room(name, payload)
         else:
             self._on_heartbeat(name, payload, time.time() if now is None else now)
 
@@ -243,10 +287,35 @@ class Registry:
             self.changes += 1
             log.info("topic %s: retained config applied", name)
 
+    def _on_room(self, name: str, payload: bytes) -> None:
+        topic = room_group_topic(name)
+        if not payload:
+            if self._rooms_retained.pop(name, None) is not None:
+                self._index_rooms()
+                log.info("room group %s: retained config removed", name)
+            return
+        if len(payload) > MAX_CONFIG_BYTES:
+            self._refuse(topic, f"config of {len(payload)} bytes (limit {MAX_CONFIG_BYTES})")
+            return
+        try:
+            group = RoomGroup.model_validate_json(payload)
+        except ValidationError as exc:
+            self._refuse(topic, validation_summary(exc))
+            return
+        if name not in self._rooms_retained and len(self._rooms_retained) >= MAX_ROOM_GROUPS:
+            self._refuse(topic, f"over {MAX_ROOM_GROUPS} room groups")
+            return
+        if self._rooms_retained.get(name) != group:
+            self._rooms_retained[name] = group
+            self._index_rooms()
+            log.info("room group %s: %s", name, ", ".join(group.devices))
+
     def _on_heartbeat(self, device: str, payload: bytes, now: float) -> None:
         topic = satellite_status_topic(device)
         if not payload:  # the retained heartbeat was cleared: forget the satellite
             self._devices.pop(device, None)
+            if self._on_heartbeat_seen is not None:
+                self._on_heartbeat_seen(device, None)
             return
         try:
             status = SatelliteStatus.decode(payload)
@@ -277,6 +346,8 @@ class Registry:
         self._devices[status.device] = DeviceInfo(status.device, status.state, topics, seen)
         if previous is None or previous.state != status.state:
             log.info("satellite %s is %s (topics: %s)", status.device, status.state, topics)
+        if self._on_heartbeat_seen is not None:
+            self._on_heartbeat_seen(status.device, status.state)
         if status.state == "online":
             for name in topics:
                 self._maybe_register(name)

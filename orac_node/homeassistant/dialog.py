@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import numpy as np
-from wyoming.asr import Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
+from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
 from wyoming.error import Error
 from wyoming.event import Event
 
@@ -45,6 +45,30 @@ node: a final behind a full queue of long decodes still arrives well inside it."
 
 Send = Callable[[Event], Awaitable[None]]
 
+MAX_VOCABULARY = 200
+"""Names and terms taken from one Transcribe, each list: far more than fit in the
+prompt (whisper keeps about 224 tokens of it), few enough that a client sending
+thousands costs nothing."""
+
+
+def vocabulary(transcribe: Transcribe | None) -> str:
+    """A Transcribe's ``transcript_terms`` then ``transcript_names`` as prompt text.
+
+    Home Assistant sends the names of its areas and entities so the
+    recognizer spells "radio" and "Porch light" the way its intents expect.
+    Names go last: they take priority in Wyoming, and the prompt is cut from
+    the front when too long (context.build_prompt), so they are kept longest.
+    """
+    if transcribe is None:
+        return ""
+    words: list[str] = []
+    for listed in (transcribe.transcript_terms, transcribe.transcript_names):
+        if isinstance(listed, list):
+            words += [
+                w.strip() for w in listed[:MAX_VOCABULARY] if isinstance(w, str) and w.strip()
+            ]
+    return ", ".join(dict.fromkeys(words)) + "." if words else ""
+
 
 class Dialog:
     """audio-start .. audio-stop of one connection: node sessions, partials, one transcript."""
@@ -59,12 +83,14 @@ class Dialog:
         language: str | None,
         rate: int,
         channels: int,
+        prompt: str = "",
     ) -> None:
         self._pipeline = pipeline
         self._listeners = listeners
         self._send = send
         self.device = device
         self._language = language
+        self._prompt = prompt  # the client's names and terms (vocabulary())
         self._rate = rate
         self._channels = channels
         self._heard: asyncio.Queue[Heard] = asyncio.Queue()
@@ -144,7 +170,7 @@ class Dialog:
         session = f"wy-{uuid.uuid4().hex[:16]}"
         key = UtteranceKey(self.device, session)
         opened = self._pipeline.open_local(
-            key, topic=None, language=self._language, rate=self._rate
+            key, topic=None, language=self._language, rate=self._rate, prompt=self._prompt
         )
         if isinstance(opened, Refusal):  # told here, not through the listener: once
             await self._refuse(opened)

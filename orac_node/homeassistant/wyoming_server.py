@@ -33,7 +33,7 @@ from wyoming.server import AsyncEventHandler
 from orac_node.config import NodeConfig
 from orac_node.decode.modelpool import ModelPool
 from orac_node.homeassistant.advertise import Advertisement
-from orac_node.homeassistant.dialog import Dialog
+from orac_node.homeassistant.dialog import Dialog, vocabulary
 from orac_node.homeassistant.info import node_info
 from orac_node.mqtt.listeners import Listeners
 from orac_node.pipeline import Pipeline
@@ -133,17 +133,23 @@ class WyomingServer:
         return f"{self.config.device_prefix}-{address}"[:64]
 
     def dialog(
-        self, connection: WyomingConnection, device: str, language: str | None, start: AudioStart
+        self,
+        connection: WyomingConnection,
+        transcribe: Transcribe | None,
+        device: str,
+        start: AudioStart,
     ) -> Dialog:
-        """A new utterance of ``connection``."""
+        """A new utterance of ``connection``, as its latest Transcribe asked."""
+        language = transcribe.language if transcribe is not None else None
         return Dialog(
             self._pipeline,
             self._listeners,
             connection.write_event,
             device=device,
-            language=language,
+            language=language or None,
             rate=start.rate,
             channels=start.channels,
+            prompt=vocabulary(transcribe),
         )
 
     def info(self) -> Event:
@@ -214,8 +220,7 @@ class WyomingConnection(AsyncEventHandler):
         self._refused_format = False
         transcribe = self._transcribe
         device = self._server.device_for(transcribe, self.client)
-        language = transcribe.language if transcribe is not None else None
-        self._dialog = self._server.dialog(self, device, language or None, start)
+        self._dialog = self._server.dialog(self, transcribe, device, start)
 
     async def _chunk(self, chunk: AudioChunk) -> None:
         if self._refused_format:

@@ -107,6 +107,9 @@ class Utterance:
         self.reason: EndReason | None = None
         self.endpoint_at: float | None = None
         self.incomplete = False
+        self.prompt = ""
+        """Vocabulary the client sent for this session (a Wyoming client's names and terms),
+        decoded after the topic's and Core's prompt (pipeline.prompt_for)."""
 
     # -- audio ------------------------------------------------------------
 

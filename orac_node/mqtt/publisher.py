@@ -8,6 +8,7 @@ What goes *into* a transcript is the pipeline's business (pipeline/messages.py).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -26,6 +27,8 @@ from orac_node.wire import (
     transcript_topic,
 )
 
+log = logging.getLogger(__name__)
+
 
 def offline_status(node_id: str, model: str) -> Outgoing:
     """The retained ``offline`` status, also used as the MQTT Last Will."""
@@ -37,12 +40,21 @@ class TranscriptPublisher:
     """Publishes transcripts, error reports and the node's status."""
 
     def __init__(
-        self, bus: Bus, *, node_id: str, model: str, listeners: Listeners | None = None
+        self,
+        bus: Bus,
+        *,
+        node_id: str,
+        model: str,
+        listeners: Listeners | None = None,
+        on_final: Callable[[Final], None] | None = None,
     ) -> None:
         self._bus = bus
         self.node_id = node_id
         self.model = model
         self.listeners = listeners or Listeners()  # clients of the node itself (Wyoming)
+        self._on_final = on_final  # after each final is queued (Home Assistant's events)
+        self.last_final_ms: float | None = None
+        """``latency_ms`` of the latest final published, for the status."""
 
     def partial(self, partial: Partial) -> None:
         """An interim hypothesis (dropped first if the outbox is full)."""
@@ -55,6 +67,12 @@ class TranscriptPublisher:
         topic = transcript_topic(final.topic)
         self._bus.publish(Outgoing(topic, final.encode(), qos=1, on_sent=on_sent))
         self.listeners.deliver(final)
+        self.last_final_ms = final.latency_ms
+        if self._on_final is not None:
+            try:
+                self._on_final(final)
+            except Exception:  # the final is out: a failure here must not make it fail too
+                log.exception("after publishing the final of %s", final.session)
 
     def error(self, refusal: Refusal) -> None:
         """Tell a device what was wrong with its message."""
@@ -83,5 +101,6 @@ class TranscriptPublisher:
             sessions=sessions,
             queued=queued,
             ts=time.time(),
+            last_final_ms=self.last_final_ms,
         )
         self._bus.publish(Outgoing(status_topic(self.node_id), status.encode(), qos=1, retain=True))

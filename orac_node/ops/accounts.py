@@ -27,7 +27,7 @@ from orac_node.wire import is_valid_name
 DEFAULT_PASSWORD_FILE = Path("/etc/mosquitto/orac-node.passwd")
 """Where ``mosquitto/orac-node.conf`` points ``password_file``."""
 
-SERVICE_USERS = frozenset({"orac-node", "orac-core"})
+SERVICE_USERS = frozenset({"orac-node", "orac-core", "homeassistant"})
 """Users with their own ACL blocks; a satellite by one of these names would get
 their rights (or overwrite their password), so the command refuses them."""
 

@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Sequence
 
+from orac_node.audio import Level
 from orac_node.consumers.wakewords import strip_transcript, strip_wake_word, strip_words
 from orac_node.decode.decoding import Decoding
 from orac_node.ingest.session import Utterance
@@ -82,8 +83,12 @@ def final(
     wake_words: Sequence[str] = (),
     stable_revised: bool = False,
     variant: str | None = None,
+    level: Level | None = None,
 ) -> Final:
-    """The session's one final transcript, with the topic's ``wake_words`` stripped."""
+    """The session's one final transcript, with the topic's ``wake_words`` stripped.
+
+    ``level``: the speech level and SNR of the audio it decoded (audio/level.py).
+    """
     stripped, rejection = strip_transcript(text, rejection, wake_words)
     words: list[Word] = []
     segments: list[Segment] = []
@@ -126,6 +131,8 @@ def final(
             finite(decoding.language_p) if decoding and decoding.language_p is not None else None
         ),
         variant=variant,
+        level_db=level.level_db if level else None,
+        snr_db=level.snr_db if level else None,
     )
 
 

@@ -12,6 +12,8 @@
               with the topic's vocabulary + Core's context as prompt, response cache)
               ─▶ gate on text ─▶ messages.final (wake words stripped) ─▶ publish
               ─▶ recent audio (retranscribe), webhooks
+              (a satellite of a room group: arbitration.py may hold the final for a
+              peer's and publish it as a duplicate)
     _partial: the scheduler decodes the window up to the newest audio ─▶ LocalAgreement
               ─▶ publish ─▶ trim committed segments off a long window
     tick:     wall-clock endpoints (idle satellite, chunk missing after end), reports owed
@@ -30,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from orac_node.audio import Samples
+from orac_node.audio import Samples, speech_level
 from orac_node.config import NodeConfig
 from orac_node.consumers.answers import RequestOverrides
 from orac_node.consumers.context import ContextStore, build_prompt
@@ -49,6 +51,7 @@ from orac_node.ingest.spool import Spool
 from orac_node.mqtt.publisher import TranscriptPublisher
 from orac_node.ops.metrics import NodeMetrics
 from orac_node.pipeline import messages
+from orac_node.pipeline.arbitration import Arbiter, Groups
 from orac_node.pipeline.progress import Progress, Speculation
 from orac_node.wire import SAMPLE_RATE, ErrorCode, Final, TopicConfig, TranscriptionEvent
 
@@ -75,6 +78,7 @@ class Pipeline:
         webhooks: WebhookDelivery,
         spool: Spool | None,
         spawn: Spawn,
+        rooms: Groups | None = None,
     ) -> None:
         self.config = config
         self.intake = intake
@@ -88,6 +92,7 @@ class Pipeline:
         self._spool = spool
         self._spawn = spawn
         self.gate = GateRules.from_config(config.gate)
+        self.arbiter = Arbiter(rooms or (lambda device: None))
         self._progress: dict[UtteranceKey, Progress] = {}
         self.errors: Counter[str] = Counter()  # error reports sent, by code
         self.finals = 0
@@ -106,12 +111,23 @@ class Pipeline:
         return outcome
 
     def open_local(
-        self, key: UtteranceKey, *, topic: str | None, language: str | None, rate: int
+        self,
+        key: UtteranceKey,
+        *,
+        topic: str | None,
+        language: str | None,
+        rate: int,
+        prompt: str = "",
     ) -> Utterance | Refusal:
-        """A session for a client of the node itself (intake.open_local); refusals are sent."""
+        """A session for a client of the node itself (intake.open_local); refusals are sent.
+
+        ``prompt``: the client's vocabulary for this session's finals.
+        """
         opened = self.intake.open_local(key, topic=topic, lang=language, rate=rate)
         if isinstance(opened, Refusal):
             self.refuse(opened)
+        else:
+            opened.prompt = prompt
         return opened
 
     def feed_local(self, utt: Utterance, samples: Samples, *, end: bool = False) -> None:
@@ -123,6 +139,9 @@ class Pipeline:
 
     def _after_audio(self, utt: Utterance) -> None:
         """New audio in an utterance: finalize it, speculate at a pause, or refresh its partial."""
+        self.arbiter.opened(
+            utt.key, utt.created_at
+        )  # a satellite of a room group: its peers may hear the same
         if utt.state is UtteranceState.ENDPOINTED:
             self.finalize_soon(utt)
             return
@@ -244,7 +263,7 @@ class Pipeline:
     ) -> tuple[DecodeOptions, str | None]:
         """A final's decode options (prompt from topic, context, request) and its model."""
         topic = self.topic(utt.topic)
-        extra = request.prompt if request else ""
+        extra = request.prompt if request else utt.prompt
         prompt = self.prompt_for(utt.key.device, utt.topic, topic, extra)
         model = (request.model if request else None) or topic.model
         if model is None:  # the node's finals model, or an A/B test's candidate
@@ -330,7 +349,10 @@ class Pipeline:
                 # the partials' committed words, before the wake word was stripped
                 stable_revised=progress is not None and not progress.agreement.begins(text),
                 variant=variant,
+                level=speech_level(self._final_audio(utt)),
             )
+            if request is None:  # another satellite of the room may have heard it better
+                final = await self.arbiter.settle(final)
             if publish:
                 self._publisher.final(final, on_sent=self._finished_callback(utt))
         except Exception as exc:

@@ -11,6 +11,8 @@ module per topic family; import from here::
     transcript/<topic>         JSON Partial and Final                          transcripts.py
     orac/node/<node>/status    retained JSON NodeStatus (Last Will: offline)   status.py
     orac/device/<device>/error JSON ErrorReport for the sender                 status.py
+    orac/device/<device>/transcript  retained JSON DeviceTranscript         homeassistant.py
+    <prefix>/device/<id>/config  Home Assistant discovery (its schema)     homeassistant.py
     orac/request/<node|any>/<method>, orac/response/<owner>/...
                                Core's requests and the Responses               requests.py
     orac/context/device/<d>, orac/context/topic/<t>
@@ -54,14 +56,26 @@ from orac_node.wire.context import (
     context_topic,
     parse_context_topic,
 )
+from orac_node.wire.homeassistant import (
+    DEVICE_TRANSCRIPT_FILTER,
+    TRANSCRIPT_EVENT,
+    DeviceTranscript,
+    device_transcript_topic,
+    discovery_config_topic,
+    discovery_object_id,
+    is_transcript_event,
+)
 from orac_node.wire.models import MODEL_SELECTION_TOPIC, ModelSelection
 from orac_node.wire.registry import (
+    ROOM_GROUP_FILTER,
     SATELLITE_STATUS_FILTER,
     TOPIC_CONFIG_FILTER,
+    RoomGroup,
     SatelliteState,
     SatelliteStatus,
     TopicConfig,
     WebhookTarget,
+    room_group_topic,
     satellite_status_topic,
     topic_config_topic,
 )
@@ -93,6 +107,7 @@ from orac_node.wire.status import (
     status_topic,
 )
 from orac_node.wire.transcripts import (
+    DUPLICATE,
     TRANSCRIPT_FILTER,
     Final,
     Partial,
@@ -108,6 +123,8 @@ __all__ = [
     "CONTEXT_DEFAULT_TTL_S",
     "CONTEXT_FILTER",
     "CONTEXT_MAX_TTL_S",
+    "DEVICE_TRANSCRIPT_FILTER",
+    "DUPLICATE",
     "MAX_CHANNELS",
     "MAX_PROMPT_CHARS",
     "MAX_RATE",
@@ -118,18 +135,21 @@ __all__ = [
     "PROTOCOL_VERSION",
     "REQUEST_ANY",
     "RESPONSE_PREFIX",
+    "ROOM_GROUP_FILTER",
     "SAMPLE_RATE",
     "SATELLITE_STATUS_FILTER",
     "SHARED_REQUEST_FILTER",
     "SHARE_GROUP",
     "STATUS_FILTER",
     "TOPIC_CONFIG_FILTER",
+    "TRANSCRIPT_EVENT",
     "TRANSCRIPT_FILTER",
     "WEBHOOK_EVENT",
     "AudioChunk",
     "AudioFormat",
     "AudioKind",
     "Context",
+    "DeviceTranscript",
     "ErrorCode",
     "ErrorReport",
     "Final",
@@ -142,6 +162,7 @@ __all__ = [
     "Response",
     "ResponseError",
     "RetranscribeRequest",
+    "RoomGroup",
     "SatelliteState",
     "SatelliteStatus",
     "Segment",
@@ -155,9 +176,13 @@ __all__ = [
     "audio_topic_device",
     "context_topic",
     "decode_transcript",
+    "device_transcript_topic",
+    "discovery_config_topic",
+    "discovery_object_id",
     "error_topic",
     "error_topic_fits",
     "is_response_topic",
+    "is_transcript_event",
     "is_valid_language",
     "is_valid_name",
     "parse_audio_topic",
@@ -166,6 +191,7 @@ __all__ = [
     "request_subscriptions",
     "request_topic",
     "response_topic",
+    "room_group_topic",
     "satellite_status_topic",
     "status_topic",
     "topic_config_topic",

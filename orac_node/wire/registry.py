@@ -27,11 +27,17 @@ from orac_node.wire.base import (
 
 TOPIC_CONFIG_FILTER = "orac/config/topic/+"
 SATELLITE_STATUS_FILTER = "orac/satellite/+/status"
+ROOM_GROUP_FILTER = "orac/config/room/+"
 
 
 def topic_config_topic(topic: str) -> str:
     """Retained config of one transcript topic (the topics registry)."""
     return f"orac/config/topic/{topic}"
+
+
+def room_group_topic(group: str) -> str:
+    """Retained config of one room group: the satellites that hear the same room."""
+    return f"orac/config/room/{group}"
 
 
 def satellite_status_topic(device: str) -> str:
@@ -132,6 +138,46 @@ class TopicConfig(_Strict):
     def _words(cls, value: list[str]) -> list[str]:
         if any(not word.strip() for word in value):
             raise ValueError("wake words must not be empty")
+        return value
+
+
+class RoomGroup(_Strict):
+    """Satellites close enough to hear the same words (one room, an open-plan floor).
+
+    Set in config.yaml (``registry.room_groups``) or retained on
+    ``orac/config/room/<group>``. When satellites of a group open sessions
+    within ``window_ms`` of each other and their finals say the same thing, one
+    final wins (pipeline/arbitration.py) and the others are published
+    rejected as ``duplicate``. docs/HOME_ASSISTANT.md explains the rules.
+    """
+
+    devices: list[str] = Field(
+        description="Device names of the group's satellites (a device belongs to one group)."
+    )
+    window_ms: int = Field(
+        1000,
+        ge=0,
+        le=10_000,
+        description="Sessions of the group opened this close together may be the same words:"
+        " a wake word heard by two satellites opens both within a few hundred ms.",
+    )
+    wait_ms: int = Field(
+        1500,
+        ge=0,
+        le=10_000,
+        description="Longest a final waits for another open session of its group to end."
+        " Only finals with such a session wait; a lone satellite's final never does.",
+    )
+
+    @field_validator("devices")
+    @classmethod
+    def _device_names(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("a room group needs at least one device")
+        if any(not is_valid_name(device) for device in value):
+            raise ValueError("devices must be valid device names")
+        if len(set(value)) != len(value):
+            raise ValueError("a device is listed twice")
         return value
 
 

@@ -40,6 +40,9 @@ class NodeStatus(JsonPayload):
     sessions: int
     queued: int
     ts: float
+    last_final_ms: float | None = None
+    """``latency_ms`` of the node's most recent published final (null before its first):
+    Home Assistant's Last final latency sensor reads it."""
     v: int = PROTOCOL_VERSION
 
 

@@ -9,6 +9,8 @@ from orac_node.errors import ContractError
 from orac_node.wire.base import PROTOCOL_VERSION, ErrorCode, JsonPayload, json_object
 
 TRANSCRIPT_FILTER = "transcript/#"
+DUPLICATE = "duplicate"
+"""A final's ``rejected`` when another satellite of its room group won (``duplicate_of``)."""
 
 
 def transcript_topic(topic: str) -> str:
@@ -87,6 +89,12 @@ class Final(JsonPayload):
     ``variant`` is ``champion`` or ``candidate`` while an A/B test of the
     finals model runs (``orac-node models ab``) and the topic does not pin a
     model, else null.
+    ``level_db`` is the speech's loudness (dBFS of the loud frames) and
+    ``snr_db`` how far it stands above the quiet frames (the room's noise), both
+    from the audio the final decoded; a room group's arbitration prefers the
+    satellite that heard the words best. ``duplicate_of`` names the winning
+    session when this one was ``rejected: duplicate`` (another satellite of the
+    device's room group heard the same words).
     """
 
     node: str
@@ -117,6 +125,9 @@ class Final(JsonPayload):
     stable_revised: bool = False
     language_p: float | None = None
     variant: str | None = None
+    level_db: float | None = None
+    snr_db: float | None = None
+    duplicate_of: str | None = None
     type: Literal["final"] = "final"
     v: int = PROTOCOL_VERSION
 

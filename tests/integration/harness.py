@@ -157,7 +157,7 @@ class Harness:
                     assert result.final is None, f"second final for {t.session}"
                     result.final, result.final_time = t, now
                     self._final_seen[t.session].set()
-            elif message.topic.matches("orac/device/#"):
+            elif message.topic.matches("orac/device/+/error"):
                 report = ErrorReport.decode(payload)
                 self.errors[report.device].append(report)
                 async with self._error_seen:

@@ -43,7 +43,7 @@ from tests.integration.harness import start_node
 from tests.integration.secure_broker import MONITOR, Certificates, SecureBroker
 
 SATELLITES = ["sat-a", "sat-b"]
-USERS = ["orac-node", "orac-core", *SATELLITES]
+USERS = ["orac-node", "orac-core", "homeassistant", *SATELLITES]
 DELIVERY_TIMEOUT_S = 10.0
 """Generous: a marker message on a loopback broker arrives in milliseconds."""
 
@@ -178,6 +178,7 @@ def test_the_plain_listener_is_reachable_from_this_machine_only(secure: SecureBr
                 "orac/request/any/retranscribe",
                 "orac/context/device/sat-a",  # steering its own transcripts
                 "orac/config/topic/general",  # rewriting the registry (webhooks!)
+                "orac/config/room/kitchen",  # silencing another satellite as a duplicate
                 "orac/satellite/sat-b/status",  # another satellite's heartbeat
                 "orac/response/orac-core/1",  # forging an answer to Core
             ],
@@ -196,13 +197,35 @@ def test_the_plain_listener_is_reachable_from_this_machine_only(secure: SecureBr
         ),
         ("orac-core", ["orac/satellite/sat-a/status"], "orac/context/device/kitchen"),
         ("orac-core", ["orac/device/sat-a/error"], "orac/config/topic/general"),
+        ("orac-core", ["orac/device/sat-a/error"], "orac/config/room/kitchen"),
         (
             "orac-node",
             ["orac/request/lights", "audio/sat-a/chunk", "orac/context/device/kitchen"],
             "transcript/general",
         ),
         ("orac-node", ["orac/satellite/sat-a/status"], "orac/response/orac-core/1"),
-        ("orac-node", ["orac/request/any/describe"], "orac/config/topic/general"),
+        # Home Assistant discovery: the node publishes device configs and transcripts
+        ("orac-node", ["orac/satellite/sat-b/status"], "homeassistant/device/orac_node_x/config"),
+        ("orac-node", ["orac/request/lights"], "orac/device/sat-a/transcript"),
+        (
+            "homeassistant",
+            [
+                "transcript/general",
+                "audio/sat-a/chunk",
+                "orac/node/orac-box/status",
+                "orac/satellite/sat-a/status",
+                "orac/device/sat-a/transcript",  # forging what its own entities show
+                "orac/request/lights",
+                "orac/config/topic/general",
+            ],
+            "homeassistant/status",  # its birth message
+        ),
+        ("sat-a", ["homeassistant/device/orac_satellite_sat-a/config"], "audio/sat-a/chunk"),
+        (
+            "orac-node",
+            ["orac/request/any/describe", "orac/config/room/kitchen"],
+            "orac/config/topic/general",
+        ),
     ],
 )
 async def test_users_publish_only_where_the_acl_allows(
@@ -297,6 +320,33 @@ def test_a_refused_publish_is_answered_not_authorized(secure: SecureBroker) -> N
             "orac-node",
             [("orac-node", "orac/device/sat-a/error")],
             ("orac-core", "orac/context/device/kitchen"),
+        ),
+        (  # Home Assistant reads what its discovered entities show, and no more
+            "homeassistant",
+            [
+                ("sat-a", "audio/sat-a/chunk"),
+                ("orac-node", "orac/device/sat-a/error"),
+                ("orac-core", "orac/config/topic/general"),  # webhook secrets
+                ("orac-core", "orac/request/lights"),
+                ("orac-node", "orac/response/orac-core/1"),
+            ],
+            ("orac-node", "orac/device/sat-a/transcript"),
+        ),
+        (
+            "homeassistant",
+            [("orac-core", "orac/context/device/sat-a")],
+            ("orac-node", "homeassistant/device/orac_node_x/config"),
+        ),
+        ("homeassistant", [("sat-a", "audio/sat-a/raw")], ("orac-node", "orac/node/x/status")),
+        ("homeassistant", [], ("sat-a", "orac/satellite/sat-a/status")),
+        ("homeassistant", [], ("orac-node", "transcript/general")),
+        (  # nor does a satellite read transcripts through a device's transcript topic
+            "sat-a",
+            [
+                ("orac-node", "orac/device/sat-b/transcript"),
+                ("orac-node", "orac/device/sat-a/transcript"),
+            ],
+            ("orac-node", "orac/device/sat-a/error"),
         ),
     ],
 )

@@ -46,6 +46,8 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
         "burst",
         "--scenario",
         "consumers",  # a few seconds: requests and webhooks on the same node
+        "--scenario",
+        "rooms",  # a few seconds: one room group's pairs of satellites
         "--out",
         str(out),
         "--plot",
@@ -66,6 +68,12 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
     assert consumers["extra"]["check"]["ok"], consumers["extra"]["check"]
     assert consumers["extra"]["retranscribe"]["overhead_ms"]["p50"] is not None
     assert "every webhook delivered once" in done.stdout
+    rooms = report["scenarios"]["rooms"]["extra"]
+    assert rooms["pairs"] == 3
+    for way, counts in rooms["same_words"].items():  # the near satellite won every pair
+        assert counts.get("right", 0) == sum(counts.values()), (way, counts)
+    assert rooms["different_words"] == {"pairs": 3, "both_published": 3}
+    assert "same words, real time: 2/2 right" in done.stdout
     baselines = report["baselines"]
     assert 0 < baselines["node_params_ms_p50"] < baselines["default_ms_p50"]
     assert {t["id"] for t in report["targets"]} >= {"P1", "P2a", "P2b", "P3a", "P7a"}

@@ -88,6 +88,8 @@ async def utterance(
     name: str | None = None,
     realtime: bool = False,
     stop: bool = True,
+    names: list[str] | None = None,
+    terms: list[str] | None = None,
 ) -> Heard:
     """Home Assistant's sequence for one utterance; events read as they come."""
     heard = Heard()
@@ -105,7 +107,10 @@ async def utterance(
 
     reader = asyncio.create_task(read())
     try:
-        await connection.write_event(Transcribe(name=name, language=language).event())
+        transcribe = Transcribe(
+            name=name, language=language, transcript_names=names, transcript_terms=terms
+        )
+        await connection.write_event(transcribe.event())
         await connection.write_event(HA_START.event())
         pcm = float_to_s16(samples)
         started = time.monotonic()
@@ -352,3 +357,20 @@ def test_metrics_count_the_answers_to_wyoming_clients(node: RunningNode) -> None
             break
         time.sleep(0.05)
     assert page[("orac_node_wyoming_connections", ())] == 0
+
+
+async def test_transcript_names_and_terms_are_the_finals_vocabulary(node: RunningNode) -> None:
+    # tiny.en hears "Play the baby in the bedroom." in this recording of "play the radio
+    # in the bedroom"; the names Home Assistant sends for its entities and areas fix it.
+    radio = load(AUDIO / "commands" / "utt003.wav")
+    async with client() as connection:
+        plain = await utterance(connection, radio, name="ha-vocabulary")
+        assert "radio" not in plain.text.lower(), plain.text
+        told = await utterance(
+            connection,
+            radio,
+            name="ha-vocabulary",
+            names=["Bedroom", "Kitchen"],
+            terms=["radio", "television"],
+        )
+    assert "radio" in told.text.lower(), told.text

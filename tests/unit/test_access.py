@@ -50,6 +50,7 @@ def test_names_that_are_one_topic_level_are_accepted(name: str) -> None:
         "tab\t",
         "orac-node",  # service accounts: their ACL blocks would apply
         "orac-core",
+        "homeassistant",
     ],
 )
 def test_names_that_cannot_be_a_device_are_refused(name: str) -> None:

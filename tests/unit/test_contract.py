@@ -543,7 +543,14 @@ def test_final_without_words_or_rejection() -> None:
 @pytest.mark.parametrize("state", ["starting", "ready", "draining", "offline"])
 def test_node_status_round_trips_every_field(state: Any) -> None:
     status = NodeStatus(
-        node="orac-box", state=state, version="0.1.0", model="tiny.en", sessions=3, queued=2, ts=9.5
+        node="orac-box",
+        state=state,
+        version="0.1.0",
+        model="tiny.en",
+        sessions=3,
+        queued=2,
+        ts=9.5,
+        last_final_ms=21.5,
     )
     payload = status.encode()
     _assert_json_keys(payload, status)
@@ -735,6 +742,7 @@ def test_any_final_round_trips(final: Final) -> None:
         sessions=st.integers(0, 10**6),
         queued=st.integers(0, 10**6),
         ts=_finite,
+        last_final_ms=st.none() | _finite,
     ),
     st.builds(
         ErrorReport,

@@ -8,6 +8,7 @@ import pytest
 from wyoming.asr import Transcribe
 
 from orac_node.config import NodeConfig
+from orac_node.homeassistant.dialog import MAX_VOCABULARY, vocabulary
 from orac_node.homeassistant.wyoming_server import WyomingServer, _format_problem
 from orac_node.ingest.refusal import Refusal
 from orac_node.mqtt.listeners import Heard, Listeners
@@ -72,3 +73,17 @@ def test_listeners_get_their_sessions_messages_only_until_they_stop() -> None:
     listeners.deliver(final(device="kitchen", session="s1"))
     got = [queue.get_nowait() for _ in range(queue.qsize())]
     assert [(h.session, type(h).__name__) for h in got] == [("s1", "Final"), ("s2", "Refusal")]
+
+
+def test_vocabulary_puts_names_last_and_drops_junk() -> None:
+    assert vocabulary(None) == ""
+    assert vocabulary(Transcribe(language="en")) == ""
+    told = Transcribe(
+        transcript_names=["Porch light", " Kitchen ", "", "radio"],
+        transcript_terms=["radio", "thermostat"],
+    )
+    assert vocabulary(told) == "radio, thermostat, Porch light, Kitchen."
+    many = Transcribe(transcript_names=[f"lamp {i}" for i in range(MAX_VOCABULARY + 50)])
+    assert vocabulary(many).count("lamp") == MAX_VOCABULARY
+    odd = Transcribe(transcript_names=[7, None, "Hall"])  # type: ignore[list-item]
+    assert vocabulary(odd) == "Hall."

@@ -21,9 +21,11 @@ from orac_node.errors import ConfigError
 from orac_node.mqtt.bus import Outgoing
 from orac_node.ops.topics import MASK, ConfigEdit, apply_edit, masked, parse_config_json
 from orac_node.wire import (
+    RoomGroup,
     SatelliteStatus,
     TopicConfig,
     WebhookTarget,
+    room_group_topic,
     satellite_status_topic,
     topic_config_topic,
 )
@@ -53,12 +55,18 @@ def _registry(
 
 def test_subscriptions_put_configs_before_heartbeats() -> None:
     registry, _ = _registry()
-    assert registry.subscriptions == ["orac/config/topic/+", "orac/satellite/+/status"]
+    assert registry.subscriptions == [
+        "orac/config/topic/+",
+        "orac/config/room/+",
+        "orac/satellite/+/status",
+    ]
     assert registry.handles("orac/config/topic/kitchen")
+    assert registry.handles("orac/config/room/kitchen")
     assert registry.handles("orac/satellite/pi-1/status")
     for other in (
         "orac/config/topic",
         "orac/config/topic/a/b",
+        "orac/config/rooms/kitchen",
         "orac/satellite/pi-1/other",
         "orac/node/n1/status",
         "audio/kitchen/chunk",
@@ -390,3 +398,54 @@ def test_forgetting_retained_state_keeps_config_yaml() -> None:
     registry.forget_retained()  # the broker lost the node's session
     assert registry.topic("kitchen") == mine
     assert registry.retained == {} and registry.devices() == {}
+
+
+# -- room groups --------------------------------------------------------------
+
+
+def _room(*devices: str, **fields: object) -> bytes:
+    return RoomGroup.model_validate({"devices": list(devices), **fields}).model_dump_json().encode()
+
+
+def test_room_groups_from_yaml_then_retained_then_removed() -> None:
+    yaml_group = RoomGroup(devices=["k1", "k2"])
+    registry = Registry(RegistrySection(room_groups={"kitchen": yaml_group}))
+    assert registry.room_group("k1") == ("kitchen", yaml_group)
+    assert registry.room_group("hall") is None
+    registry.on_message(room_group_topic("kitchen"), _room("k1", "k3", window_ms=500))
+    name, group = registry.room_group("k3") or ("", yaml_group)
+    assert name == "kitchen" and group.window_ms == 500
+    assert registry.room_group("k2") is None  # the retained group replaced the file's
+    registry.on_message(room_group_topic("hall"), _room("h1"))
+    assert list(registry.room_groups()) == ["hall", "kitchen"]
+    registry.on_message(room_group_topic("kitchen"), b"")
+    assert registry.room_group("k2") == ("kitchen", yaml_group)  # the file's applies again
+    registry.forget_retained()
+    assert registry.room_group("h1") is None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"not json",
+        b'{"devices": []}',
+        b'{"devices": ["a/b"]}',
+        b'{"devices": ["k1", "k1"]}',
+        b'{"devices": ["k1"], "window_ms": -1}',
+        b'{"devices": ["k1"], "colour": "red"}',
+    ],
+)
+def test_an_invalid_room_group_is_refused_and_the_previous_stays(payload: bytes) -> None:
+    registry = Registry(RegistrySection())
+    registry.on_message(room_group_topic("kitchen"), _room("k1", "k2"))
+    registry.on_message(room_group_topic("kitchen"), payload)
+    assert registry.invalid == 1
+    assert registry.room_group("k2") is not None
+
+
+def test_a_device_in_two_groups_belongs_to_the_first_by_name() -> None:
+    registry = Registry(RegistrySection())
+    registry.on_message(room_group_topic("upstairs"), _room("landing", "bedroom"))
+    registry.on_message(room_group_topic("hall"), _room("landing", "door"))
+    found = registry.room_group("landing")
+    assert found is not None and found[0] == "hall"
