@@ -157,7 +157,8 @@ class Harness:
                     assert result.final is None, f"second final for {t.session}"
                     result.final, result.final_time = t, now
                     self._final_seen[t.session].set()
-            elif message.topic.matches("orac/device/+/error"):
+            elif message.topic.matches("orac/device/#") and message.topic.value.endswith("/error"):
+                # (a malformed device name may span levels: orac/device/kitchen/left/error)
                 report = ErrorReport.decode(payload)
                 self.errors[report.device].append(report)
                 async with self._error_seen:
