@@ -41,7 +41,11 @@ FAR_GAIN = 0.25
 """12 dB quieter: a satellite a few metres further from the speaker than the other."""
 SKIPPED_SETS = frozenset({"speech"})
 """Read passages are dictation, not voice commands two satellites would both wake on."""
-GAP_S = 0.3
+GAP_S = 1.3
+"""Pause after each pair: longer than the group's 1 s window, so one pair's sessions
+are never peers of the next pair's. Sent at once, a pair takes well under a second,
+and without it the next pair's same words would be taken for the previous pair's
+echo; people do not ask again within a second either."""
 SETTLE_S = 0.5
 """Time for the node's registry to take the retained room group."""
 

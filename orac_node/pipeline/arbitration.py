@@ -41,12 +41,21 @@ from orac_node.wire import DUPLICATE, Final, RoomGroup
 
 log = logging.getLogger(__name__)
 
-SAME_WORDS_RATIO = 0.8
-"""Normalized texts at least this similar (difflib's ratio, 0..1) are the same
-words. Two satellites hearing one command at different distances get the same
-words with small slips ("light" / "lights", a dropped "the"), which stay above
-0.85; two different commands ("turn on the lights" / "set a timer for ten
-minutes") score below 0.5."""
+SAME_WORDS_RATIO = 0.75
+"""Two transcripts whose words match at least this well (2 x matched words / all
+words) are the same words. Two satellites hearing one command decode it with at
+most a slip or two ("light" / "lights"; "on" / "off" in five words is 0.8, a
+mishearing the better satellite settles); different commands of the shared
+sets score at most 0.5, and different coffee orders of the same shape ("a light
+roast single shot drip coffee" / "a light rose triple shot ice coffee") 0.7."""
+SIMILAR_WORD_RATIO = 0.75
+"""Two words at least this alike letter by letter (difflib's ratio) match as one:
+"light" / "lights" (0.91) and "stairs" / "tears" do, "ten" / "two" (0.33) and
+"roast" / "rose" (0.67) do not."""
+CONTAINED_MIN_WORDS = 3
+"""A transcript of at least this many words found whole inside another is the
+same words: one satellite heard the end cut off, or whisper repeated a phrase.
+Shorter ones ("yes", "stop it") are too common inside other sentences."""
 SNR_TOLERANCE_DB = 3.0
 """Signal-to-noise ratios this close count as equal (a satellite's own
 fan or mic noise moves it by a dB or two): the level decides then."""
@@ -81,16 +90,44 @@ class _Entry:
 
 
 def normalize(text: str) -> str:
-    """Lower case, letters and digits only, single spaces: what 'the same words' compares."""
-    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+    """Lower case, letters and digits only, single spaces: what 'the same words' compares.
+
+    Apostrophes go without a space ("I'd" is one word); other punctuation splits.
+    """
+    joined = re.sub(r"['\u2019]", "", text.lower())
+    return " ".join(re.sub(r"[^\w\s]", " ", joined).split())
 
 
 def same_words(a: str, b: str) -> bool:
-    """Whether two transcripts say the same thing (see :data:`SAME_WORDS_RATIO`)."""
-    left, right = normalize(a), normalize(b)
+    """Whether two transcripts say the same thing.
+
+    Compared word by word, not letter by letter: commands of one shape differ
+    in a word or two, and a letter-level ratio puts "single shot drip coffee"
+    and "triple shot ice coffee" at 0.85.
+    """
+    left, right = normalize(a).split(), normalize(b).split()
     if not left or not right:
         return False
-    return difflib.SequenceMatcher(None, left, right, autojunk=False).ratio() >= SAME_WORDS_RATIO
+    matched = _matched_words(left, right)
+    shorter = min(len(left), len(right))
+    if shorter >= CONTAINED_MIN_WORDS and matched == shorter:
+        return True
+    return 2 * matched / (len(left) + len(right)) >= SAME_WORDS_RATIO
+
+
+def _matched_words(left: list[str], right: list[str]) -> int:
+    """Words of ``left`` aligned with an equal or a letter-alike word of ``right``."""
+    matched = 0
+    matcher = difflib.SequenceMatcher(None, left, right, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            matched += i2 - i1
+        elif tag == "replace":
+            matched += sum(
+                difflib.SequenceMatcher(None, x, y, autojunk=False).ratio() >= SIMILAR_WORD_RATIO
+                for x, y in zip(left[i1:i2], right[j1:j2], strict=False)
+            )
+    return matched
 
 
 def winner(finals: Sequence[Final]) -> Final:
