@@ -47,6 +47,7 @@ from orac_node.errors import ConfigError, ContractError
 from orac_node.homeassistant.discovery import DeviceDiscovery
 from orac_node.homeassistant.wyoming_server import WyomingServer
 from orac_node.ingest.endpoint import EndReason
+from orac_node.ingest.fleet import Fleet
 from orac_node.ingest.intake import Intake
 from orac_node.ingest.spool import Spool
 from orac_node.models.store import ModelStore
@@ -59,10 +60,14 @@ from orac_node.ops.sdnotify import Notifier
 from orac_node.pipeline import Pipeline
 from orac_node.wire import (
     AUDIO_FILTER,
+    CLAIM_FILTER,
     CONTEXT_FILTER,
     MODEL_SELECTION_TOPIC,
     SHARED_REQUEST_FILTER,
+    STATUS_FILTER,
     NodeState,
+    NodeStatus,
+    SessionClaim,
     request_subscriptions,
 )
 
@@ -125,7 +130,12 @@ class Node:
         )
         self.recent = RecentAudio(config.requests.recent_sessions, config.requests.recent_ttl_s)
         self.context = ContextStore(config.context.max_entries)
-        subscriptions = [(AUDIO_FILTER, 1)]
+        # Other nodes on the broker (docs/FLEET.md): their statuses say who is live, and
+        # the claims which node decodes each session. Subscribed before the audio, so
+        # the retained statuses come first.
+        self.fleet = Fleet(self.node_id) if config.fleet.enabled else None
+        subscriptions = [(STATUS_FILTER, 1), (CLAIM_FILTER, 1)] if self.fleet else []
+        subscriptions.append((AUDIO_FILTER, 1))
         if config.context.enabled:
             subscriptions.append((CONTEXT_FILTER, 1))
         if config.requests.enabled:
@@ -199,6 +209,7 @@ class Node:
                 language_refusal=lambda language, topic: pool.language_refusal(
                     language, pool.tiers(self.registry.topic(topic))
                 ),
+                fleet=self.fleet,
             ),
             decoder=FinalDecoder(
                 self.pool,
@@ -255,7 +266,22 @@ class Node:
             self.models.on_message(bytes(payload))
         elif self.registry.handles(topic):
             self.registry.on_message(topic, bytes(payload))
+        elif self.fleet is not None:
+            self._on_fleet(topic, bytes(payload))
         return True
+
+    def _on_fleet(self, topic: str, payload: bytes) -> None:
+        """A node's status or a session claim: who decodes what (ingest/fleet.py)."""
+        assert self.fleet is not None
+        try:
+            if topic.startswith("orac/claim/"):
+                lost = self.fleet.on_claim(SessionClaim.decode(payload))
+                if lost is not None:
+                    self.pipeline.abandon(lost)
+            elif payload:  # a status cleared by an admin (forget-node) is no node
+                self.fleet.on_status(NodeStatus.decode(payload))
+        except ContractError as exc:
+            log.warning("ignoring %s: %s", topic, exc.message)
 
     def _on_context(self, topic: str, payload: bytes, message: aiomqtt.Message) -> None:
         # the broker counts a retained message's expiry down: what is left of it
@@ -434,7 +460,11 @@ class Node:
         self._status_at = time.monotonic()
         sessions, queued, _ = load
         self._publisher.status(
-            self._state, sessions=sessions, queued=queued, model=self.pool.finals
+            self._state,
+            sessions=sessions,
+            queued=queued,
+            model=self.pool.finals,
+            capacity=self.config.model.resolved_workers(),
         )
         self._systemd.status(f"{self._state}: {sessions} open session(s), {queued} queued")
 

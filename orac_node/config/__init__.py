@@ -24,6 +24,7 @@ from orac_node.config.load import ENV_PREFIX, NodeConfig, env_overrides, load_co
 from orac_node.config.model import CORES_PER_WORKER, DecodeSection, ModelSection
 from orac_node.config.service import (
     CacheSection,
+    FleetSection,
     LoggingSection,
     MetricsSection,
     NodeSection,
@@ -41,6 +42,7 @@ __all__ = [
     "ContextSection",
     "DecodeSection",
     "EndpointSection",
+    "FleetSection",
     "GateSection",
     "HomeAssistantSection",
     "IPAddress",

@@ -24,6 +24,7 @@ from orac_node.config.ingest import EndpointSection, GateSection, IngestSection,
 from orac_node.config.model import DecodeSection, ModelSection
 from orac_node.config.service import (
     CacheSection,
+    FleetSection,
     LoggingSection,
     MetricsSection,
     NodeSection,
@@ -39,6 +40,7 @@ class NodeConfig(Section):
     """Everything ``orac-node run`` needs."""
 
     node: NodeSection = Field(default_factory=NodeSection)
+    fleet: FleetSection = Field(default_factory=FleetSection)
     broker: BrokerSection = Field(default_factory=BrokerSection)
     model: ModelSection = Field(default_factory=ModelSection)
     decode: DecodeSection = Field(default_factory=DecodeSection)

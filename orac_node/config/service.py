@@ -40,6 +40,25 @@ class NodeSection(Section):
         return value
 
 
+class FleetSection(Section):
+    """Several nodes on one broker sharing the satellites (docs/FLEET.md)."""
+
+    enabled: bool = Field(
+        True,
+        description="Decode only the sessions this node owns among the ready nodes on the"
+        " broker, claiming each on orac/claim/<device>, so that each session gets one final;"
+        " alone on its broker the node owns them all. false: every session, whatever other"
+        " nodes do.",
+    )
+    claim_wait_ms: int = Field(
+        2000,
+        ge=100,
+        le=60_000,
+        description="Longest a final waits for its session's claim to come back from the"
+        " broker (a round trip: milliseconds); past it the final is published anyway.",
+    )
+
+
 class LoggingSection(Section):
     """Log output (stderr)."""
 

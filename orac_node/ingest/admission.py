@@ -123,6 +123,10 @@ class Admission:
         message = f"topic {topic} is disabled"
         return self.refusal(device, ErrorCode.TOPIC_DISABLED, message, session, seq)
 
+    def has_open(self, device: str) -> bool:
+        """Whether ``device`` has a session (or a file) open here."""
+        return device in self._open
+
     def opened(self, device: str) -> None:
         """A session (or a file) of ``device`` is open from now on."""
         self._open[device] += 1

@@ -38,6 +38,7 @@ from orac_node.errors import AudioDecodeError, ContractError
 from orac_node.ingest.admission import Admission, Dropped
 from orac_node.ingest.closed import ClosedSessions, LateReport
 from orac_node.ingest.endpoint import EndpointRules, EndReason
+from orac_node.ingest.fleet import Fleet
 from orac_node.ingest.rawstream import RawStream
 from orac_node.ingest.refusal import Refusal
 from orac_node.ingest.session import Piece, Utterance, UtteranceKey
@@ -107,6 +108,7 @@ class Intake:
         spool: Spool | None = None,
         topic_config: Callable[[str], TopicConfig] = lambda _topic: TopicConfig(),
         language_refusal: Callable[[str, str], str | None] = lambda _language, _topic: None,
+        fleet: Fleet | None = None,
     ) -> None:
         self.config = config
         self._topic_config = topic_config  # the topics registry's view of a topic
@@ -120,12 +122,16 @@ class Intake:
         self._closed = ClosedSessions(config.endpoint.max_duration_s)
         self._raw: dict[str, RawStream] = {}
         self._spool = spool
+        self.fleet = fleet  # with other nodes on the broker: which devices are ours
+        self.foreign = 0  # messages left to the node that owns their device
         self.replaying = False  # feeding spooled chunks back in: they are on disk already
         self.draining = False  # new sessions are declined (left for the node's next run)
 
     def on_message(self, topic: str, payload: bytes) -> Outcome:  # noqa: PLR0911 - one per check
         """Route one message from ``audio/#``; never raises for bad input."""
         now = time.monotonic()
+        if self._foreign(topic):
+            return TAKEN
         try:
             device, kind = parse_audio_topic(topic)
         except ContractError as exc:
@@ -155,6 +161,44 @@ class Intake:
         self._files.add(key)
         admission.opened(device)
         return Outcome(upload=Upload(key, payload))
+
+    def _foreign(self, topic: str) -> bool:
+        """Another node opens this device's sessions, and it has none open here.
+
+        Dropped before the payload is read: every node receives every chunk, and
+        only the device's owner answers it, even with an error report.
+        """
+        fleet = self.fleet
+        if fleet is None or self.replaying:
+            return False
+        device = audio_topic_device(topic)
+        if fleet.takes(device) or self._admission.has_open(device):
+            return False
+        self.foreign += 1
+        return True
+
+    def _begun_elsewhere(self) -> bool:
+        """A session first seen mid-stream, with other nodes up: one of them has had it.
+
+        This node has just become its device's owner (it joined, or the owner
+        left), but did not see the session's start nor, perhaps, its claim; the
+        node that saw the start decodes it. A session sent again after its node
+        died starts again at seq 0.
+        """
+        fleet = self.fleet
+        if fleet is None or self.replaying or fleet.alone:
+            return False
+        self.foreign += 1
+        return True
+
+    def abandon(self, key: UtteranceKey) -> Utterance | None:
+        """Drop an open session another node decodes (it claimed it first); no final, no report."""
+        utt = self.utterances.get(key)
+        if utt is None:
+            return None
+        self.release(key)
+        self._closed.remember(key, EndReason.END, quiet=True)  # its later chunks: dropped
+        return utt
 
     @property
     def throttled(self) -> int:
@@ -276,6 +320,8 @@ class Intake:
                 return TAKEN if refusal is None else Outcome(refusal=refusal)
             if (dropped := self._admission.refused_whole(key, now, chunk.seq)) is not None:
                 return TAKEN if dropped.report is None else Outcome(refusal=dropped.report)
+            if chunk.seq > 0 and self._begun_elsewhere():
+                return TAKEN
             if self.draining:
                 return DECLINED
             if (outcome := self._admit(device, now, chunk.session, chunk.seq)) is not None:

@@ -22,6 +22,8 @@ from orac_node.wire import (
     NodeState,
     NodeStatus,
     Partial,
+    SessionClaim,
+    claim_topic,
     error_topic,
     status_topic,
     transcript_topic,
@@ -74,6 +76,10 @@ class TranscriptPublisher:
             except Exception:  # the final is out: a failure here must not make it fail too
                 log.exception("after publishing the final of %s", final.session)
 
+    def claim(self, claim: SessionClaim) -> None:
+        """Tell the other nodes this one decodes a session (docs/FLEET.md)."""
+        self._bus.publish(Outgoing(claim_topic(claim.device), claim.encode(), qos=1))
+
     def error(self, refusal: Refusal) -> None:
         """Tell a device what was wrong with its message."""
         report = ErrorReport(
@@ -90,7 +96,13 @@ class TranscriptPublisher:
         self.listeners.deliver(refusal)
 
     def status(
-        self, state: NodeState, *, sessions: int, queued: int, model: str | None = None
+        self,
+        state: NodeState,
+        *,
+        sessions: int,
+        queued: int,
+        model: str | None = None,
+        capacity: int | None = None,
     ) -> None:
         """Publish the retained node status (``model``: its finals model, if not the first)."""
         status = NodeStatus(
@@ -102,5 +114,6 @@ class TranscriptPublisher:
             queued=queued,
             ts=time.time(),
             last_final_ms=self.last_final_ms,
+            capacity=capacity,
         )
         self._bus.publish(Outgoing(status_topic(self.node_id), status.encode(), qos=1, retain=True))

@@ -139,9 +139,13 @@ class Pipeline:
 
     def _after_audio(self, utt: Utterance) -> None:
         """New audio in an utterance: finalize it, speculate at a pause, or refresh its partial."""
-        self.arbiter.opened(
-            utt.key, utt.created_at
-        )  # a satellite of a room group: its peers may hear the same
+        fleet = self.intake.fleet
+        if fleet is not None and not self.intake.replaying:
+            claim = fleet.claim(utt.key)  # a new session: the other nodes leave it to us
+            if claim is not None:
+                self._publisher.claim(claim)
+        # a satellite of a room group: its peers may hear the same words
+        self.arbiter.opened(utt.key, utt.created_at)
         if utt.state is UtteranceState.ENDPOINTED:
             self.finalize_soon(utt)
             return
@@ -351,6 +355,9 @@ class Pipeline:
                 variant=variant,
                 level=speech_level(self._final_audio(utt)),
             )
+            if request is None and not await self._ours(utt):
+                utt.done()
+                return final  # another node claimed the session first and publishes its final
             if request is None:  # another satellite of the room may have heard it better
                 final = await self.arbiter.settle(final)
             if publish:
@@ -382,6 +389,39 @@ class Pipeline:
             extra=utt.key.log_fields(),
         )
         return final
+
+    async def _ours(self, utt: Utterance) -> bool:
+        """Whether this node publishes the session's final (the fleet's claim, fleet.py)."""
+        fleet = self.intake.fleet
+        if fleet is None:
+            return True
+        wait_s = self.config.fleet.claim_wait_ms / 1000
+        if await fleet.settled(utt.key, wait_s):
+            return True
+        log.info(
+            "session %s/%s: another node claimed it first; no final from this one",
+            utt.key.device,
+            utt.key.session,
+            extra=utt.key.log_fields(),
+        )
+        if self._spool is not None:
+            self._spool.discard(utt.key.device, utt.key.session)
+        return False
+
+    def abandon(self, key: UtteranceKey) -> None:
+        """Another node claimed an open session first: drop it here, without a final."""
+        utt = self.intake.abandon(key)
+        self._progress.pop(key, None)
+        if utt is not None:
+            utt.done()
+            if self._spool is not None:
+                self._spool.discard(key.device, key.session)
+            log.info(
+                "session %s/%s: another node claimed it first; dropped here",
+                key.device,
+                key.session,
+                extra=key.log_fields(),
+            )
 
     async def _decode_final(
         self,

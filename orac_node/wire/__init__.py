@@ -17,6 +17,7 @@ module per topic family; import from here::
                                Core's requests and the Responses               requests.py
     orac/context/device/<d>, orac/context/topic/<t>
                                retained JSON Context: a prompt for finals      context.py
+    orac/claim/<device>        JSON SessionClaim: which node decodes a session fleet.py
     orac/config/topic/<topic>  retained JSON TopicConfig                       registry.py
     orac/config/models         retained JSON ModelSelection (promote)          models.py
     orac/satellite/<device>/status  retained JSON SatelliteStatus              registry.py
@@ -56,6 +57,7 @@ from orac_node.wire.context import (
     context_topic,
     parse_context_topic,
 )
+from orac_node.wire.fleet import CLAIM_FILTER, SessionClaim, claim_topic
 from orac_node.wire.homeassistant import (
     DEVICE_TRANSCRIPT_FILTER,
     TRANSCRIPT_EVENT,
@@ -120,6 +122,7 @@ from orac_node.wire.webhooks import WEBHOOK_EVENT, TranscriptionEvent
 
 __all__ = [
     "AUDIO_FILTER",
+    "CLAIM_FILTER",
     "CONTEXT_DEFAULT_TTL_S",
     "CONTEXT_FILTER",
     "CONTEXT_MAX_TTL_S",
@@ -166,6 +169,7 @@ __all__ = [
     "SatelliteState",
     "SatelliteStatus",
     "Segment",
+    "SessionClaim",
     "TopicConfig",
     "TranscribeRequest",
     "Transcription",
@@ -174,6 +178,7 @@ __all__ = [
     "Word",
     "audio_topic",
     "audio_topic_device",
+    "claim_topic",
     "context_topic",
     "decode_transcript",
     "device_transcript_topic",

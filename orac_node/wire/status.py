@@ -43,6 +43,9 @@ class NodeStatus(JsonPayload):
     last_final_ms: float | None = None
     """``latency_ms`` of the node's most recent published final (null before its first):
     Home Assistant's Last final latency sensor reads it."""
+    capacity: int | None = None
+    """The node's decode workers: its weight when nodes share the satellites
+    (docs/FLEET.md); null from a node of an older release, counted as 1."""
     v: int = PROTOCOL_VERSION
 
 

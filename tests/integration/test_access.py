@@ -221,6 +221,11 @@ def test_the_plain_listener_is_reachable_from_this_machine_only(secure: SecureBr
             "homeassistant/status",  # its birth message
         ),
         ("sat-a", ["homeassistant/device/orac_satellite_sat-a/config"], "audio/sat-a/chunk"),
+        # several nodes: only nodes claim sessions (a satellite cannot steal its own
+        # sessions from the node that decodes them, nor Core)
+        ("orac-node", ["orac/request/lights"], "orac/claim/sat-a"),
+        ("sat-a", ["orac/claim/sat-a"], "audio/sat-a/chunk"),
+        ("orac-core", ["orac/claim/sat-a"], "orac/request/lights"),
         (
             "orac-node",
             ["orac/request/any/describe", "orac/config/room/kitchen"],

@@ -1,0 +1,190 @@
+"""Which node decodes a session when several share one broker (docs/FLEET.md).
+
+Every node receives every chunk. Each one knows the *live* nodes from their
+retained statuses (``ready`` ones; a Last Will's ``offline`` removes a dead
+node at once) and computes, for each device, the same owner: the live node
+with the highest weighted rendezvous score (:func:`score`). Only the owner
+opens the device's new sessions, and it claims each one on the broker
+(``orac/claim/<device>``). Nodes whose views of the membership differ for a
+moment may both claim a session; the first claim every node receives, in the
+broker's order, wins, and the owner publishes a final only after the broker
+passed its own claim back (:meth:`Fleet.settled`), when any earlier claim has
+arrived too. A claim by a node now offline no longer counts, so a session
+sent again after its node died is claimed afresh.
+
+With one node on the broker it owns every device, claims every session and
+wins every claim: the node behaves as if the fleet did not exist, at the
+cost of one small message per session.
+
+This module holds no I/O: statuses and claims come in through
+:meth:`Fleet.on_status` and :meth:`Fleet.on_claim`; the claims to publish go
+out as return values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from orac_node.ingest.session import UtteranceKey
+from orac_node.wire import NodeStatus, SessionClaim
+
+log = logging.getLogger(__name__)
+
+CLAIM_MEMORY_S = 600.0
+"""How long a session's claims are remembered: longer than any session lasts
+(``endpoint.max_duration_s`` is at most minutes), so a late chunk or a resent
+utterance still finds who decodes it."""
+_HASH_SPAN = float(2**64)
+
+
+def score(node: str, device: str, capacity: int) -> float:
+    """Weighted rendezvous score of ``node`` for ``device``: the highest one owns the device.
+
+    ``-capacity / ln(h)`` with ``h`` a hash of the pair mapped into (0, 1): each
+    node wins a device with probability proportional to its capacity, every
+    node computes the same winner, and when a node joins or leaves only the
+    devices it wins or held move.
+    """
+    digest = hashlib.blake2b(f"{node}\0{device}".encode(), digest_size=8).digest()
+    h = (int.from_bytes(digest, "big") + 1) / (_HASH_SPAN + 1)  # never 0 or 1
+    return -max(1, capacity) / math.log(h)
+
+
+@dataclass(slots=True)
+class _Claims:
+    """What one session's claims decided, as this node has seen them."""
+
+    first: str | None = None  # the node whose claim counts
+    seen_at: float = 0.0
+    mine: asyncio.Future[bool] | None = None  # our claim's outcome, once it comes back
+
+
+class Fleet:
+    """The node's view of the others, and the claims on the sessions it opens."""
+
+    def __init__(
+        self, node_id: str, *, enabled: bool = True, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.node_id = node_id
+        self.enabled = enabled
+        self._clock = clock
+        self._live: dict[str, int] = {}  # ready nodes and their capacity
+        self._offline: set[str] = set()
+        self._owners: dict[str, str] = {}  # device -> owner, while the membership holds
+        self._claims: dict[UtteranceKey, _Claims] = {}
+        self.lost = 0  # sessions another node claimed first
+
+    # -- membership ---------------------------------------------------------------
+
+    @property
+    def live(self) -> dict[str, int]:
+        """Nodes taking new sessions now, with their capacity."""
+        return dict(self._live)
+
+    def on_status(self, status: NodeStatus) -> None:
+        """A node's retained status (ours too: the broker echoes it)."""
+        node = status.node
+        before = dict(self._live)
+        if status.state == "ready":
+            self._live[node] = status.capacity or 1
+            self._offline.discard(node)
+        else:
+            self._live.pop(node, None)
+            if status.state == "offline":
+                self._offline.add(node)
+            else:
+                self._offline.discard(node)
+        if self._live != before:
+            self._owners.clear()
+            log.info("nodes taking sessions: %s", ", ".join(sorted(self._live)) or "none")
+
+    @property
+    def alone(self) -> bool:
+        """No other node takes sessions now (this one may not have said ``ready`` yet)."""
+        return not self.enabled or not (self._live.keys() - {self.node_id})
+
+    def owner(self, device: str) -> str:
+        """The node that opens ``device``'s new sessions (this one, if none is live)."""
+        if not self._live:
+            return self.node_id
+        found = self._owners.get(device)
+        if found is None:
+            found = max(self._live, key=lambda node: score(node, device, self._live[node]))
+            self._owners[device] = found
+        return found
+
+    def takes(self, device: str) -> bool:
+        """Whether this node opens ``device``'s new sessions."""
+        return not self.enabled or self.owner(device) == self.node_id
+
+    # -- claims -------------------------------------------------------------------
+
+    def claim(self, key: UtteranceKey) -> SessionClaim | None:
+        """The claim to publish for a session this node opened; None if already claimed."""
+        if not self.enabled:
+            return None
+        claims = self._claims.get(key)
+        if claims is not None and claims.mine is not None:
+            return None
+        if claims is None:
+            claims = self._claims[key] = _Claims(seen_at=self._clock())
+            self._prune()
+        claims.mine = asyncio.get_running_loop().create_future()
+        first = claims.first
+        if first is not None and first != self.node_id and first not in self._offline:
+            self._lose(claims)  # another node's claim is already in
+        return SessionClaim(self.node_id, key.device, key.session, time.time())
+
+    def on_claim(self, claim: SessionClaim) -> UtteranceKey | None:
+        """A claim, in the broker's order; returns the key of a session this node lost."""
+        key = UtteranceKey(claim.device, claim.session)
+        claims = self._claims.get(key)
+        if claims is None:
+            claims = self._claims[key] = _Claims(seen_at=self._clock())
+            self._prune()
+        if claims.first is None or claims.first in self._offline:
+            claims.first = claim.node  # the first, or the first since its claimant died
+        if claims.mine is None or claims.mine.done():
+            return None
+        if claims.first == self.node_id:
+            claims.mine.set_result(True)  # our claim is back and none came before it
+            return None
+        self._lose(claims)
+        return key
+
+    async def settled(self, key: UtteranceKey, timeout_s: float) -> bool:
+        """Whether this node publishes the session's final: its claim came back first.
+
+        True without waiting for a session it never claimed (a Wyoming
+        client's, a spooled one replayed) and when the fleet is off. After
+        ``timeout_s`` without its claim back (the broker is away), True: the
+        final then waits in the outbox like any other message.
+        """
+        claims = self._claims.get(key)
+        if claims is None or claims.mine is None:
+            return True
+        try:
+            return await asyncio.wait_for(asyncio.shield(claims.mine), timeout_s)
+        except TimeoutError:
+            log.warning("claim of %s not back from the broker in %.1f s", key.session, timeout_s)
+            return True
+
+    def _lose(self, claims: _Claims) -> None:
+        self.lost += 1
+        if claims.mine is not None and not claims.mine.done():
+            claims.mine.set_result(False)
+
+    def _prune(self) -> None:
+        """Forget the claims of sessions older than :data:`CLAIM_MEMORY_S`."""
+        horizon = self._clock() - CLAIM_MEMORY_S
+        while self._claims:
+            key, claims = next(iter(self._claims.items()))  # oldest first: insertion order
+            if claims.seen_at >= horizon:
+                break
+            del self._claims[key]

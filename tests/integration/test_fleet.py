@@ -1,0 +1,172 @@
+"""Three real node processes on one real broker: every session gets exactly one final.
+
+Which node decodes a device's sessions is computed here with the node's own
+rule (ingest/fleet.py) over the nodes that are up, so the test knows each
+final's node in advance: the load spreads as designed, not by luck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+from orac_node.client import Satellite, connect, transcripts
+from orac_node.ingest.fleet import score
+from orac_node.ops.localbroker import LocalBroker
+from orac_node.wire import TRANSCRIPT_FILTER, Final
+from tests.conftest import AUDIO, MODEL
+from tests.integration.conftest import load
+from tests.integration.harness import RunningNode, start_node
+
+COMMAND = load(AUDIO / "commands" / "utt002.wav")  # "set a timer for ten minutes"
+NODE_CONFIG = {"model": {"workers": 1, "threads": 1}}  # three nodes share the box's cores
+IDS = ["fleet-a", "fleet-b", "fleet-c"]
+
+
+def owner(device: str, nodes: list[str]) -> str:
+    return max(nodes, key=lambda node: score(node, device, 1))
+
+
+def devices_for(nodes: list[str], per_node: int) -> list[str]:
+    """Device names, ``per_node`` of them owned by each of ``nodes``."""
+    found: dict[str, list[str]] = {node: [] for node in nodes}
+    i = 0
+    while any(len(names) < per_node for names in found.values()):
+        device = f"fleet-dev-{i}"
+        names = found[owner(device, nodes)]
+        if len(names) < per_node:
+            names.append(device)
+        i += 1
+    return [device for names in found.values() for device in names]
+
+
+@contextlib.contextmanager
+def nodes(broker: LocalBroker, tmp_path: Path, ids: list[str]) -> Iterator[list[RunningNode]]:
+    started: list[RunningNode] = []
+    try:
+        for node_id in ids:
+            started.append(start_node(broker.url, tmp_path / node_id, MODEL, node_id, NODE_CONFIG))
+        yield started
+    finally:
+        for node in started:
+            code = node.stop(signal.SIGTERM)
+            assert code == 0, node.log()
+
+
+class Finals:
+    """Every final on the broker, by session: a second one for a session is a failure."""
+
+    def __init__(self) -> None:
+        self.by_session: dict[str, list[Final]] = {}
+        self.seen = asyncio.Condition()
+
+    async def collect(self, url: str, ready: asyncio.Event) -> None:
+        async with connect(url) as mqtt:
+            await mqtt.subscribe(TRANSCRIPT_FILTER, qos=1)
+            ready.set()
+            async for heard in transcripts(mqtt):
+                if isinstance(heard, Final):
+                    self.by_session.setdefault(heard.session, []).append(heard)
+                    async with self.seen:
+                        self.seen.notify_all()
+
+    async def wait(self, sessions: list[str], timeout: float = 90.0) -> None:
+        async with asyncio.timeout(timeout), self.seen:
+            await self.seen.wait_for(lambda: all(s in self.by_session for s in sessions))
+
+
+@contextlib.asynccontextmanager
+async def watching(url: str) -> AsyncIterator[Finals]:
+    finals = Finals()
+    ready = asyncio.Event()
+    task = asyncio.create_task(finals.collect(url, ready))
+    await ready.wait()
+    try:
+        yield finals
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def stream(url: str, devices: list[str]) -> dict[str, str]:
+    """One session per device, all at once, sent as fast as the broker takes them."""
+    sessions = {device: uuid.uuid4().hex[:12] for device in devices}
+    async with connect(url) as mqtt:
+        await asyncio.gather(
+            *(Satellite(mqtt, d).stream(COMMAND, session=s) for d, s in sessions.items())
+        )
+    return sessions
+
+
+async def _sessions_spread_one_final_each(url: str, ids: list[str]) -> None:
+    devices = devices_for(ids, per_node=3)
+    async with watching(url) as finals:
+        sessions = await stream(url, devices)
+        await finals.wait(list(sessions.values()))
+        await asyncio.sleep(1.0)  # time for a second final, were there one
+    for device, session in sessions.items():
+        (final,) = finals.by_session[session]  # exactly one
+        assert final.node == owner(device, ids), (device, final.node)
+        assert "timer" in final.text.lower(), final.text
+    assert Counter(f[0].node for f in finals.by_session.values()) == dict.fromkeys(ids, 3)
+
+
+def test_three_nodes_share_the_satellites_one_final_per_session(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    with nodes(broker, tmp_path, IDS):
+        asyncio.run(_sessions_spread_one_final_each(broker.url, IDS))
+
+
+async def _handover(url: str, stopped: RunningNode, stay: list[str]) -> None:
+    devices = devices_for([stopped.node_id, *stay], per_node=2)
+    await asyncio.to_thread(stopped.stop, signal.SIGTERM)  # drains, says offline
+    async with watching(url) as finals:
+        sessions = await stream(url, devices)
+        await finals.wait(list(sessions.values()))
+        await asyncio.sleep(1.0)
+    for device, session in sessions.items():
+        (final,) = finals.by_session[session]
+        assert final.node == owner(device, stay), (device, final.node)
+
+
+def test_a_stopped_node_hands_its_satellites_to_the_others(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    with nodes(broker, tmp_path, IDS) as running:
+        asyncio.run(_handover(broker.url, running[0], IDS[1:]))
+
+
+async def _join_under_load(url: str, workdir: Path) -> RunningNode:
+    devices = devices_for(IDS, per_node=2)
+    async with watching(url) as finals:
+        before = list((await stream(url, devices)).values())  # two nodes up
+        third = asyncio.create_task(
+            asyncio.to_thread(start_node, url, workdir, MODEL, IDS[2], NODE_CONFIG)
+        )
+        during: list[str] = []
+        while not third.done():  # sessions keep coming while the third node starts
+            during += (await stream(url, devices)).values()
+            await asyncio.sleep(0.2)
+        after = await stream(url, devices)
+        everything = [*before, *during, *after.values()]
+        await finals.wait(everything)
+        await asyncio.sleep(1.0)  # time for a second final, were there one
+    assert during, "the third node was ready before any session went out while it started"
+    for session in everything:
+        assert len(finals.by_session[session]) == 1, session  # none lost, none doubled
+    for device, session in after.items():  # then the new node takes its share
+        assert finals.by_session[session][0].node == owner(device, IDS), device
+    return third.result()
+
+
+def test_a_node_joining_under_load_takes_its_share(broker: LocalBroker, tmp_path: Path) -> None:
+    with nodes(broker, tmp_path, IDS[:2]):
+        third = asyncio.run(_join_under_load(broker.url, tmp_path / IDS[2]))
+        assert third.stop(signal.SIGTERM) == 0, third.log()

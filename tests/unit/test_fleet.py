@@ -1,0 +1,121 @@
+"""Several nodes on one broker: who owns a device, and whose claim on a session counts.
+
+Pure logic (ingest/fleet.py); tests/integration/test_fleet.py runs three real
+node processes on a real broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from orac_node.ingest.fleet import Fleet
+from orac_node.ingest.session import UtteranceKey
+from orac_node.wire import NodeState, NodeStatus, SessionClaim
+
+DEVICES = [f"sat-{i}" for i in range(3000)]
+KEY = UtteranceKey("kitchen", "s1")
+
+
+def _status(node: str, state: NodeState = "ready", capacity: int | None = 1) -> NodeStatus:
+    return NodeStatus(node, state, "0.1.0", "tiny.en", 0, 0, 1.0, capacity=capacity)
+
+
+def _fleet(me: str = "n1", *others: str, capacity: dict[str, int] | None = None) -> Fleet:
+    fleet = Fleet(me)
+    for node in (me, *others):
+        fleet.on_status(_status(node, capacity=(capacity or {}).get(node, 1)))
+    return fleet
+
+
+def _claim(node: str, key: UtteranceKey = KEY) -> SessionClaim:
+    return SessionClaim(node, key.device, key.session, 1.0)
+
+
+def test_devices_spread_in_proportion_to_capacity() -> None:
+    fleet = _fleet("n1", "n2", "n3", capacity={"n3": 2})
+    shares = Counter(fleet.owner(device) for device in DEVICES)
+    assert shares["n1"] / len(DEVICES) == pytest.approx(0.25, abs=0.04)
+    assert shares["n2"] / len(DEVICES) == pytest.approx(0.25, abs=0.04)
+    assert shares["n3"] / len(DEVICES) == pytest.approx(0.50, abs=0.04)
+
+
+def test_every_node_computes_the_same_owner() -> None:
+    views = [_fleet(me, *({"n1", "n2", "n3"} - {me})) for me in ("n1", "n2", "n3")]
+    for device in DEVICES[:500]:
+        assert len({view.owner(device) for view in views}) == 1
+        assert sum(view.takes(device) for view in views) == 1
+
+
+def test_a_joining_node_takes_devices_only_for_itself_and_a_leaving_one_hands_only_its_own() -> (
+    None
+):
+    fleet = _fleet("n1", "n2", "n3")
+    before = {device: fleet.owner(device) for device in DEVICES}
+    fleet.on_status(_status("n4"))
+    joined = {device: fleet.owner(device) for device in DEVICES}
+    moved = [d for d in DEVICES if joined[d] != before[d]]
+    assert all(joined[d] == "n4" for d in moved)  # nothing moves between the old nodes
+    assert len(moved) / len(DEVICES) == pytest.approx(0.25, abs=0.04)
+    fleet.on_status(_status("n2", "draining"))
+    left = {device: fleet.owner(device) for device in DEVICES}
+    assert all(joined[d] == "n2" for d in DEVICES if left[d] != joined[d])
+    assert "n2" not in left.values()
+
+
+def test_alone_or_switched_off_a_node_takes_everything() -> None:
+    alone = Fleet("n1")  # not even its own status yet
+    assert alone.takes("kitchen")
+    off = Fleet("n1", enabled=False)
+    off.on_status(_status("n2"))
+    assert off.takes("kitchen") and off.claim(KEY) is None
+    dead = _fleet("n1", "n2")
+    dead.on_status(_status("n2", "offline"))
+    assert all(dead.takes(device) for device in DEVICES[:100])
+
+
+async def test_a_claim_back_first_wins() -> None:
+    fleet = _fleet("n1", "n2")
+    claim = fleet.claim(KEY)
+    assert claim is not None and claim.node == "n1"
+    assert fleet.claim(KEY) is None  # once per session
+    assert fleet.on_claim(claim) is None  # the broker passed it back: ours
+    assert fleet.on_claim(_claim("n2")) is None  # a later claim changes nothing
+    assert await fleet.settled(KEY, 1.0)
+
+
+async def test_another_claim_first_loses_the_session() -> None:
+    fleet = _fleet("n1", "n2")
+    ours = fleet.claim(KEY)
+    assert ours is not None
+    waiting = asyncio.create_task(fleet.settled(KEY, 5.0))
+    assert fleet.on_claim(_claim("n2")) == KEY  # n2's came first: drop the session
+    assert fleet.on_claim(ours) is None
+    assert await waiting is False
+    assert fleet.lost == 1
+
+
+async def test_a_claim_already_in_when_opening_loses_at_once() -> None:
+    fleet = _fleet("n1", "n2")
+    fleet.on_claim(_claim("n2"))
+    assert fleet.claim(KEY) is not None
+    assert await fleet.settled(KEY, 1.0) is False
+
+
+async def test_a_dead_nodes_claim_no_longer_counts() -> None:
+    fleet = _fleet("n1", "n2")
+    fleet.on_claim(_claim("n2"))  # n2 took the session, then died
+    fleet.on_status(_status("n2", "offline"))
+    ours = fleet.claim(KEY)  # the satellite sent the utterance again
+    assert ours is not None
+    assert fleet.on_claim(ours) is None
+    assert await fleet.settled(KEY, 1.0)
+
+
+async def test_an_unclaimed_session_or_a_silent_broker_does_not_hold_the_final() -> None:
+    fleet = _fleet("n1", "n2")
+    assert await fleet.settled(UtteranceKey("wyoming-1", "wy-1"), 1.0)  # never claimed
+    assert fleet.claim(KEY) is not None
+    assert await fleet.settled(KEY, 0.01)  # its claim never came back: published anyway
