@@ -368,6 +368,9 @@ class Node:
         gc.freeze()
         if self.wyoming is not None:
             await self.wyoming.start()
+        # sessions begun before now came from the broker's backlog: with other nodes
+        # up, they had them (ingest/intake.py)
+        self.pipeline.intake.ready_at = time.time()
         if self.discovery is not None:
             self.discovery.publish_node()
         self._set_state("ready")
@@ -443,6 +446,8 @@ class Node:
 
     def _set_state(self, state: NodeState) -> None:
         self._state = state
+        if self.fleet is not None:
+            self.fleet.own_state(state, self.config.model.resolved_workers())
         log.info("node %s is %s", self.node_id, state)
         self._publish_status()
 

@@ -7,6 +7,7 @@ Its connection (heartbeat, subscriptions, routing each message) is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -23,6 +24,7 @@ from orac_node.audio import Samples
 from orac_node.client.connection import Connection, cancel
 from orac_node.client.errors import RequestError, RequestTimeoutError, StreamError
 from orac_node.client.feed import TranscriptFeed
+from orac_node.client.inbox import Inbox
 from orac_node.client.link import Satellite, format_transcript, payload_bytes
 from orac_node.client.sources import (
     AudioSource,
@@ -37,17 +39,21 @@ from orac_node.wire import (
     CONTEXT_MAX_TTL_S,
     MAX_PROMPT_CHARS,
     REQUEST_ANY,
+    STATUS_FILTER,
     TRANSCRIPT_FILTER,
     Context,
     ErrorCode,
     ErrorReport,
     Final,
     Method,
+    NodeStatus,
     Partial,
     Response,
     RetranscribeRequest,
+    SessionClaim,
     TranscribeRequest,
     Transcription,
+    claim_topic,
     context_topic,
     decode_transcript,
     error_topic,
@@ -282,10 +288,15 @@ class Client(Connection):
         audio = await stream_audio(source)
         wait = self.timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
-        async with self._listen(watch, error_topic(device)) as inbox:
+        satellite = Satellite(self._connected(), device)
+        satellite.keep(session)  # until its final: resent if its node dies (docs/FLEET.md)
+        failover = _Failover(session)
+        async with contextlib.AsyncExitStack() as listening:
+            inbox = await self._stream_inbox(listening, watch, device)
             stop = asyncio.Event()
             sender = asyncio.create_task(
                 self._send_audio(
+                    satellite,
                     audio,
                     session=session,
                     topic=topic,
@@ -314,6 +325,11 @@ class Client(Connection):
                             f"no final for session {session} within {wait:g} s of its audio: "
                             f"is a node up, and may this client read {watch}?"
                         ) from None
+                    if message is not None and failover.node_died(message):
+                        await failover.resend(satellite, topic=topic, lang=language)
+                        if deadline is not None:
+                            deadline = loop.time() + wait  # the new node's turn
+                        continue
                     try:
                         t = None if message is None else self._of_session(message, device, session)
                     except StreamError as exc:
@@ -333,9 +349,28 @@ class Client(Connection):
             finally:
                 stop.set()
                 await _finish(sender)
+                satellite.forget(session)
+
+    async def _stream_inbox(
+        self, stack: contextlib.AsyncExitStack, watch: str, device: str
+    ) -> Inbox:
+        """Transcripts and errors, and the claims and node statuses failover watches.
+
+        A broker whose ACL refuses the latter two to this user streams without
+        failover (docs/CLIENT.md lists the permissions).
+        """
+        base = (watch, error_topic(device))
+        try:
+            return await stack.enter_async_context(
+                self._listen(*base, claim_topic(device), STATUS_FILTER)
+            )
+        except ClientError as exc:
+            log.info("streaming without failover: %s", exc)
+        return await stack.enter_async_context(self._listen(*base))
 
     async def _send_audio(
         self,
+        satellite: Satellite,
         audio: Samples | AsyncIterable[bytes],
         *,
         session: str,
@@ -345,7 +380,6 @@ class Client(Connection):
         realtime: bool,
         stop: asyncio.Event,
     ) -> None:
-        satellite = Satellite(self._connected(), self.device or "")
         try:
             if isinstance(audio, np.ndarray):
                 await satellite.stream(
@@ -385,6 +419,62 @@ class Client(Connection):
             log.debug("skipping a transcript on %s: %s", message.topic, exc)
             return None
         return t if (t.device, t.session) == (device, session) else None
+
+
+class _Failover:
+    """Watches the claim on one streamed session and the claiming node's status.
+
+    When the node that claimed the session goes ``offline`` (its Last Will:
+    killed, crashed, cut off) before the final, the stream sends the session
+    again and another node takes it (docs/FLEET.md).
+    """
+
+    MAX_RESENDS = 3
+    """A session whose nodes keep dying is given up after this many resends (timeout)."""
+
+    def __init__(self, session: str) -> None:
+        self._session = session
+        self._claimant: str | None = None
+        self._offline: set[str] = set()
+        self.lost_node: str | None = None
+        self.resends = 0
+
+    def node_died(self, message: aiomqtt.Message) -> bool:
+        """Take in a claim or status; True when the session must be sent again now."""
+        topic = message.topic.value
+        if not topic.startswith(("orac/claim/", "orac/node/")):
+            return False
+        try:
+            if topic.startswith("orac/claim/"):
+                claim = SessionClaim.decode(payload_bytes(message))
+                if claim.session == self._session and self._claimant is None:
+                    self._claimant = claim.node  # the first claim is the one that counts
+            elif payload := payload_bytes(message):
+                status = NodeStatus.decode(payload)
+                if status.state == "offline":
+                    self._offline.add(status.node)
+                else:
+                    self._offline.discard(status.node)
+        except ContractError as exc:
+            log.debug("unreadable %s: %s", topic, exc)
+            return False
+        if self._claimant is None or self._claimant not in self._offline:
+            return False
+        if self.resends >= self.MAX_RESENDS:
+            return False
+        self.lost_node, self._claimant = self._claimant, None  # the next claim is the new node's
+        self.resends += 1
+        return True
+
+    async def resend(self, satellite: Satellite, *, topic: str | None, lang: str | None) -> None:
+        """Send the whole session again, for the node that takes over."""
+        sent = await satellite.resend(self._session, topic=topic, lang=lang)
+        log.warning(
+            "node %s stopped before the final of %s: sent its %d chunk(s) again",
+            self.lost_node,
+            self._session,
+            sent,
+        )
 
 
 async def _finish(sender: asyncio.Task[None]) -> None:

@@ -85,8 +85,50 @@ class Satellite:
     def __init__(self, client: aiomqtt.Client, device: str) -> None:
         self._client = client
         self.device = device
+        self._sending = asyncio.Lock()  # a resend goes out whole, between two live chunks
+        self._kept: dict[str, list[tuple[bytes, bool]]] = {}  # session -> (pcm, end) by seq
+
+    def keep(self, session: str) -> None:
+        """Remember every chunk ``session`` sends from now on, for :meth:`resend`."""
+        self._kept.setdefault(session, [])
+
+    def forget(self, session: str) -> None:
+        """The session's final came: its audio is no longer needed."""
+        self._kept.pop(session, None)
+
+    async def resend(
+        self, session: str, *, topic: str | None, lang: str | None, qos: int = 1
+    ) -> int:
+        """Publish every chunk of a kept session again, from seq 0; return how many.
+
+        For when the node decoding it died before its final (docs/FLEET.md): the
+        node that takes over gets the whole utterance. Live chunks wait meanwhile,
+        so the new node sees the session in order.
+        """
+        async with self._sending:
+            chunks = list(self._kept.get(session, []))
+            for seq, (pcm, end) in enumerate(chunks):
+                await self._publish(session, seq, pcm, end=end, topic=topic, lang=lang, qos=qos)
+        return len(chunks)
 
     async def _send(
+        self,
+        session: str,
+        seq: int,
+        pcm: bytes,
+        *,
+        end: bool,
+        topic: str | None,
+        lang: str | None,
+        qos: int,
+    ) -> None:
+        async with self._sending:
+            kept = self._kept.get(session)
+            if kept is not None:
+                kept.append((pcm, end))
+            await self._publish(session, seq, pcm, end=end, topic=topic, lang=lang, qos=qos)
+
+    async def _publish(
         self,
         session: str,
         seq: int,

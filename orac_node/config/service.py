@@ -51,11 +51,14 @@ class FleetSection(Section):
         " nodes do.",
     )
     claim_wait_ms: int = Field(
-        2000,
-        ge=100,
-        le=60_000,
+        30_000,
+        ge=1000,
+        le=300_000,
         description="Longest a final waits for its session's claim to come back from the"
-        " broker (a round trip: milliseconds); past it the final is published anyway.",
+        " broker, past which it is published anyway. The claim comes back in milliseconds,"
+        " but behind every chunk the node received before it: a node flooded with audio"
+        " can take seconds, and publishing before knowing whose claim came first is how"
+        " a session gets two finals.",
     )
 
 

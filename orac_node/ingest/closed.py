@@ -73,6 +73,11 @@ class ClosedSessions:
             old, _ = self._closed.popitem(last=False)
             self._owed.discard(old)
 
+    def forget(self, key: UtteranceKey) -> None:
+        """``key`` may open again (its node died and the satellite sent it anew)."""
+        self._closed.pop(key, None)
+        self._owed.discard(key)
+
     def late(
         self, key: UtteranceKey, seq: int, now: float, *, end: bool = False, audio_s: float = 0.0
     ) -> LateReport | None:

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from orac_node.ingest.session import UtteranceKey
-from orac_node.wire import NodeStatus, SessionClaim
+from orac_node.wire import NodeState, NodeStatus, SessionClaim
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +88,27 @@ class Fleet:
         return dict(self._live)
 
     def on_status(self, status: NodeStatus) -> None:
-        """A node's retained status (ours too: the broker echoes it)."""
-        node = status.node
+        """Another node's retained status.
+
+        This node's own is ignored: the broker may hold a stale one (its Last
+        Will ``offline`` after a broker restart) until the node publishes anew,
+        and the node knows its state first-hand (:meth:`own_state`).
+        """
+        if status.node != self.node_id:
+            self._set(status.node, status.state, status.capacity)
+
+    def own_state(self, state: NodeState, capacity: int) -> None:
+        """The node's own state, as it publishes it."""
+        self._set(self.node_id, state, capacity)
+
+    def _set(self, node: str, state: NodeState, capacity: int | None) -> None:
         before = dict(self._live)
-        if status.state == "ready":
-            self._live[node] = status.capacity or 1
+        if state == "ready":
+            self._live[node] = capacity or 1
             self._offline.discard(node)
         else:
             self._live.pop(node, None)
-            if status.state == "offline":
+            if state == "offline":
                 self._offline.add(node)
             else:
                 self._offline.discard(node)
@@ -157,6 +169,13 @@ class Fleet:
             return None
         self._lose(claims)
         return key
+
+    def orphaned(self, key: UtteranceKey) -> bool:
+        """The node whose claim on the session counted is offline now: anyone may claim it."""
+        claims = self._claims.get(key)
+        if claims is None or claims.first == self.node_id:
+            return False
+        return claims.first in self._offline
 
     async def settled(self, key: UtteranceKey, timeout_s: float) -> bool:
         """Whether this node publishes the session's final: its claim came back first.

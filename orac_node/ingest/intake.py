@@ -56,6 +56,9 @@ from orac_node.wire import (
 
 log = logging.getLogger(__name__)
 
+CLOCK_SKEW_S = 1.0
+"""How far a satellite's clock may be behind the node's for a session it began just
+after the node was ready still to count as begun after (see _from_before_ready)."""
 RAW_STREAM_FORGET_S = 60.0
 """A raw stream silent this long is forgotten (its VAD state and pre-roll)."""
 
@@ -124,6 +127,7 @@ class Intake:
         self._spool = spool
         self.fleet = fleet  # with other nodes on the broker: which devices are ours
         self.foreign = 0  # messages left to the node that owns their device
+        self.ready_at: float | None = None  # wall clock when the node said ready (fleet)
         self.replaying = False  # feeding spooled chunks back in: they are on disk already
         self.draining = False  # new sessions are declined (left for the node's next run)
 
@@ -176,6 +180,26 @@ class Intake:
             return False
         self.foreign += 1
         return True
+
+    def _retaken(self, key: UtteranceKey) -> bool:
+        """A session this node left to another, sent again since that node died: open it anew."""
+        fleet = self.fleet
+        if fleet is None or not fleet.orphaned(key) or not fleet.takes(key.device):
+            return False
+        self._closed.forget(key)
+        return True
+
+    def _from_before_ready(self, ts: float | None) -> bool:
+        """A session that began before this node was ready: from the broker's backlog.
+
+        A node that restarts gets the audio queued for it while it was away;
+        with other nodes up, they took those sessions (the claims that say so
+        may not be in the backlog: the broker bounds it). ``ts`` is the
+        satellite's capture time: this assumes satellite and node clocks agree
+        within :data:`CLOCK_SKEW_S`, as NTP keeps them.
+        """
+        ready = self.ready_at
+        return ts is not None and ready is not None and ts < ready - CLOCK_SKEW_S
 
     def _begun_elsewhere(self) -> bool:
         """A session first seen mid-stream, with other nodes up: one of them has had it.
@@ -312,7 +336,7 @@ class Intake:
         key = UtteranceKey(device, chunk.session)
         utt = self.utterances.get(key)
         if utt is None:
-            if key in self._closed:
+            if key in self._closed and not self._retaken(key):
                 self._charge(device, now, 0.0)
                 audio_s = chunk.frames / chunk.rate
                 late = self._closed.late(key, chunk.seq, now, end=chunk.end, audio_s=audio_s)
@@ -320,7 +344,7 @@ class Intake:
                 return TAKEN if refusal is None else Outcome(refusal=refusal)
             if (dropped := self._admission.refused_whole(key, now, chunk.seq)) is not None:
                 return TAKEN if dropped.report is None else Outcome(refusal=dropped.report)
-            if chunk.seq > 0 and self._begun_elsewhere():
+            if (chunk.seq > 0 or self._from_before_ready(chunk.ts)) and self._begun_elsewhere():
                 return TAKEN
             if self.draining:
                 return DECLINED

@@ -77,8 +77,12 @@ class TranscriptPublisher:
                 log.exception("after publishing the final of %s", final.session)
 
     def claim(self, claim: SessionClaim) -> None:
-        """Tell the other nodes this one decodes a session (docs/FLEET.md)."""
-        self._bus.publish(Outgoing(claim_topic(claim.device), claim.encode(), qos=1))
+        """Tell the other nodes this one decodes a session (docs/FLEET.md).
+
+        Retained: a node that restarts learns who took its devices' last sessions
+        before it claims the sessions it replays from its spool.
+        """
+        self._bus.publish(Outgoing(claim_topic(claim.device), claim.encode(), qos=1, retain=True))
 
     def error(self, refusal: Refusal) -> None:
         """Tell a device what was wrong with its message."""

@@ -140,8 +140,10 @@ class Pipeline:
     def _after_audio(self, utt: Utterance) -> None:
         """New audio in an utterance: finalize it, speculate at a pause, or refresh its partial."""
         fleet = self.intake.fleet
-        if fleet is not None and not self.intake.replaying:
-            claim = fleet.claim(utt.key)  # a new session: the other nodes leave it to us
+        if fleet is not None:
+            # a new session (or one replayed from the spool after a restart, which
+            # another node may have finished meanwhile): the others leave it to us
+            claim = fleet.claim(utt.key)
             if claim is not None:
                 self._publisher.claim(claim)
         # a satellite of a room group: its peers may hear the same words

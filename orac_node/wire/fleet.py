@@ -1,9 +1,10 @@
 """Several nodes on one broker: the claim that makes one of them decode a session.
 
-``orac/claim/<device>`` carries :class:`SessionClaim` (JSON, QoS 1, not
-retained): a node that owns a new session of ``<device>`` says so, and the
-first claim of a session that every node receives, in the broker's order,
-decides which node decodes it (docs/FLEET.md). The session id travels in the
+``orac/claim/<device>`` carries :class:`SessionClaim` (JSON, QoS 1,
+retained: the device's latest): a node that owns a new session of
+``<device>`` says so, and the first claim of a session that every node
+receives, in the broker's order, decides which node decodes it
+(docs/FLEET.md). The session id travels in the
 payload, not the topic, since a satellite may choose ids that are not topic
 levels.
 """

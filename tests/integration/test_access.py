@@ -288,7 +288,6 @@ def test_a_refused_publish_is_answered_not_authorized(secure: SecureBroker) -> N
             [
                 ("orac-node", "transcript/general"),
                 ("orac-node", "orac/device/sat-b/error"),
-                ("orac-node", "orac/node/orac-box/status"),
                 ("sat-b", "audio/sat-b/chunk"),  # listening in on another satellite
                 ("orac-core", "orac/request/lights"),
                 ("orac-node", "orac/response/orac-core/1"),  # Core's answers
@@ -353,6 +352,11 @@ def test_a_refused_publish_is_answered_not_authorized(secure: SecureBroker) -> N
             ],
             ("orac-node", "orac/device/sat-a/error"),
         ),
+        # a satellite follows the claims on its own sessions (to resend when the node
+        # that took one dies), not another satellite's
+        ("sat-a", [("orac-node", "orac/claim/sat-b")], ("orac-node", "orac/claim/sat-a")),
+        # ...and whether the node that claimed one is up (node statuses hold no secret)
+        ("sat-a", [("orac-node", "orac/claim/sat-b")], ("orac-node", "orac/node/orac-box/status")),
     ],
 )
 async def test_users_receive_only_what_the_acl_lets_them_read(

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import aiomqtt
 import pytest
 
+from orac_node.client.core import _Failover
 from orac_node.ingest.fleet import Fleet
 from orac_node.ingest.session import UtteranceKey
 from orac_node.wire import NodeState, NodeStatus, SessionClaim
@@ -25,7 +27,8 @@ def _status(node: str, state: NodeState = "ready", capacity: int | None = 1) -> 
 
 def _fleet(me: str = "n1", *others: str, capacity: dict[str, int] | None = None) -> Fleet:
     fleet = Fleet(me)
-    for node in (me, *others):
+    fleet.own_state("ready", (capacity or {}).get(me, 1))
+    for node in others:
         fleet.on_status(_status(node, capacity=(capacity or {}).get(node, 1)))
     return fleet
 
@@ -119,3 +122,52 @@ async def test_an_unclaimed_session_or_a_silent_broker_does_not_hold_the_final()
     assert await fleet.settled(UtteranceKey("wyoming-1", "wy-1"), 1.0)  # never claimed
     assert fleet.claim(KEY) is not None
     assert await fleet.settled(KEY, 0.01)  # its claim never came back: published anyway
+
+
+def test_a_session_is_orphaned_once_the_node_whose_claim_counted_is_offline() -> None:
+    fleet = _fleet("n1", "n2")
+    assert not fleet.orphaned(KEY)  # no claim seen
+    fleet.on_claim(_claim("n2"))
+    assert not fleet.orphaned(KEY)
+    fleet.on_status(_status("n2", "offline"))
+    assert fleet.orphaned(KEY)
+
+
+def _message(topic: str, payload: bytes) -> aiomqtt.Message:
+    return aiomqtt.Message(topic, payload, qos=1, retain=False, mid=1, properties=None)
+
+
+def test_the_client_resends_when_the_node_that_claimed_its_session_goes_offline() -> None:
+    failover = _Failover("s1")
+    other = SessionClaim("n1", "kitchen", "s0", 1.0).encode()
+    assert not failover.node_died(_message("orac/claim/kitchen", other))  # not our session
+    assert not failover.node_died(
+        _message("orac/node/n1/status", _status("n1", "offline").encode())
+    )
+    ours = SessionClaim("n2", "kitchen", "s1", 1.0).encode()
+    assert not failover.node_died(_message("orac/claim/kitchen", ours))
+    assert not failover.node_died(_message("orac/node/n2/status", _status("n2").encode()))
+    assert not failover.node_died(_message("transcript/general", b"{}"))
+    assert failover.node_died(_message("orac/node/n2/status", _status("n2", "offline").encode()))
+    assert failover.lost_node == "n2" and failover.resends == 1
+    # the status again (retained, on a reconnect) is no second resend: n2's claim is spent
+    assert not failover.node_died(
+        _message("orac/node/n2/status", _status("n2", "offline").encode())
+    )
+    assert not failover.node_died(_message("orac/claim/kitchen", b"not json"))
+    # a claimant already offline when its claim arrives: resend at once
+    late = _Failover("s2")
+    late.node_died(_message("orac/node/n3/status", _status("n3", "offline").encode()))
+    claim = SessionClaim("n3", "kitchen", "s2", 1.0).encode()
+    assert late.node_died(_message("orac/claim/kitchen", claim))
+
+
+def test_its_own_stale_status_does_not_make_a_node_give_its_sessions_away() -> None:
+    # after a broker restart the broker may hand a node its own Last Will (offline)
+    fleet = _fleet("n1", "n2")
+    fleet.on_claim(_claim("n1"))
+    fleet.on_status(_status("n1", "offline"))
+    assert not fleet.orphaned(KEY)  # its own claim still counts
+    assert "n1" in fleet.live
+    fleet.own_state("draining", 1)
+    assert fleet.live == {"n2": 1}
