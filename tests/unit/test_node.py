@@ -48,7 +48,9 @@ async def test_a_spawned_task_that_fails_is_logged(
     await node.webhooks.close()
 
 
-async def test_a_spooled_session_refused_on_replay_is_dropped_from_the_spool(tmp_path: Path) -> None:
+async def test_a_spooled_session_refused_on_replay_is_dropped_from_the_spool(
+    tmp_path: Path,
+) -> None:
     """Its topic was disabled while the node was down: refused, so not replayed ever again."""
     left = Spool(tmp_path / "spool", max_bytes=1 << 20, finished_ttl_s=3600)
     left.finished()
