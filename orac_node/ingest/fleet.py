@@ -40,6 +40,9 @@ CLAIM_MEMORY_S = 600.0
 """How long a session's claims are remembered: longer than any session lasts
 (``endpoint.max_duration_s`` is at most minutes), so a late chunk or a resent
 utterance still finds who decodes it."""
+MAX_OWNERS = 10_000
+"""Devices whose owner is cached (a home has a handful): a client inventing device
+names cannot grow the cache without bound; past it the cache starts again."""
 _HASH_SPAN = float(2**64)
 
 
@@ -127,6 +130,8 @@ class Fleet:
             return self.node_id
         found = self._owners.get(device)
         if found is None:
+            if len(self._owners) >= MAX_OWNERS:
+                self._owners.clear()
             found = max(self._live, key=lambda node: score(node, device, self._live[node]))
             self._owners[device] = found
         return found
