@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -13,6 +15,7 @@ from orac_node.decode.engine import WhisperEngine, seeded_sampling
 from orac_node.decode.modelfiles import resolve_model
 from orac_node.models.store import ModelStore
 from orac_node.mqtt.options import BrokerLogin
+from orac_node.ops.topics import OK, Outcome
 
 DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
 PASSWORD_ENV = "ORAC_NODE_BROKER__PASSWORD"  # noqa: S105 - a variable name, not a secret
@@ -99,3 +102,23 @@ def login(args: argparse.Namespace) -> BrokerLogin:
     ``ps`` and shell history.
     """
     return BrokerLogin(url=args.broker, password=os.environ.get(PASSWORD_ENV), ca_file=args.ca_file)
+
+
+def retained_edit_options(p: argparse.ArgumentParser) -> None:
+    """``--json`` and ``--timeout`` of the commands that read and edit retained configs."""
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=3.0,
+        help="longest wait for retained messages and for the broker to confirm (s)",
+    )
+
+
+def print_outcome(command: str, outcome: Outcome, *, as_json: bool) -> int:
+    """Print an operation's outcome (errors to stderr, prefixed); return its exit code."""
+    if outcome.code != OK:
+        print(f"orac-node {command}: {outcome.text}", file=sys.stderr)
+    else:
+        print(json.dumps(outcome.data) if as_json else outcome.text)
+    return outcome.code

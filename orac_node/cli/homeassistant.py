@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from pathlib import Path
 
-from orac_node.cli.common import Subparsers, broker_options, config_from, login
+from orac_node.cli.common import (
+    Subparsers,
+    broker_options,
+    config_from,
+    login,
+    print_outcome,
+    retained_edit_options,
+)
 from orac_node.client import connect
 from orac_node.errors import OracNodeError
 from orac_node.homeassistant import forget
-from orac_node.ops.topics import FAILED, OK, Outcome
+from orac_node.ops.topics import FAILED, Outcome
 
 
 def cmd_homeassistant(args: argparse.Namespace) -> int:
@@ -26,11 +32,7 @@ def cmd_homeassistant(args: argparse.Namespace) -> int:
     except OracNodeError as exc:  # invalid input, broker unreachable
         print(f"orac-node homeassistant: {exc}", file=sys.stderr)
         return FAILED
-    if outcome.code != OK:
-        print(f"orac-node homeassistant: {outcome.text}", file=sys.stderr)
-    else:
-        print(json.dumps(outcome.data) if args.json else outcome.text)
-    return outcome.code
+    return print_outcome("homeassistant", outcome, as_json=args.json)
 
 
 async def _forget(args: argparse.Namespace, name: str, prefix: str) -> Outcome:
@@ -67,11 +69,5 @@ def add_parser(sub: Subparsers) -> None:
         p.add_argument(
             "--force", action="store_true", help="remove it even though it is running or online"
         )
-        p.add_argument("--json", action="store_true", help="print one JSON object")
-        p.add_argument(
-            "--timeout",
-            type=float,
-            default=3.0,
-            help="longest wait for retained messages and for the broker to confirm (s)",
-        )
+        retained_edit_options(p)
         p.set_defaults(func=cmd_homeassistant)

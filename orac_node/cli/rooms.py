@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 
-from orac_node.cli.common import Subparsers, broker_options, login
+from orac_node.cli.common import (
+    Subparsers,
+    broker_options,
+    login,
+    print_outcome,
+    retained_edit_options,
+)
 from orac_node.client import connect
 from orac_node.errors import OracNodeError
 from orac_node.ops import rooms
-from orac_node.ops.topics import FAILED, OK, Outcome
+from orac_node.ops.topics import FAILED, Outcome
 
 
 def cmd_rooms(args: argparse.Namespace) -> int:
@@ -21,11 +26,7 @@ def cmd_rooms(args: argparse.Namespace) -> int:
     except OracNodeError as exc:  # invalid input, broker unreachable
         print(f"orac-node rooms: {exc}", file=sys.stderr)
         return FAILED
-    if outcome.code != OK:
-        print(f"orac-node rooms: {outcome.text}", file=sys.stderr)
-    else:
-        print(json.dumps(outcome.data) if args.json else outcome.text)
-    return outcome.code
+    return print_outcome("rooms", outcome, as_json=args.json)
 
 
 async def _rooms(args: argparse.Namespace) -> Outcome:
@@ -67,11 +68,5 @@ def add_parser(sub: Subparsers) -> None:
     remove.add_argument("name", metavar="GROUP")
     for p in (listing, change, remove):
         broker_options(p)
-        p.add_argument("--json", action="store_true", help="print one JSON object")
-        p.add_argument(
-            "--timeout",
-            type=float,
-            default=3.0,
-            help="longest wait for retained messages and for the broker to confirm (s)",
-        )
+        retained_edit_options(p)
         p.set_defaults(func=cmd_rooms)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 
-from orac_node.cli.common import Subparsers, broker_options, login
+from orac_node.cli.common import (
+    Subparsers,
+    broker_options,
+    login,
+    print_outcome,
+    retained_edit_options,
+)
 from orac_node.client import connect
 from orac_node.errors import OracNodeError
 from orac_node.ops import topics
@@ -26,11 +31,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
     except OracNodeError as exc:  # invalid input, broker unreachable
         print(f"orac-node topics: {exc}", file=sys.stderr)
         return topics.FAILED
-    if outcome.code != topics.OK:
-        print(f"orac-node topics: {outcome.text}", file=sys.stderr)
-    else:
-        print(json.dumps(outcome.data) if args.json else outcome.text)
-    return outcome.code
+    return print_outcome("topics", outcome, as_json=args.json)
 
 
 async def _topics(args: argparse.Namespace, edit: topics.ConfigEdit) -> topics.Outcome:
@@ -85,13 +86,7 @@ def add_parser(sub: Subparsers) -> None:
         _topic_edit_options(p)
     for p in (listing, show, add, change, remove):
         broker_options(p)
-        p.add_argument("--json", action="store_true", help="print one JSON object")
-        p.add_argument(
-            "--timeout",
-            type=float,
-            default=3.0,
-            help="longest wait for retained messages and for the broker to confirm (s)",
-        )
+        retained_edit_options(p)
         p.set_defaults(func=cmd_topics)
 
 

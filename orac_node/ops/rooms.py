@@ -17,10 +17,10 @@ from orac_node.consumers.registry import validation_summary
 from orac_node.errors import ConfigError
 from orac_node.ops.topics import (
     CONFLICT,
-    FAILED,
     OK,
     Outcome,
     check_name,
+    not_taken,
     publish_retained,
     read_registry,
 )
@@ -37,14 +37,6 @@ def _group(devices: list[str], window_ms: int | None, wait_ms: int | None) -> Ro
         return RoomGroup.model_validate(fields)
     except ValidationError as exc:
         raise ConfigError(validation_summary(exc)) from None
-
-
-def _not_taken(name: str, timeout_s: float) -> Outcome:
-    return Outcome(
-        FAILED,
-        f"the broker did not pass the change to {room_group_topic(name)} back within"
-        f" {timeout_s:g} s: is this user allowed to read and write orac/config/room/#?",
-    )
 
 
 async def list_rooms(client: aiomqtt.Client, timeout_s: float) -> Outcome:
@@ -83,7 +75,7 @@ async def set_room(
     topic = room_group_topic(name)
     await client.subscribe(topic, qos=1)
     if not await publish_retained(client, topic, group.model_dump_json().encode(), timeout_s):
-        return _not_taken(name, timeout_s)
+        return not_taken(room_group_topic(name), timeout_s)
     return Outcome(
         OK, f"room group {name}: {', '.join(group.devices)}", {"room": name, **group.model_dump()}
     )
@@ -96,5 +88,5 @@ async def remove_room(client: aiomqtt.Client, name: str, timeout_s: float) -> Ou
     if name not in registry.room_groups():
         return Outcome(CONFLICT, f"room group {name!r} has no retained config to remove")
     if not await publish_retained(client, room_group_topic(name), b"", timeout_s):
-        return _not_taken(name, timeout_s)
+        return not_taken(room_group_topic(name), timeout_s)
     return Outcome(OK, f"removed room group {name}", {"room": name, "removed": True})

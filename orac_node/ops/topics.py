@@ -185,11 +185,13 @@ async def publish_retained(
     return False
 
 
-def _not_taken(name: str, timeout_s: float) -> Outcome:
+def not_taken(topic: str, timeout_s: float) -> Outcome:
+    """A retained edit the broker did not pass back: most likely the ACL refused it."""
+    family = topic.rpartition("/")[0]
     return Outcome(
         FAILED,
-        f"the broker did not pass the change to {topic_config_topic(name)} back within"
-        f" {timeout_s:g} s: is this user allowed to read and write orac/config/topic/#?",
+        f"the broker did not pass the change to {topic} back within {timeout_s:g} s:"
+        f" is this user allowed to read and write {family}/#?",
     )
 
 
@@ -234,7 +236,7 @@ async def add_topic(
             CONFLICT, f"topic {name!r} already has a config: change it with orac-node topics set"
         )
     if not await _publish(client, name, config.model_dump_json().encode(), timeout_s):
-        return _not_taken(name, timeout_s)
+        return not_taken(topic_config_topic(name), timeout_s)
     data = {"topic": name, "config": masked(config)}
     return Outcome(OK, f"added topic {name}", data)
 
@@ -258,7 +260,7 @@ async def set_topic(
             )
     config = apply_edit(base, edit)
     if not await _publish(client, name, config.model_dump_json().encode(), timeout_s):
-        return _not_taken(name, timeout_s)
+        return not_taken(topic_config_topic(name), timeout_s)
     data = {"topic": name, "config": masked(config)}
     return Outcome(OK, f"{'updated' if existing else 'added'} topic {name}", data)
 
@@ -268,7 +270,7 @@ async def remove_topic(client: aiomqtt.Client, name: str, timeout_s: float) -> O
     if await _read_config(client, name, timeout_s) is None:
         return Outcome(CONFLICT, f"topic {name!r} has no retained config to remove")
     if not await _publish(client, name, b"", timeout_s):
-        return _not_taken(name, timeout_s)
+        return not_taken(topic_config_topic(name), timeout_s)
     return Outcome(OK, f"removed the config of topic {name}", {"topic": name, "removed": True})
 
 
