@@ -267,15 +267,16 @@ class Node:
         elif self.registry.handles(topic):
             self.registry.on_message(topic, bytes(payload))
         elif self.fleet is not None:
-            self._on_fleet(topic, bytes(payload))
+            self._on_fleet(topic, bytes(payload), retained=bool(message.retain))
         return True
 
-    def _on_fleet(self, topic: str, payload: bytes) -> None:
+    def _on_fleet(self, topic: str, payload: bytes, *, retained: bool) -> None:
         """A node's status or a session claim: who decodes what (ingest/fleet.py)."""
         assert self.fleet is not None
         try:
             if topic.startswith("orac/claim/"):
-                lost = self.fleet.on_claim(SessionClaim.decode(payload))
+                claim = SessionClaim.decode(payload)
+                lost = self.fleet.on_claim(claim, retained=retained)
                 if lost is not None:
                     self.pipeline.abandon(lost)
             elif payload:  # a status cleared by an admin (forget-node) is no node

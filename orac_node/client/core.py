@@ -12,7 +12,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 import aiomqtt
@@ -326,7 +326,9 @@ class Client(Connection):
                             f"is a node up, and may this client read {watch}?"
                         ) from None
                     if message is not None and failover.node_died(message):
-                        await failover.resend(satellite, topic=topic, lang=language)
+                        await failover.resend(
+                            satellite, topic=topic, lang=language, connected=self._connected
+                        )
                         if deadline is not None:
                             deadline = loop.time() + wait  # the new node's turn
                         continue
@@ -421,6 +423,13 @@ class Client(Connection):
         return t if (t.device, t.session) == (device, session) else None
 
 
+FAILOVER_GRACE_S = 1.0
+"""How long a claimant's ``offline`` must stand, with this client still connected,
+before the session is sent again. Mosquitto publishes every client's Last Will
+as it shuts down and closes the connections an instant later; a second is ample
+to tell the two apart, and small beside the utterance's wait for a new node."""
+
+
 class _Failover:
     """Watches the claim on one streamed session and the claiming node's status.
 
@@ -449,6 +458,7 @@ class _Failover:
                 claim = SessionClaim.decode(payload_bytes(message))
                 if claim.session == self._session and self._claimant is None:
                     self._claimant = claim.node  # the first claim is the one that counts
+                    self._offline.discard(claim.node)  # it just claimed: up, whatever came before
             elif payload := payload_bytes(message):
                 status = NodeStatus.decode(payload)
                 if status.state == "offline":
@@ -466,8 +476,22 @@ class _Failover:
         self.resends += 1
         return True
 
-    async def resend(self, satellite: Satellite, *, topic: str | None, lang: str | None) -> None:
-        """Send the whole session again, for the node that takes over."""
+    async def resend(
+        self,
+        satellite: Satellite,
+        *,
+        topic: str | None,
+        lang: str | None,
+        connected: Callable[[], object],
+    ) -> None:
+        """Send the whole session again, for the node that takes over.
+
+        First :data:`FAILOVER_GRACE_S` passes and ``connected`` must not raise: a
+        broker that stops sends every node's Last Will, then drops this
+        connection too, and that is no death (the node keeps the session).
+        """
+        await asyncio.sleep(FAILOVER_GRACE_S)
+        connected()  # raises BrokerError if the broker went away
         sent = await satellite.resend(self._session, topic=topic, lang=lang)
         log.warning(
             "node %s stopped before the final of %s: sent its %d chunk(s) again",

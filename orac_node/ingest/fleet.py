@@ -9,8 +9,11 @@ opens the device's new sessions, and it claims each one on the broker
 moment may both claim a session; the first claim every node receives, in the
 broker's order, wins, and the owner publishes a final only after the broker
 passed its own claim back (:meth:`Fleet.settled`), when any earlier claim has
-arrived too. A claim by a node now offline no longer counts, so a session
-sent again after its node died is claimed afresh.
+arrived too. A claim by a node that went offline *after* the claim arrived no
+longer counts, so a session sent again after its node died is claimed afresh;
+a claim that arrives after its node's ``offline`` proves the node is back (a
+broker restart sends every node's Last Will while they reconnect), and it
+counts.
 
 With one node on the broker it owns every device, claims every session and
 wins every claim: the node behaves as if the fleet did not exist, at the
@@ -64,6 +67,7 @@ class _Claims:
     """What one session's claims decided, as this node has seen them."""
 
     first: str | None = None  # the node whose claim counts
+    first_at: int = 0  # when it arrived, in :attr:`Fleet._events`; 0: replayed, retained
     seen_at: float = 0.0
     mine: asyncio.Future[bool] | None = None  # our claim's outcome, once it comes back
 
@@ -78,7 +82,8 @@ class Fleet:
         self.enabled = enabled
         self._clock = clock
         self._live: dict[str, int] = {}  # ready nodes and their capacity
-        self._offline: set[str] = set()
+        self._offline: dict[str, int] = {}  # node -> when its offline arrived (an event)
+        self._events = 0  # statuses and claims received: their order, the broker's
         self._owners: dict[str, str] = {}  # device -> owner, while the membership holds
         self._claims: dict[UtteranceKey, _Claims] = {}
         self.lost = 0  # sessions another node claimed first
@@ -108,13 +113,13 @@ class Fleet:
         before = dict(self._live)
         if state == "ready":
             self._live[node] = capacity or 1
-            self._offline.discard(node)
+            self._offline.pop(node, None)
         else:
             self._live.pop(node, None)
             if state == "offline":
-                self._offline.add(node)
+                self._offline.setdefault(node, self._event())
             else:
-                self._offline.discard(node)
+                self._offline.pop(node, None)
         if self._live != before:
             self._owners.clear()
             log.info("nodes taking sessions: %s", ", ".join(sorted(self._live)) or "none")
@@ -153,20 +158,25 @@ class Fleet:
             claims = self._claims[key] = _Claims(seen_at=self._clock())
             self._prune()
         claims.mine = asyncio.get_running_loop().create_future()
-        first = claims.first
-        if first is not None and first != self.node_id and first not in self._offline:
+        if claims.first not in (None, self.node_id) and not self._void(claims):
             self._lose(claims)  # another node's claim is already in
         return SessionClaim(self.node_id, key.device, key.session, time.time())
 
-    def on_claim(self, claim: SessionClaim) -> UtteranceKey | None:
-        """A claim, in the broker's order; returns the key of a session this node lost."""
+    def on_claim(self, claim: SessionClaim, *, retained: bool = False) -> UtteranceKey | None:
+        """A claim, in the broker's order; returns the key of a session this node lost.
+
+        ``retained``: the broker replayed it on subscribing (the device's latest
+        claim, perhaps from long ago), which says nothing about whether its node
+        is alive now.
+        """
         key = UtteranceKey(claim.device, claim.session)
         claims = self._claims.get(key)
         if claims is None:
             claims = self._claims[key] = _Claims(seen_at=self._clock())
             self._prune()
-        if claims.first is None or claims.first in self._offline:
-            claims.first = claim.node  # the first, or the first since its claimant died
+        at = 0 if retained else self._event()
+        if claims.first is None or self._void(claims):
+            claims.first, claims.first_at = claim.node, at  # the first, or first since a death
         if claims.mine is None or claims.mine.done():
             return None
         if claims.first == self.node_id:
@@ -176,11 +186,32 @@ class Fleet:
         return key
 
     def orphaned(self, key: UtteranceKey) -> bool:
-        """The node whose claim on the session counted is offline now: anyone may claim it."""
+        """The node whose claim on the session counted died since: anyone may claim it."""
         claims = self._claims.get(key)
-        if claims is None or claims.first == self.node_id:
+        return claims is not None and self._void(claims)
+
+    def claimed_elsewhere(self, key: UtteranceKey) -> bool:
+        """Another node claimed the session, whatever became of it since.
+
+        A session first seen mid-stream with such a claim is never opened here:
+        after a broker restart every node briefly sees the others' Last Wills and
+        believes itself alone, and a node that died gets its session resent from
+        the start by the satellite, not picked up halfway.
+        """
+        claims = self._claims.get(key)
+        return claims is not None and claims.first not in (None, self.node_id)
+
+    def _void(self, claims: _Claims) -> bool:
+        """The claim that counted is by a node that went offline after it arrived."""
+        first = claims.first
+        if first is None or first == self.node_id:
             return False
-        return claims.first in self._offline
+        went = self._offline.get(first)
+        return went is not None and went > claims.first_at
+
+    def _event(self) -> int:
+        self._events += 1
+        return self._events
 
     async def settled(self, key: UtteranceKey, timeout_s: float) -> bool:
         """Whether this node publishes the session's final: its claim came back first.

@@ -201,16 +201,20 @@ class Intake:
         ready = self.ready_at
         return ts is not None and ready is not None and ts < ready - CLOCK_SKEW_S
 
-    def _begun_elsewhere(self) -> bool:
+    def _begun_elsewhere(self, key: UtteranceKey) -> bool:
         """A session first seen mid-stream, with other nodes up: one of them has had it.
 
         This node has just become its device's owner (it joined, or the owner
         left), but did not see the session's start nor, perhaps, its claim; the
         node that saw the start decodes it. A session sent again after its node
-        died starts again at seq 0.
+        died starts again at seq 0. A session another node claimed is left to it
+        even when this node believes itself alone (a broker restart: the others'
+        Last Wills arrive before their new statuses).
         """
         fleet = self.fleet
-        if fleet is None or self.replaying or fleet.alone:
+        if fleet is None or self.replaying:
+            return False
+        if fleet.alone and not fleet.claimed_elsewhere(key):
             return False
         self.foreign += 1
         return True
@@ -344,7 +348,7 @@ class Intake:
                 return TAKEN if refusal is None else Outcome(refusal=refusal)
             if (dropped := self._admission.refused_whole(key, now, chunk.seq)) is not None:
                 return TAKEN if dropped.report is None else Outcome(refusal=dropped.report)
-            if (chunk.seq > 0 or self._from_before_ready(chunk.ts)) and self._begun_elsewhere():
+            if (chunk.seq > 0 or self._from_before_ready(chunk.ts)) and self._begun_elsewhere(key):
                 return TAKEN
             if self.draining:
                 return DECLINED

@@ -22,8 +22,15 @@ from orac_node.wire import TRANSCRIPT_FILTER, Final
 from tests.conftest import AUDIO, MODEL
 from tests.integration.conftest import load
 from tests.integration.harness import RunningNode, start_node
+from tests.integration.restarts import (
+    chunks_of,
+    listening,
+    persistent_broker,
+    publish_through_restarts,
+)
 
 COMMAND = load(AUDIO / "commands" / "utt002.wav")  # "set a timer for ten minutes"
+THERMOSTAT = AUDIO / "commands" / "utt015.wav"  # "set the thermostat to twenty one degrees"
 NODE_CONFIG = {"model": {"workers": 1, "threads": 1}}  # three nodes share the box's cores
 IDS = ["fleet-a", "fleet-b", "fleet-c"]
 
@@ -221,3 +228,54 @@ def test_a_node_killed_mid_utterance_loses_nothing(broker: LocalBroker, tmp_path
             assert "another node claimed it first" in again.result().log()
 
         asyncio.run(restart_victim())
+
+
+async def _broker_restart_mid_stream(workdir: Path, ids: list[str]) -> None:
+    broker = persistent_broker(workdir / "broker")
+    patient = {**NODE_CONFIG, "endpoint": {"idle_timeout_s": 15}}  # see test_durability
+    started: list[RunningNode] = []
+    try:
+        for node_id in ids:
+            started.append(
+                await asyncio.to_thread(
+                    start_node, broker.url, workdir / node_id, MODEL, node_id, patient
+                )
+            )
+        devices = devices_for(ids, per_node=2)
+        async with listening(broker.url) as listener:
+            sessions = {device: uuid.uuid4().hex[:12] for device in devices}
+            streams = [
+                asyncio.create_task(
+                    publish_through_restarts(broker.url, d, chunks_of(THERMOSTAT, s))
+                )
+                for d, s in sessions.items()
+            ]
+            await asyncio.sleep(1.0)  # every session claimed and mid-utterance
+            broker.stop()
+            await asyncio.sleep(1.5)
+            broker = persistent_broker(workdir / "broker", port=broker.port)
+            await asyncio.gather(*streams)
+            for session in sessions.values():
+                await listener.wait_final(session, timeout=90)
+            after = await stream(broker.url, devices)  # and new sessions go on as before
+            for session in after.values():
+                await listener.wait_final(session, timeout=90)
+            await asyncio.sleep(3.0)  # time for a second final, were there one
+        for device, session in sessions.items():
+            finals = listener.of(session)
+            assert len(finals) == 1, [(f.node, f.chunks, f.text) for f in finals]
+            (final,) = finals
+            assert (final.gaps, final.incomplete) == (0, False), final
+            assert "thermostat" in final.text.lower(), final.text
+            assert final.node == owner(device, ids), (device, final.node)
+        for device, session in after.items():
+            (final,) = listener.of(session)
+            assert final.node == owner(device, ids), (device, final.node)
+    finally:
+        for node in started:
+            await asyncio.to_thread(node.stop, signal.SIGTERM)
+        broker.stop()
+
+
+def test_a_broker_restart_under_a_fleet_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    asyncio.run(_broker_restart_mid_stream(tmp_path, IDS))

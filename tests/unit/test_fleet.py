@@ -12,7 +12,9 @@ from collections import Counter
 import aiomqtt
 import pytest
 
+from orac_node.client import core
 from orac_node.client.core import _Failover
+from orac_node.errors import BrokerError
 from orac_node.ingest.fleet import Fleet
 from orac_node.ingest.session import UtteranceKey
 from orac_node.wire import NodeState, NodeStatus, SessionClaim
@@ -133,6 +135,40 @@ def test_a_session_is_orphaned_once_the_node_whose_claim_counted_is_offline() ->
     assert fleet.orphaned(KEY)
 
 
+async def test_a_claim_after_its_nodes_last_will_counts_the_node_is_back() -> None:
+    """A broker that restarts sends every node's Last Will; their claims still count."""
+    n1, n2 = _fleet("n1", "n2"), _fleet("n2", "n1")
+    n1.on_status(_status("n2", "offline"))  # each sees the other's will as the broker stops
+    n2.on_status(_status("n1", "offline"))
+    assert n1.takes("kitchen") and n2.takes("kitchen")  # each owns every device for a moment
+    first, second = n2.claim(KEY), n1.claim(KEY)
+    assert first is not None and second is not None
+    for view in (n1, n2):  # the broker delivers n2's claim first to both
+        view.on_claim(first)
+        view.on_claim(second)
+    assert await n2.settled(KEY, 1.0) is True
+    assert await n1.settled(KEY, 1.0) is False  # one final, n2's
+
+
+def test_a_session_claimed_elsewhere_is_not_taken_mid_stream_even_alone() -> None:
+    fleet = _fleet("n1", "n2")
+    fleet.on_claim(_claim("n2"))  # n2 opened the session before the broker restarted
+    fleet.on_status(_status("n2", "offline"))  # its will, as the broker stopped
+    assert fleet.alone and fleet.claimed_elsewhere(KEY)  # n1 leaves the rest of it to n2
+    assert not fleet.claimed_elsewhere(UtteranceKey("kitchen", "s2"))
+
+
+def test_a_retained_claim_replayed_says_nothing_about_its_node_being_alive() -> None:
+    fleet = _fleet("n1", "n2")
+    fleet.on_claim(_claim("n2"), retained=True)  # replayed as n1 subscribed
+    fleet.on_status(_status("n2", "offline"))
+    assert fleet.orphaned(KEY)
+    live = _fleet("n1", "n2")
+    live.on_status(_status("n2", "offline"))
+    live.on_claim(_claim("n2"))  # published after its will: n2 is back
+    assert not live.orphaned(KEY)
+
+
 def _message(topic: str, payload: bytes) -> aiomqtt.Message:
     return aiomqtt.Message(topic, payload, qos=1, retain=False, mid=1, properties=None)
 
@@ -155,11 +191,37 @@ def test_the_client_resends_when_the_node_that_claimed_its_session_goes_offline(
         _message("orac/node/n2/status", _status("n2", "offline").encode())
     )
     assert not failover.node_died(_message("orac/claim/kitchen", b"not json"))
-    # a claimant already offline when its claim arrives: resend at once
+    # a claim that arrives after its node's Last Will: the node is back (a broker restart)
     late = _Failover("s2")
     late.node_died(_message("orac/node/n3/status", _status("n3", "offline").encode()))
     claim = SessionClaim("n3", "kitchen", "s2", 1.0).encode()
-    assert late.node_died(_message("orac/claim/kitchen", claim))
+    assert not late.node_died(_message("orac/claim/kitchen", claim))
+    assert late.node_died(_message("orac/node/n3/status", _status("n3", "offline").encode()))
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.resent: list[str] = []
+
+    async def resend(self, session: str, *, topic: str | None, lang: str | None) -> int:
+        self.resent.append(session)
+        return 1
+
+
+async def test_the_client_does_not_resend_when_the_broker_itself_went_away(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(core, "FAILOVER_GRACE_S", 0.01)
+    failover, satellite = _Failover("s1"), _Recorder()
+
+    def gone() -> None:
+        raise BrokerError("connection lost")
+
+    with pytest.raises(BrokerError):
+        await failover.resend(satellite, topic=None, lang=None, connected=gone)  # type: ignore[arg-type]
+    assert satellite.resent == []
+    await failover.resend(satellite, topic=None, lang=None, connected=lambda: None)  # type: ignore[arg-type]
+    assert satellite.resent == ["s1"]
 
 
 def test_its_own_stale_status_does_not_make_a_node_give_its_sessions_away() -> None:
