@@ -40,6 +40,7 @@ from orac_node.consumers.recent import RecentAudio
 from orac_node.consumers.registry import Registry
 from orac_node.consumers.webhooks import WebhookDelivery
 from orac_node.decode.cache import make_cache
+from orac_node.decode.decoding import DecodeOptions
 from orac_node.decode.finals import FinalDecoder
 from orac_node.decode.modelpool import LoadedModel, ModelPool, resident_bytes
 from orac_node.decode.scheduler import Decoder
@@ -50,8 +51,10 @@ from orac_node.ingest.endpoint import EndReason
 from orac_node.ingest.fleet import Fleet
 from orac_node.ingest.intake import Intake
 from orac_node.ingest.spool import Spool
+from orac_node.jobs.runner import JobRunner
+from orac_node.jobs.store import JobStore
 from orac_node.models.store import ModelStore
-from orac_node.mqtt.bus import Bus
+from orac_node.mqtt.bus import Bus, Outgoing
 from orac_node.mqtt.listeners import Listeners
 from orac_node.mqtt.publisher import TranscriptPublisher, offline_status
 from orac_node.mqtt.rpc import RequestHandler
@@ -68,6 +71,7 @@ from orac_node.wire import (
     NodeState,
     NodeStatus,
     SessionClaim,
+    job_topic,
     request_subscriptions,
 )
 
@@ -231,9 +235,17 @@ class Node:
             if config.wyoming.uri
             else None
         )
+        jobs = config.jobs
+        self.jobs = JobStore(jobs.redis_url, keep_s=jobs.keep_s) if jobs.enabled else None
         self.requests = RequestHandler(
             self.node_id,
-            Answers(self.node_id, self.pipeline, self.recent, state=lambda: self._state),
+            Answers(
+                self.node_id,
+                self.pipeline,
+                self.recent,
+                state=lambda: self._state,
+                jobs=self.jobs,
+            ),
             max_in_flight=config.requests.max_in_flight,
             publish=self.bus.publish,
             spawn=self._spawn,
@@ -318,24 +330,7 @@ class Node:
             # Pings from this loop (from READY=1 on): if it wedges they stop, systemd restarts us.
             watchdog = group.create_task(self._systemd.watchdog(), name="systemd-watchdog")
             self._publish_status()
-            started, before = time.monotonic(), resident_bytes()
-            try:
-                engines = await asyncio.to_thread(self._load_engines)
-                after = resident_bytes()
-                load_s = time.monotonic() - started
-                grown = after - before if after is not None and before is not None else None
-                self.pool.start(engines, LoadedModel(round(load_s, 3), grown))
-                await self.pool.load_tiers()
-                await self.models.start()  # a promoted model, if the broker has one
-                await asyncio.to_thread(self._vad.load)
-            except Exception:
-                # Say so on the bus instead of leaving a retained "starting" behind.
-                self._set_state("offline")
-                self.bus.stop()
-                await bus_task
-                raise
-            self.metrics.model_load.set(load_s)
-            log.info("model ready in %.2f s (%d worker(s))", load_s, len(engines))
+            await self._load_models(bus_task)
             scheduler = self.pool.scheduler
             scheduler_task = group.create_task(scheduler.run(), name="inference")
             webhooks_task = group.create_task(self._deliver_webhooks(), name="webhooks")
@@ -345,10 +340,15 @@ class Node:
             intake = group.create_task(self.bus.open_intake(), name="open-intake")
             stop = group.create_task(self._stop.wait(), name="stop-wait")
             await asyncio.wait((intake, stop), return_when=asyncio.FIRST_COMPLETED)
+            jobs_task = None
             if intake.done():
                 await self._ready()
+                if self.jobs is not None:
+                    jobs_task = group.create_task(self._job_runner(self.jobs).run(), name="jobs")
                 await stop
             intake.cancel()
+            if jobs_task is not None:  # a job mid-way resumes on another node (jobs/runner.py)
+                jobs_task.cancel()
             await self._drain()
             ticker_task.cancel()
             await self.models.close()
@@ -360,6 +360,45 @@ class Node:
             watchdog.cancel()
             webhooks_task.cancel()
             await self.webhooks.close()
+            if self.jobs is not None:
+                await self.jobs.close()
+
+    def _job_runner(self, store: JobStore) -> JobRunner:
+        config = self.config
+        return JobRunner(
+            store,
+            self.pool.scheduler,
+            node_id=self.node_id,
+            lease_s=config.jobs.lease_s,
+            options=lambda language, prompt: DecodeOptions.final(
+                config.decode, language=language, prompt=prompt
+            ),
+            speech=lambda samples: speech_probabilities(samples, self._vad),
+            publish=lambda event: self.bus.publish(
+                Outgoing(job_topic(event.job), event.encode(), qos=1)
+            ),
+        )
+
+    async def _load_models(self, bus_task: asyncio.Task[None]) -> None:
+        """The engines, tiers, a promoted model and the VAD; offline on the bus if that fails."""
+        started, before = time.monotonic(), resident_bytes()
+        try:
+            engines = await asyncio.to_thread(self._load_engines)
+            after = resident_bytes()
+            load_s = time.monotonic() - started
+            grown = after - before if after is not None and before is not None else None
+            self.pool.start(engines, LoadedModel(round(load_s, 3), grown))
+            await self.pool.load_tiers()
+            await self.models.start()  # a promoted model, if the broker has one
+            await asyncio.to_thread(self._vad.load)
+        except Exception:
+            # Say so on the bus instead of leaving a retained "starting" behind.
+            self._set_state("offline")
+            self.bus.stop()
+            await bus_task
+            raise
+        self.metrics.model_load.set(load_s)
+        log.info("model ready in %.2f s (%d worker(s))", load_s, len(engines))
 
     async def _ready(self) -> None:
         """Models loaded, subscriptions acknowledged: open the other doors and say so."""

@@ -12,6 +12,7 @@ import math
 import shutil
 import subprocess
 import wave
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ def read_wav_bytes(data: bytes, max_s: float | None = None) -> Samples:
     return resample(samples, rate)
 
 
-def _ffmpeg_command(max_s: float | None) -> list[str]:
+def _ffmpeg_command(max_s: float | None, source: str = "pipe:0") -> list[str]:
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise AudioDecodeError("ffmpeg is not installed (needed for non-WAV audio)")
@@ -63,7 +64,7 @@ def _ffmpeg_command(max_s: float | None) -> list[str]:
         "-loglevel",
         "error",
         "-i",
-        "pipe:0",
+        source,
         "-f",
         "f32le",
         "-ac",
@@ -144,3 +145,51 @@ def load_audio_file(path: Path) -> Samples:
     except OSError as exc:
         raise AudioDecodeError(f"cannot read {path}: {exc}") from exc
     return decode_file_bytes(data)
+
+
+STREAM_BLOCK_S = 10.0
+"""What :func:`stream_audio_file` reads at a time: a small fraction of a long
+recording, large enough that the pipe is not read in slivers."""
+
+
+async def stream_audio_file(path: Path) -> AsyncIterator[Samples]:
+    """A recording of any length and format, decoded by ffmpeg a block at a time.
+
+    For jobs (an hour-long meeting): memory holds one block, not the file.
+    """
+    if not await asyncio.to_thread(path.is_file):
+        raise AudioDecodeError(f"{path}: no such file")
+    proc = await asyncio.create_subprocess_exec(
+        *_ffmpeg_command(None, str(path)),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    block = int(STREAM_BLOCK_S * SAMPLE_RATE) * 4
+    produced = False
+    try:
+        while data := await _read_block(proc.stdout, block):
+            produced = True
+            yield np.frombuffer(data[: len(data) - len(data) % 4], "<f4").astype(np.float32)
+        stderr = await proc.stderr.read()
+        if await proc.wait() != 0:
+            reason = stderr.decode(errors="replace").strip().splitlines()
+            raise AudioDecodeError(
+                f"ffmpeg could not decode {path}: {reason[-1] if reason else '?'}"
+            )
+        if not produced:
+            raise AudioDecodeError(f"{path} holds no audio")
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def _read_block(stream: asyncio.StreamReader, size: int) -> bytes:
+    """``size`` bytes, fewer only at the end of the stream."""
+    try:
+        return await stream.readexactly(size)
+    except asyncio.IncompleteReadError as exc:
+        return exc.partial

@@ -4,7 +4,8 @@ One module per command family; each is a thin shell over the package
 (argument parsing and printing here, behaviour in the modules they call)::
 
     run.py        run: the node
-    audio.py      send, listen, transcribe
+    audio.py      send, listen, transcribe (--submit: as a job)
+    jobs.py       jobs list|show|result|cancel|retry
     demo.py       demo: broker + node + a satellite streaming samples
     ops.py        health, metrics, cache clear
     topics.py     topics list|show|add|set|rm
@@ -30,6 +31,7 @@ from orac_node.cli import (
     config,
     demo,
     homeassistant,
+    jobs,
     models,
     ops,
     rooms,
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_parsers(sub)
     topics.add_parser(sub)
     rooms.add_parser(sub)
+    jobs.add_parser(sub)
     models.add_parser(sub)
     bench.add_parsers(sub)
     demo.add_parser(sub)

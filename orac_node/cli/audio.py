@@ -13,6 +13,7 @@ import aiomqtt
 
 from orac_node.audio import Samples, load_audio_file
 from orac_node.audio.vad import SileroVad
+from orac_node.cli import jobs
 from orac_node.cli.common import (
     Subparsers,
     broker_options,
@@ -112,7 +113,9 @@ async def _listen(args: argparse.Namespace) -> int:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    """Transcribe files locally, no broker involved."""
+    """Transcribe files locally, no broker involved (or queue one as a job: ``--submit``)."""
+    if args.submit:
+        return jobs.cmd_submit(args)
     config = config_from(args)
     setup_logging("WARNING")
     engine = WhisperEngine(model_path(config), threads=config.model.resolved_threads())
@@ -172,4 +175,12 @@ def add_parsers(sub: Subparsers) -> None:
     tr.add_argument(
         "--prompt", default="", help="initial prompt (vocabulary or context, as Core sends it)"
     )
+    tr.add_argument(
+        "--submit",
+        action="store_true",
+        help="queue the file as a job for the fleet (jobs.redis_url); prints its id",
+    )
+    tr.add_argument("--wait", action="store_true", help="--submit: follow it, print the result")
+    tr.add_argument("--language", help="--submit: the recording's language (default: detect)")
+    jobs.format_option(tr)
     tr.set_defaults(func=cmd_transcribe)

@@ -37,6 +37,7 @@ from orac_node.errors import BrokerError, ClientError, ContractError
 from orac_node.wire import (
     CONTEXT_DEFAULT_TTL_S,
     CONTEXT_MAX_TTL_S,
+    FINISHED,
     MAX_PROMPT_CHARS,
     REQUEST_ANY,
     STATUS_FILTER,
@@ -45,6 +46,8 @@ from orac_node.wire import (
     ErrorCode,
     ErrorReport,
     Final,
+    JobEvent,
+    JobRequest,
     Method,
     NodeStatus,
     Partial,
@@ -58,6 +61,7 @@ from orac_node.wire import (
     decode_transcript,
     error_topic,
     is_response_topic,
+    job_topic,
     request_topic,
     response_topic,
     transcript_topic,
@@ -164,6 +168,43 @@ class Client(Connection):
         )
         response = await self._request(Method.TRANSCRIBE, node, request.encode(), timeout)
         return response.transcription()
+
+    async def submit_job(
+        self,
+        source: FileSource,
+        *,
+        name: str = "request",
+        language: str | None = None,
+        prompt: str | None = None,
+        node: str = REQUEST_ANY,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> str:
+        """Queue a long recording as a job for whichever node takes it; its id.
+
+        The file travels in one MQTT message (``ingest.max_file_bytes`` bounds
+        it) to ``node`` (any node, by default; whichever node takes the job
+        then decodes it); longer recordings go with ``orac-node transcribe
+        --submit``. Follow it with :meth:`job_events`.
+        """
+        request = JobRequest(await file_bytes(source), name, language, prompt)
+        response = await self._request(Method.SUBMIT_JOB, node, request.encode(), timeout)
+        return str((response.result or {})["job"])
+
+    async def job_events(self, job: str) -> AsyncIterator[JobEvent]:
+        """A job's progress as nodes publish it, up to and including its end."""
+        async with self._listen(job_topic(job)) as inbox:
+            while True:
+                message = await inbox.get()
+                if message is None:
+                    continue
+                try:
+                    event = JobEvent.decode(payload_bytes(message))
+                except ContractError as exc:
+                    log.debug("unreadable job event: %s", exc)
+                    continue
+                yield event
+                if event.state in FINISHED:
+                    return
 
     async def retranscribe(
         self,

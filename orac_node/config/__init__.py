@@ -11,6 +11,7 @@ Where each setting lives::
     webhooks.py   webhooks, and the Allowlist of where they may go
     homeassistant.py  wyoming, homeassistant: Home Assistant's STT protocol served by
                       the node, and its MQTT discovery
+    jobs.py       jobs: long recordings queued in Redis, taken by any node
     load.py       NodeConfig (the tree) and load_config (file, environment, flags)
     template.py   config.yaml, written from the descriptions in these classes
 """
@@ -20,6 +21,7 @@ from orac_node.config.broker import BrokerSection, BrokerUrl
 from orac_node.config.consumers import ContextSection, RegistrySection, RequestsSection
 from orac_node.config.homeassistant import HomeAssistantSection, WyomingSection
 from orac_node.config.ingest import EndpointSection, GateSection, IngestSection, PartialsSection
+from orac_node.config.jobs import JobsSection
 from orac_node.config.load import ENV_PREFIX, NodeConfig, env_overrides, load_config
 from orac_node.config.model import CORES_PER_WORKER, DecodeSection, ModelSection
 from orac_node.config.service import (
@@ -47,6 +49,7 @@ __all__ = [
     "HomeAssistantSection",
     "IPAddress",
     "IngestSection",
+    "JobsSection",
     "LoggingSection",
     "MetricsSection",
     "ModelSection",

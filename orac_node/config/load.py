@@ -21,6 +21,7 @@ from orac_node.config.broker import BrokerSection
 from orac_node.config.consumers import ContextSection, RegistrySection, RequestsSection
 from orac_node.config.homeassistant import HomeAssistantSection, WyomingSection
 from orac_node.config.ingest import EndpointSection, GateSection, IngestSection, PartialsSection
+from orac_node.config.jobs import JobsSection
 from orac_node.config.model import DecodeSection, ModelSection
 from orac_node.config.service import (
     CacheSection,
@@ -58,6 +59,7 @@ class NodeConfig(Section):
     webhooks: WebhooksSection = Field(default_factory=WebhooksSection)
     wyoming: WyomingSection = Field(default_factory=WyomingSection)
     homeassistant: HomeAssistantSection = Field(default_factory=HomeAssistantSection)
+    jobs: JobsSection = Field(default_factory=JobsSection)
 
 
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

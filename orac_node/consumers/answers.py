@@ -34,12 +34,15 @@ from orac_node.decode.scheduler import Lane
 from orac_node.errors import AudioDecodeError
 from orac_node.ingest.endpoint import EndReason
 from orac_node.ingest.session import Utterance, UtteranceKey
+from orac_node.jobs.store import JobError, JobStore
+from orac_node.jobs.submit import submit_request
 from orac_node.mqtt.rpc import RequestFailedError
 from orac_node.wire import (
     MAX_PROMPT_CHARS,
     SAMPLE_RATE,
     ErrorCode,
     Final,
+    JobRequest,
     Method,
     NodeState,
     RetranscribeRequest,
@@ -99,12 +102,32 @@ class Answers:
         recent: RecentAudio,
         *,
         state: Callable[[], NodeState],
+        jobs: JobStore | None = None,
     ) -> None:
         self._node_id = node_id
         self._pipeline = transcriber
         self._config = transcriber.config
         self._recent = recent
         self._state = state
+        self._jobs = jobs
+
+    async def submit_job(self, request: JobRequest) -> dict[str, Any]:
+        """A long recording, queued for whichever node takes it (jobs/)."""
+        if self._jobs is None:
+            raise RequestFailedError(
+                ErrorCode.NO_JOBS, "this node takes no jobs (jobs.enabled is false)"
+            )
+        if len(request.audio) > self._config.ingest.max_file_bytes:
+            raise RequestFailedError(ErrorCode.TOO_LARGE, "file is over ingest.max_file_bytes")
+        try:
+            job = await submit_request(
+                self._jobs, request, max_audio_s=self._config.jobs.max_audio_s
+            )
+        except AudioDecodeError as exc:
+            raise RequestFailedError(ErrorCode.DECODE_FAILED, str(exc)) from None
+        except JobError as exc:
+            raise RequestFailedError(ErrorCode.TOO_LARGE, str(exc)) from None
+        return {"job": job}
 
     def describe(self) -> dict[str, Any]:
         """What this node offers: ``describe`` requests."""

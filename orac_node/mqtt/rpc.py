@@ -33,6 +33,7 @@ from orac_node.errors import ContractError
 from orac_node.mqtt.bus import Outgoing
 from orac_node.wire import (
     ErrorCode,
+    JobRequest,
     Method,
     Response,
     ResponseError,
@@ -66,6 +67,9 @@ class Backend(Protocol):
 
     async def retranscribe(self, request: RetranscribeRequest) -> Transcription:
         """Decode a recent session again (raises RequestFailedError)."""
+
+    async def submit_job(self, request: JobRequest) -> dict[str, Any]:
+        """Queue a long recording as a job; ``{"job": id}`` (raises RequestFailedError)."""
 
 
 class RequestHandler:
@@ -125,18 +129,22 @@ class RequestHandler:
             reply.error(ErrorCode.BUSY, f"{self.in_flight} requests in flight; retry later")
             return
         try:
-            work = (
-                self._backend.transcribe(TranscribeRequest.decode(payload))
-                if method == Method.TRANSCRIBE
-                else self._backend.retranscribe(RetranscribeRequest.decode(payload))
-            )
+            work: Coroutine[Any, Any, Transcription | dict[str, Any]]
+            if method == Method.TRANSCRIBE:
+                work = self._backend.transcribe(TranscribeRequest.decode(payload))
+            elif method == Method.SUBMIT_JOB:
+                work = self._backend.submit_job(JobRequest.decode(payload))
+            else:
+                work = self._backend.retranscribe(RetranscribeRequest.decode(payload))
         except ContractError as exc:
             reply.error(exc.code, exc.message)
             return
         self.in_flight += 1
         self._spawn(self._serve(reply, work), f"request-{method}")
 
-    async def _serve(self, reply: _Reply, work: Coroutine[Any, Any, Transcription]) -> None:
+    async def _serve(
+        self, reply: _Reply, work: Coroutine[Any, Any, Transcription | dict[str, Any]]
+    ) -> None:
         try:
             result = await work
         except RequestFailedError as exc:
@@ -145,7 +153,7 @@ class RequestHandler:
             log.exception("request %s failed", reply.method)
             reply.error(ErrorCode.DECODE_FAILED, f"request failed: {exc}")
         else:
-            reply.ok(asdict(result))
+            reply.ok(result if isinstance(result, dict) else asdict(result))
         finally:
             self.in_flight -= 1
 

@@ -18,6 +18,7 @@ module per topic family; import from here::
     orac/context/device/<d>, orac/context/topic/<t>
                                retained JSON Context: a prompt for finals      context.py
     orac/claim/<device>        JSON SessionClaim: which node decodes a session fleet.py
+    orac/job/<id>              JSON JobEvent: a long recording's progress      jobs.py
     orac/config/topic/<topic>  retained JSON TopicConfig                       registry.py
     orac/config/models         retained JSON ModelSelection (promote)          models.py
     orac/satellite/<device>/status  retained JSON SatelliteStatus              registry.py
@@ -66,6 +67,16 @@ from orac_node.wire.homeassistant import (
     discovery_config_topic,
     discovery_object_id,
     is_transcript_event,
+)
+from orac_node.wire.jobs import (
+    FINISHED,
+    JOB_FILTER,
+    JOB_STATES,
+    JobEvent,
+    JobInfo,
+    JobRequest,
+    JobState,
+    job_topic,
 )
 from orac_node.wire.models import MODEL_SELECTION_TOPIC, ModelSelection
 from orac_node.wire.registry import (
@@ -128,6 +139,9 @@ __all__ = [
     "CONTEXT_MAX_TTL_S",
     "DEVICE_TRANSCRIPT_FILTER",
     "DUPLICATE",
+    "FINISHED",
+    "JOB_FILTER",
+    "JOB_STATES",
     "MAX_CHANNELS",
     "MAX_PROMPT_CHARS",
     "MAX_RATE",
@@ -156,6 +170,10 @@ __all__ = [
     "ErrorCode",
     "ErrorReport",
     "Final",
+    "JobEvent",
+    "JobInfo",
+    "JobRequest",
+    "JobState",
     "JsonPayload",
     "Method",
     "ModelSelection",
@@ -190,6 +208,7 @@ __all__ = [
     "is_transcript_event",
     "is_valid_language",
     "is_valid_name",
+    "job_topic",
     "parse_audio_topic",
     "parse_context_topic",
     "parse_request_topic",

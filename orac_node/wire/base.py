@@ -60,6 +60,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"  # retranscribe: the session is not (or no longer) in the recent ring
     UNKNOWN_MODEL = "unknown_model"
     BUSY = "busy"  # too many requests in flight on this node
+    NO_JOBS = "no_jobs"  # submit_job to a node whose jobs.enabled is false
 
 
 def is_valid_name(name: str) -> bool:

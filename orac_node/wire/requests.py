@@ -53,6 +53,7 @@ class Method(StrEnum):
     DESCRIBE = "describe"  # models, languages, limits of the answering node
     TRANSCRIBE = "transcribe"  # a submitted file
     RETRANSCRIBE = "retranscribe"  # a recent session again, with another model or prompt
+    SUBMIT_JOB = "submit_job"  # a long recording, queued as a job (jobs.py)
 
 
 def request_topic(method: Method, target: str = REQUEST_ANY) -> str:

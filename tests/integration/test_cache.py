@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,10 +17,11 @@ import yaml
 
 from orac_node.decode.cache import RedisCache
 from orac_node.decode.decoding import Decoding
-from orac_node.ops.localbroker import free_port, port_in_use
+from orac_node.ops.localbroker import free_port
 from tests.conftest import AUDIO
 from tests.integration.conftest import load
 from tests.integration.harness import RunningNode, harness
+from tests.integration.redisproc import start_redis
 
 CACHE_TIMEOUT_S = 0.1
 """The cache's bound on one Redis call (cache.timeout_ms's default)."""
@@ -30,36 +30,10 @@ REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/0"
 NODE_CONFIG: dict[str, object] = {"cache": {"backend": "redis", "redis_url": REDIS_URL}}
 
 
-def _start_redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
-    """A private redis-server on ``port`` (loopback), no persistence, up and listening."""
-    process = subprocess.Popen(
-        [
-            shutil.which("redis-server") or "/usr/bin/redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(folder),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while not port_in_use(port):
-        assert process.poll() is None and time.monotonic() < deadline, "redis-server did not start"
-        time.sleep(0.02)
-    return process
-
-
 @pytest.fixture(scope="module", autouse=True)
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The module's redis-server."""
-    process = _start_redis(REDIS_PORT, tmp_path_factory.mktemp("redis"))
+    process = start_redis(REDIS_PORT, tmp_path_factory.mktemp("redis"))
     yield REDIS_URL
     process.terminate()
     process.wait(timeout=10)
@@ -194,7 +168,7 @@ async def test_a_final_is_decoded_when_its_cache_entry_is_garbage(tmp_path: Path
 def own_redis(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A redis-server of this test's own, so the test may pause or kill it."""
     port = free_port()
-    process = _start_redis(port, tmp_path)
+    process = start_redis(port, tmp_path)
     process.port = port  # type: ignore[attr-defined]
     yield process
     if process.poll() is None:

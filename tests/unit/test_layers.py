@@ -22,6 +22,7 @@ RANK = {
     "ingest": 4,
     "decode": 5,
     "mqtt": 6,
+    "jobs": 6,
     "client": 7,
     "consumers": 7,
     "ops": 8,

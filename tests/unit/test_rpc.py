@@ -17,6 +17,7 @@ from orac_node.mqtt.bus import Outgoing
 from orac_node.mqtt.rpc import RequestFailedError, RequestHandler
 from orac_node.wire import (
     ErrorCode,
+    JobRequest,
     Method,
     Response,
     RetranscribeRequest,
@@ -41,6 +42,9 @@ class Backend:
 
     async def retranscribe(self, request: RetranscribeRequest) -> Transcription:
         raise RequestFailedError(ErrorCode.NOT_FOUND, "gone")
+
+    async def submit_job(self, request: JobRequest) -> dict[str, Any]:
+        return {"job": f"job-{request.name}"}
 
 
 def _properties(reply_to: str | None, correlation: bytes | None = b"c1") -> Properties:
@@ -131,3 +135,13 @@ async def test_nothing_is_published_where_a_request_cannot_be_answered() -> None
 def test_request_topics_name_target_and_method() -> None:
     assert request_topic(Method.RETRANSCRIBE, "box") == "orac/request/box/retranscribe"
     assert request_topic(Method.DESCRIBE) == "orac/request/any/describe"
+
+
+async def test_a_job_submission_is_answered_with_its_id() -> None:
+    rig = Rig(max_in_flight=2)
+    rig.ask(Method.SUBMIT_JOB, JobRequest(b"RIFF", name="memo.wav").encode())
+    rig.ask(Method.SUBMIT_JOB, b'{"audio": "not base64!"}')
+    await asyncio.gather(*rig.tasks)
+    bad, ok = rig.responses()  # a bad request is answered at once
+    assert ok.ok and ok.result == {"job": "job-memo.wav"}
+    assert bad.error is not None and bad.error.code == ErrorCode.BAD_FIELD
