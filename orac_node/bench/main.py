@@ -8,6 +8,7 @@ clips, so neither competes with the other for the cores.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import math
@@ -59,6 +60,7 @@ from orac_node.bench.scoring import wer
 from orac_node.config import load_config
 from orac_node.decode.engine import WhisperEngine
 from orac_node.ops.localbroker import free_port
+from orac_node.ops.localredis import LocalRedis
 from orac_node.ops.nodeproc import NodeProcess, start_node
 
 log = logging.getLogger(__name__)
@@ -109,11 +111,8 @@ def expand(scenarios: list[str]) -> list[str]:
     return names
 
 
-async def run(settings: BenchSettings) -> dict[str, Any]:
-    """Run the benchmark; return the report (also written to ``settings.out``)."""
-    clips = await asyncio.to_thread(load_corpus, settings.audio)
-    if settings.smoke:
-        clips = clips[:SMOKE_CLIPS]
+def _node_config(settings: BenchSettings) -> tuple[dict[str, Any], str | None]:
+    """The bench node's config, and the address of its own Wyoming server (if compared)."""
     # The node gets the file's contents as its config; the bench reads the same
     # settings (threads, decode options) for its baselines.
     config_data: dict[str, Any] = {}
@@ -143,6 +142,15 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
         wyoming.setdefault("uri", f"tcp://127.0.0.1:{free_port()}")
         wyoming.setdefault("zeroconf", False)
         own_uri = wyoming["uri"]
+    return config_data, own_uri
+
+
+async def run(settings: BenchSettings) -> dict[str, Any]:
+    """Run the benchmark; return the report (also written to ``settings.out``)."""
+    clips = await asyncio.to_thread(load_corpus, settings.audio)
+    if settings.smoke:
+        clips = clips[:SMOKE_CLIPS]
+    config_data, own_uri = _node_config(settings)
     config = load_config(None, config_data)
     scenarios = expand(settings.scenarios)
     grid = _grid(settings, config) if "accuracy" in scenarios else []
@@ -152,7 +160,13 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
     if settings.compare_wyoming and own_uri:
         peer = _peer([(settings.compare_wyoming, peer_results), (own_uri, own_results)])
     peer_server = await _describe_peer(settings.compare_wyoming)
-    with temporary_workdir() as tmp:
+    with temporary_workdir() as tmp, contextlib.ExitStack() as stack:
+        jobs_redis = None
+        if "jobs" in scenarios:  # a private Redis for the job queue, the node taking jobs
+            redis = LocalRedis(Path(tmp) / "redis").start()
+            stack.callback(redis.stop)
+            jobs_redis = redis.url
+            config_data["jobs"] = {"enabled": True, "redis_url": jobs_redis}
         async with bench_broker(settings.broker, Path(tmp)) as url:
             node = await start_node(
                 url, settings.model, Path(tmp), node_id=NODE_ID, config=config_data
@@ -167,6 +181,10 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
                     peer=peer,
                     ingest_size=(20, 3.0) if settings.smoke else (200, settings.ingest_seconds),
                     soak_minutes=0.25 if settings.smoke else settings.soak_minutes,
+                    jobs_redis=jobs_redis,
+                    smoke=settings.smoke,
+                    model=settings.model,
+                    workdir=Path(tmp),
                 )
             finally:
                 code = await node.stop()

@@ -18,6 +18,8 @@ import numpy as np
 from orac_node.bench.accuracy import AccuracyRow, accuracy_figure
 from orac_node.bench.baselines import BaselineResult
 from orac_node.bench.corpus import Clip
+from orac_node.bench.fleet import format_fleet
+from orac_node.bench.jobs import format_jobs
 from orac_node.bench.rooms import format_rooms
 from orac_node.bench.runner import ScenarioResult
 from orac_node.bench.scoring import wer
@@ -509,6 +511,12 @@ def format_table(summaries: dict[str, ScenarioSummary], targets: list[Target]) -
     rooms = summaries.get("rooms")
     if rooms is not None and rooms.extra:
         lines.extend(["", *format_rooms(rooms.extra)])
+    fleet = summaries.get("fleet")
+    if fleet is not None and fleet.extra:
+        lines.extend(["", *format_fleet(fleet.extra)])
+    jobs = summaries.get("jobs")
+    if jobs is not None and jobs.extra:
+        lines.extend(["", *format_jobs(jobs.extra)])
     lines.append("")
     for t in targets:
         mark = {True: "PASS", False: "MISS", None: "----"}[t.ok]

@@ -34,6 +34,7 @@ import dataclasses
 import logging
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,22 +43,20 @@ import aiomqtt
 
 from orac_node.bench.consumers import run_consumers
 from orac_node.bench.corpus import Clip, dictation
+from orac_node.bench.fleet import run_fleet
 from orac_node.bench.flood import run_flood
 from orac_node.bench.ingest import run_ingest
+from orac_node.bench.jobs import run_jobs
 from orac_node.bench.procstats import ProcessSampler, ProcessStats
 from orac_node.bench.rooms import run_rooms
 from orac_node.bench.streams import Collector, StreamRecord, stream_clip
 from orac_node.client import connect
-from orac_node.ops.localbroker import LocalBroker
+from orac_node.ops.localbroker import BROKER_QUEUES, LocalBroker
 from orac_node.ops.nodeproc import NodeProcess
 
 log = logging.getLogger(__name__)
 
 NODE_ID = "bench-node"
-BROKER_QUEUES = "max_queued_messages 100000\nmax_inflight_messages 100\n"
-"""The queue limits of the production broker config (mosquitto/orac-node.conf):
-with Mosquitto's default of 1000 the broker, not the node, would drop chunks
-whenever the node falls a moment behind."""
 BURST_SIZE = 20
 DICTATION_S = 28.0
 """Just under the node's default 30 s utterance limit."""
@@ -216,6 +215,55 @@ async def _dictation(
     return [await stream_clip(mqtt, collector, long, scenario="dictation", device="d-0")]
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What every scenario of one bench run is given."""
+
+    url: str
+    node: NodeProcess | None
+    pub: aiomqtt.Client
+    collector: Collector
+    clips: list[Clip]
+    peer: Any
+    ingest_size: tuple[int, float]
+    soak_minutes: float
+    jobs_redis: str | None
+    smoke: bool
+    model: Path
+    workdir: Path
+
+
+async def _scenario(name: str, run: _Run) -> tuple[list[StreamRecord], dict[str, Any]]:
+    """One scenario's streams, and its figures for ``extra``."""
+    pub, collector, clips = run.pub, run.collector, run.clips
+    streams: dict[str, Callable[[], Awaitable[list[StreamRecord]]]] = {
+        "single": lambda: _single(pub, collector, clips, run.peer, realtime=True),
+        "at-once": lambda: _single(pub, collector, clips, run.peer, realtime=False),
+        "soak": lambda: _soak(pub, collector, clips, run.soak_minutes * 60),
+        "throughput": lambda: _concurrent(pub, collector, clips, 8, realtime=False),
+        "burst": lambda: _burst(pub, collector, clips),
+        "dictation": lambda: _dictation(pub, collector, clips),
+    }
+    if name.startswith("concurrent-"):
+        n = int(name.split("-", 1)[1])
+        streams[name] = lambda: _concurrent(pub, collector, clips, n, realtime=True)
+    if name in streams:
+        return await streams[name](), {}
+    if name in FIGURE_SCENARIOS:
+        return await FIGURE_SCENARIOS[name](run.url, pub, collector, clips)
+    if name == "fleet":
+        return [], await run_fleet(run.model, clips, run.workdir, smoke=run.smoke)
+    if name == "jobs":
+        assert run.jobs_redis is not None, "jobs needs the node's Redis: let bench start it"
+        return [], await run_jobs(run.url, run.jobs_redis, clips, smoke=run.smoke)
+    if name == "ingest":
+        assert run.node is not None, "ingest measures the node process: let bench start it"
+        devices, seconds = run.ingest_size
+        ingest = await run_ingest(run.url, run.node.process.pid, devices=devices, seconds=seconds)
+        return [], dataclasses.asdict(ingest)
+    raise ValueError(f"unknown scenario {name!r}")
+
+
 async def run_scenarios(
     url: str,
     node: NodeProcess | None,
@@ -225,6 +273,10 @@ async def run_scenarios(
     peer: Any = None,  # noqa: ANN401 - async callable(clip, *, scenario, realtime) or None
     ingest_size: tuple[int, float] = (200, 12.0),
     soak_minutes: float = 10.0,
+    jobs_redis: str | None = None,
+    smoke: bool = False,
+    model: Path = Path(),
+    workdir: Path = Path(),
 ) -> list[ScenarioResult]:
     """Run each scenario in turn against the node at ``url``."""
     results = []
@@ -232,39 +284,29 @@ async def run_scenarios(
         collector = Collector(sub)
         await collector.start()
         collecting = asyncio.create_task(collector.run(), name="collector")
+        run = _Run(
+            url,
+            node,
+            pub,
+            collector,
+            clips,
+            peer,
+            ingest_size,
+            soak_minutes,
+            jobs_redis,
+            smoke,
+            model,
+            workdir,
+        )
         try:
             # Offline ones are measured in-process once the node has stopped (main.py).
             for name in [n for n in scenarios if n not in OFFLINE_SCENARIOS]:
-                extra: dict[str, Any] = {}
                 sampler = ProcessSampler(node.process.pid) if node else None
                 if sampler:
                     sampler.start()
                 started = time.monotonic()
                 log.info("scenario %s", name)
-                if name in {"single", "at-once"}:
-                    records = await _single(pub, collector, clips, peer, realtime=name == "single")
-                elif name.startswith("concurrent-"):
-                    n = int(name.split("-", 1)[1])
-                    records = await _concurrent(pub, collector, clips, n, realtime=True)
-                elif name == "soak":
-                    records = await _soak(pub, collector, clips, soak_minutes * 60)
-                elif name == "throughput":
-                    records = await _concurrent(pub, collector, clips, 8, realtime=False)
-                elif name == "burst":
-                    records = await _burst(pub, collector, clips)
-                elif name == "dictation":
-                    records = await _dictation(pub, collector, clips)
-                elif name in FIGURE_SCENARIOS:
-                    records, extra = await FIGURE_SCENARIOS[name](url, pub, collector, clips)
-                elif name == "ingest":
-                    assert node is not None, "ingest measures the node process: let bench start it"
-                    devices, seconds = ingest_size
-                    ingest = await run_ingest(
-                        url, node.process.pid, devices=devices, seconds=seconds
-                    )
-                    records, extra = [], dataclasses.asdict(ingest)
-                else:
-                    raise ValueError(f"unknown scenario {name!r}")
+                records, extra = await _scenario(name, run)
                 wall = time.monotonic() - started
                 stats = await sampler.stop() if sampler else ProcessStats(wall_s=wall)
                 results.append(ScenarioResult(name, records, stats, wall, extra))

@@ -90,7 +90,9 @@ def add_parsers(sub: Subparsers) -> None:
         "--scenario",
         action="append",
         help="single, at-once, concurrent-4, concurrent-8, burst, throughput, ingest, soak,"
-        " dictation, flood, consumers, rooms, accuracy (with single and at-once), or a preset:"
+        " dictation, flood, consumers, rooms, fleet (1 and 3 nodes, one killed), jobs (a 30"
+        " min recording as a job, on a private"
+        " Redis), accuracy (with single and at-once), or a preset:"
         " quick, standard (default), full; repeat",
     )
     bench.add_argument("--broker", help="use this broker instead of starting one")
@@ -108,7 +110,9 @@ def add_parsers(sub: Subparsers) -> None:
         " or ggml file, and a beam width (1 = greedy); repeat. Default: the node's model"
         " greedy and at decode.beam_size",
     )
-    bench.add_argument("--smoke", action="store_true", help="3 clips only: does it work?")
+    bench.add_argument(
+        "--smoke", action="store_true", help="3 clips only (a 2 min job): does it work?"
+    )
     bench.add_argument("--soak-minutes", type=float, default=10.0, help="length of `soak`")
     bench.add_argument(
         "--ingest-seconds", type=float, default=12.0, help="length of `ingest` (>= 10 s: P4)"

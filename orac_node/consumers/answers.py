@@ -148,7 +148,9 @@ class Answers:
             ),
             "model_details": {name: _model_details(pool, name) for name in pool.names},
             "experiment": pool.ab.report(),  # the A/B test's figures here (models ab report)
-            "methods": [m.value for m in Method],
+            "methods": [
+                m.value for m in Method if m != Method.SUBMIT_JOB or self._jobs is not None
+            ],
             "limits": {
                 "max_file_bytes": ingest.max_file_bytes,
                 "max_file_s": ingest.max_file_s,

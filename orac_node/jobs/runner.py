@@ -86,8 +86,6 @@ class JobRunner:
         self._options = options
         self._speech = speech
         self._publish = publish
-        self.running: str | None = None  # the job being decoded now
-        self.finished = 0
 
     async def run(self) -> None:
         """Take and run jobs until cancelled."""
@@ -100,31 +98,33 @@ class JobRunner:
                 log.warning("job queue unreachable (%s); again in %.0f s", exc, REDIS_RETRY_S)
                 await asyncio.sleep(REDIS_RETRY_S)
                 continue
-            if taken is not None:
+            if taken is None:
+                continue
+            try:
                 await self._run(taken)
+            except (RedisError, OSError) as exc:  # the job stays pending: taken again later
+                log.warning("job %s: queue lost mid-run (%s)", taken.job.job, exc)
+                await asyncio.sleep(REDIS_RETRY_S)
 
     async def _run(self, taken: Taken) -> None:
         job = taken.job
-        self.running = job.job
         resumed = f" from {taken.next_sample / SAMPLE_RATE:.0f} s" if taken.next_sample else ""
         log.info("job %s (%s, %.0f s of audio): running%s", job.job, job.name, job.audio_s, resumed)
         keeper = asyncio.create_task(self._keep(taken), name=f"job-keep-{job.job}")
         try:
             language = await self._windows(taken)
-        except asyncio.CancelledError:
-            raise  # stopping: the job stays pending; another node resumes it after the lease
-        except Exception as exc:
+        except (asyncio.CancelledError, RedisError, OSError):
+            raise  # stopping, or the queue is away: the job stays pending, resumed later
+        except Exception as exc:  # the job's own fault (its audio gone, a decode failed)
             log.exception("job %s failed", job.job)
             if await self._store.finish(taken, "failed", error=str(exc)):
                 self._event(taken, "failed", taken.next_sample, error=str(exc))
         else:
             if language is not None and await self._store.finish(taken, "done", language=language):
-                self.finished += 1
                 done = await self._store.get(job.job, segments=True)
                 self._event(taken, "done", int(job.audio_s * SAMPLE_RATE), text=done.text)
                 log.info("job %s done", job.job)
         finally:
-            self.running = None
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
@@ -150,6 +150,7 @@ class JobRunner:
                 log.info("job %s: cancelled or taken over; this run stops", job.job)
                 current = await self._store.get(job.job)
                 if current.state == "cancelled":
+                    await self._store.drop(taken)
                     self._event(taken, "cancelled", start)
                 return None
             self._event(taken, "running", window.cut, text=said)

@@ -289,15 +289,24 @@ class JobStore:
     async def finish(
         self, taken: Taken, state: JobState, *, error: str = "", language: str = ""
     ) -> bool:
-        """End this run (``done`` or ``failed``); False: it was no longer this run's to end."""
+        """End this run (``done`` or ``failed``); False: it was no longer this run's to end.
+
+        Only a run that ended the job acknowledges its queue entry: a run that lost
+        it must not take the entry from the run that has it now.
+        """
         ended = bool(
             await self._finish(
                 keys=self._keys(taken.job.job),
                 args=[taken.token, state, time.time(), self._keep_s, error, language],
             )
         )
-        await self._ack(taken.entry)
+        if ended:
+            await self._ack(taken.entry)
         return ended
+
+    async def drop(self, taken: Taken) -> None:
+        """Acknowledge a cancelled job's entry: nothing is left to run."""
+        await self._ack(taken.entry)
 
     async def _ack(self, entry: str) -> None:
         queue = f"{self._p}queue"

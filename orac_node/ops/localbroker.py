@@ -43,6 +43,12 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+BROKER_QUEUES = "max_queued_messages 100000\nmax_inflight_messages 100\n"
+"""The queue limits of the production broker config (mosquitto/orac-node.conf):
+with Mosquitto's default of 1000 the broker, not the node, would drop chunks
+whenever the node falls a moment behind."""
+
+
 class LocalBroker:
     """A mosquitto process on 127.0.0.1, configured from text, started and stopped by us."""
 

@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from orac_node.ops.localbroker import port_in_use
+from orac_node.ops.localredis import LocalRedis
 
 
-def start_redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
-    """A private redis-server on ``port`` (loopback), no persistence, up and listening."""
-    process = subprocess.Popen(
-        [
-            shutil.which("redis-server") or "/usr/bin/redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(folder),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while not port_in_use(port):
-        assert process.poll() is None and time.monotonic() < deadline, "redis-server did not start"
-        time.sleep(0.02)
-    return process
+@contextmanager
+def running_redis(port: int, folder: Path) -> Iterator[LocalRedis]:
+    """redis-server on ``port`` for the block."""
+    server = LocalRedis(folder, port=port).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -14,10 +14,9 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from orac_node.bench.runner import BROKER_QUEUES
 from orac_node.client import connect, split_chunks
 from orac_node.config import BrokerUrl
-from orac_node.ops.localbroker import LocalBroker
+from orac_node.ops.localbroker import BROKER_QUEUES, LocalBroker
 from orac_node.wire import (
     SAMPLE_RATE,
     AudioChunk,

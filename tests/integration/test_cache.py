@@ -18,10 +18,11 @@ import yaml
 from orac_node.decode.cache import RedisCache
 from orac_node.decode.decoding import Decoding
 from orac_node.ops.localbroker import free_port
+from orac_node.ops.localredis import LocalRedis
 from tests.conftest import AUDIO
 from tests.integration.conftest import load
 from tests.integration.harness import RunningNode, harness
-from tests.integration.redisproc import start_redis
+from tests.integration.redisproc import running_redis
 
 CACHE_TIMEOUT_S = 0.1
 """The cache's bound on one Redis call (cache.timeout_ms's default)."""
@@ -33,10 +34,8 @@ NODE_CONFIG: dict[str, object] = {"cache": {"backend": "redis", "redis_url": RED
 @pytest.fixture(scope="module", autouse=True)
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The module's redis-server."""
-    process = start_redis(REDIS_PORT, tmp_path_factory.mktemp("redis"))
-    yield REDIS_URL
-    process.terminate()
-    process.wait(timeout=10)
+    with running_redis(REDIS_PORT, tmp_path_factory.mktemp("redis")):
+        yield REDIS_URL
 
 
 async def test_redis_cache_stores_expires_and_clears() -> None:
@@ -165,22 +164,16 @@ async def test_a_final_is_decoded_when_its_cache_entry_is_garbage(tmp_path: Path
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def own_redis(tmp_path: Path) -> Iterator[LocalRedis]:
     """A redis-server of this test's own, so the test may pause or kill it."""
-    port = free_port()
-    process = start_redis(port, tmp_path)
-    process.port = port  # type: ignore[attr-defined]
-    yield process
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGCONT)
-        process.terminate()
-        process.wait(timeout=10)
+    with running_redis(free_port(), tmp_path) as server:
+        yield server
 
 
 async def test_a_paused_redis_is_a_miss_within_the_timeout(
-    own_redis: subprocess.Popen[bytes],
+    own_redis: LocalRedis,
 ) -> None:
-    url = f"redis://127.0.0.1:{own_redis.port}/0"  # type: ignore[attr-defined]
+    url = own_redis.url
     cache = RedisCache(url, ttl_s=60)
     decoding = Decoding(text="x", language="en", confidence=0.5, decode_ms=1.0)
     try:
@@ -198,15 +191,14 @@ async def test_a_paused_redis_is_a_miss_within_the_timeout(
         await cache.close()
 
 
-async def test_a_redis_stopped_while_in_use_is_a_miss(own_redis: subprocess.Popen[bytes]) -> None:
-    url = f"redis://127.0.0.1:{own_redis.port}/0"  # type: ignore[attr-defined]
+async def test_a_redis_stopped_while_in_use_is_a_miss(own_redis: LocalRedis) -> None:
+    url = own_redis.url
     cache = RedisCache(url, ttl_s=60)
     decoding = Decoding(text="x", language="en", confidence=0.5, decode_ms=1.0)
     try:
         await cache.put("k", decoding)
         assert await cache.get("k") is not None
-        own_redis.terminate()
-        own_redis.wait(timeout=10)
+        own_redis.stop()
         assert await cache.get("k") is None
         await cache.put("k", decoding)
     finally:

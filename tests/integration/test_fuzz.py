@@ -40,9 +40,8 @@ import numpy as np
 import psutil
 import pytest
 
-from orac_node.bench.runner import BROKER_QUEUES
 from orac_node.client import connect
-from orac_node.ops.localbroker import LocalBroker
+from orac_node.ops.localbroker import BROKER_QUEUES, LocalBroker
 from orac_node.wire import ErrorCode
 from tests.conftest import AUDIO
 from tests.integration.conftest import load

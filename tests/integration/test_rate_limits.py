@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from orac_node.bench.runner import BROKER_QUEUES
 from orac_node.client import connect
-from orac_node.ops.localbroker import LocalBroker
+from orac_node.ops.localbroker import BROKER_QUEUES, LocalBroker
 from orac_node.wire import AudioChunk, AudioFormat, ErrorReport, audio_topic
 from tests.conftest import AUDIO
 from tests.integration.conftest import load

@@ -11,6 +11,8 @@ import numpy as np
 import srt
 import webvtt
 
+from orac_node.bench.corpus import Clip
+from orac_node.bench.jobs import build_recording
 from orac_node.jobs.formats import render, vtt_time
 from orac_node.jobs.windows import CARRY_CHARS, Window, carry, pause_middle, plan
 from orac_node.wire import SAMPLE_RATE, JobInfo, Segment
@@ -86,3 +88,11 @@ def test_a_job_renders_as_text_srt_webvtt_and_json() -> None:
     assert [(c.start, c.end) for c in captions][1] == ("01:01:01.000", "01:01:02.500")
     assert vtt_time(0.5) == "00:00:00.500"
     assert JobInfo.decode(render(job, "json")) == job
+
+
+def test_the_bench_recording_repeats_the_referenced_clips_to_its_length() -> None:
+    one_s = np.ones(SAMPLE_RATE, np.float32)
+    clips = [Clip("a/1.wav", one_s, "one"), Clip("a/2.wav", one_s, None), Clip("b/3", one_s, "3")]
+    samples, texts = build_recording(clips, minutes=0.1)  # 6 s: 1 s clips, 0.8 s pauses
+    assert texts == ["one", "3", "one", "3"]  # the unreferenced clip left out
+    assert samples.size == 4 * int(1.8 * SAMPLE_RATE)
