@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 TAKE_BLOCK_S = 2.0
 """How long one wait for a new job blocks Redis's reply: short, so a stopping
 node is not held, long enough that an idle node costs Redis nothing."""
+RELEASE_TIMEOUT_S = 2.0
+"""A stopping node waits this long to hand its job back; past it, the lease frees it."""
 REDIS_RETRY_S = 5.0
 """A Redis that is away is asked again after this long (jobs wait; live work goes on)."""
 
@@ -113,8 +115,14 @@ class JobRunner:
         keeper = asyncio.create_task(self._keep(taken), name=f"job-keep-{job.job}")
         try:
             language = await self._windows(taken)
-        except (asyncio.CancelledError, RedisError, OSError):
-            raise  # stopping, or the queue is away: the job stays pending, resumed later
+        except asyncio.CancelledError:  # stopping: another node resumes it at once
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(RELEASE_TIMEOUT_S):
+                    await self._store.release(taken, self._node_id, lease_s=self._lease_s)
+                log.info("job %s handed back for another node to resume", job.job)
+            raise
+        except (RedisError, OSError):
+            raise  # the queue is away: the job stays pending, resumed later
         except Exception as exc:  # the job's own fault (its audio gone, a decode failed)
             log.exception("job %s failed", job.job)
             if await self._store.finish(taken, "failed", error=str(exc)):

@@ -272,6 +272,22 @@ class JobStore:
             f"{self._p}queue", GROUP, node, min_idle_time=0, message_ids=[taken.entry], justid=True
         )
 
+    async def release(self, taken: Taken, node: str, *, lease_s: float) -> None:
+        """Hand the job back now (a node stopping): mark its entry idle past any lease.
+
+        The next node's ``take`` reclaims it at once and resumes at the last
+        checkpoint, instead of waiting out the lease.
+        """
+        await self._redis.xclaim(
+            f"{self._p}queue",
+            GROUP,
+            node,
+            min_idle_time=0,
+            message_ids=[taken.entry],
+            idle=int(lease_s * 1000) + 1000,
+            justid=True,
+        )
+
     async def checkpoint(self, taken: Taken, next_sample: int, segments: list[Segment]) -> bool:
         """A window is done: keep its segments and where to resume.
 

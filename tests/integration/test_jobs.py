@@ -24,16 +24,19 @@ import webvtt
 import yaml
 
 from orac_node.client import Client, RequestError, RequestTimeoutError, connect
+from orac_node.decode.decoding import DecodeOptions
 from orac_node.jobs.formats import vtt_time
+from orac_node.jobs.runner import JobRunner
 from orac_node.jobs.store import JobError, JobStore
 from orac_node.ops.localbroker import LocalBroker, free_port
 from orac_node.wire import SAMPLE_RATE, JobEvent, JobInfo, Segment
-from tests.conftest import MODEL
+from tests.conftest import AUDIO, MODEL
 from tests.integration.accuracy import normalize, word_error_rate
 from tests.integration.conftest import load, load_refs
 from tests.integration.harness import RunningNode, start_node
 from tests.integration.redisproc import running_redis
 
+THERMOSTAT = AUDIO / "commands" / "utt015.wav"  # "set the thermostat to twenty one degrees"
 PAUSE_S = 0.8  # between clips: a pause a window can be cut at
 REDIS_PORT = free_port()
 REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/0"
@@ -274,7 +277,7 @@ def test_jobs_cancel_retry_and_the_sdk(
                 await client.submit_job(recording.path, timeout=3)
         store = JobStore(REDIS_URL, keep_s=600)
         try:
-            return await store.submit(_pieces(recording.path), name="x.wav", max_audio_s=3600)
+            return await store.submit(_pieces(THERMOSTAT), name="x.wav", max_audio_s=3600)
         finally:
             await store.close()
 
@@ -311,7 +314,7 @@ def test_jobs_cancel_retry_and_the_sdk(
         events = asyncio.run(run())
     finally:
         node.stop(signal.SIGTERM)
-    assert events[-1].state == "done"
+    assert events[-1].state == "done" and "thermostat" in events[-1].text.lower(), events
     missing = _cli("jobs", "show", "nope", "--config", str(config))
     assert missing.returncode == 1 and "no job nope" in missing.stderr
 
@@ -352,7 +355,48 @@ async def test_the_queue_fences_every_run_by_its_token() -> None:
         assert not await store.checkpoint(taken, 5 * SAMPLE_RATE, [])  # cancelled: it stops
         again = await store.retry(running)
         assert (again.state, again.done_s) == ("queued", 0.0)
+        # a stopping node hands its job back: the next node takes it at once, not after
+        # the (long) lease
+        stopping = await store.take("node-x", lease_s=60, block_s=0.1)
+        assert stopping is not None and stopping.job.job == running
+        assert await store.take("node-y", lease_s=60, block_s=0.1) is None
+        await store.release(stopping, "node-x", lease_s=60)
+        resumed = await store.take("node-y", lease_s=60, block_s=0.1)
+        assert resumed is not None and (resumed.job.job, resumed.token) == (running, 3)
         with pytest.raises(JobError, match="longer than"):
             await store.submit(_tone(10.0), name="long", max_audio_s=5)
+    finally:
+        await store.close()
+
+
+class _StuckScheduler:
+    """A decoder that never finishes: the node is mid-window when it stops."""
+
+    async def final(self, *args: object, **kwargs: object) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_stopping_node_hands_its_job_back_at_once() -> None:
+    store = JobStore(REDIS_URL, keep_s=600, prefix="release:")
+    try:
+        job = await store.submit(_tone(5.0), name="tone", max_audio_s=3600)
+        runner = JobRunner(
+            store,
+            _StuckScheduler(),  # type: ignore[arg-type]
+            node_id="node-x",
+            lease_s=60,
+            options=lambda language, prompt: DecodeOptions(),
+            speech=lambda samples: np.zeros(len(samples) // 512, np.float32),
+            publish=lambda event: None,
+        )
+        running = asyncio.create_task(runner.run())
+        async with asyncio.timeout(10):
+            while (await store.get(job)).state != "running":
+                await asyncio.sleep(0.05)
+        running.cancel()  # the node stops (systemctl stop)
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        taken = await store.take("node-y", lease_s=60, block_s=0.1)  # not after 60 s: now
+        assert taken is not None and (taken.job.job, taken.token) == (job, 2)
     finally:
         await store.close()
