@@ -28,6 +28,7 @@ from typing import Any
 import aiomqtt
 import numpy as np
 
+from orac_node.audio import float_to_s16
 from orac_node.bench.corpus import Clip
 from orac_node.bench.scoring import wer
 from orac_node.client import Client, connect
@@ -67,7 +68,7 @@ def _write_wav(path: Path, samples: np.ndarray) -> None:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(SAMPLE_RATE)
-        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+        out.writeframes(float_to_s16(samples))
 
 
 async def run_jobs(

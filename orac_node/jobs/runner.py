@@ -28,7 +28,7 @@ from orac_node.decode.longform import SpeechProbabilities
 from orac_node.decode.scheduler import InferenceScheduler, Lane
 from orac_node.jobs.store import PIECE_SAMPLES, JobStore, Taken
 from orac_node.jobs.windows import carry, plan
-from orac_node.wire import SAMPLE_RATE, JobEvent, JobState
+from orac_node.wire import SAMPLE_RATE, JobEvent, JobState, job_percent
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +179,15 @@ class JobRunner:
     ) -> None:
         job = taken.job
         done_s = round(done / SAMPLE_RATE, 2)
-        percent = 100.0 if state == "done" else round(100 * done_s / job.audio_s, 1)
         event = JobEvent(
-            job.job, state, percent, done_s, job.audio_s, self._node_id, time.time(), text, error
+            job.job,
+            state,
+            job_percent(state, done_s, job.audio_s),
+            done_s,
+            job.audio_s,
+            self._node_id,
+            time.time(),
+            text,
+            error,
         )
         self._publish(event)

@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import redis.asyncio as aioredis
 
-from orac_node.audio import Samples
+from orac_node.audio import Samples, float_to_s16, pcm_to_float
 from orac_node.errors import OracNodeError
-from orac_node.wire import JOB_STATES, SAMPLE_RATE, JobInfo, JobState, Segment
+from orac_node.wire import JOB_STATES, SAMPLE_RATE, AudioFormat, JobInfo, JobState, Segment
 
 PIECE_S = 30.0
 """Audio is stored in pieces of 30 s (960 KB): a window needs one or two, and a
@@ -180,13 +180,13 @@ class JobStore:
         async for block in pieces:
             pending = np.concatenate([pending, block])
             while pending.size >= PIECE_SAMPLES:
-                await self._redis.rpush(audio_key, _s16(pending[:PIECE_SAMPLES]))
+                await self._redis.rpush(audio_key, float_to_s16(pending[:PIECE_SAMPLES]))
                 total += PIECE_SAMPLES
                 pending = pending[PIECE_SAMPLES:]
             if total + pending.size > max_audio_s * SAMPLE_RATE:
                 raise JobError(f"{name}: longer than jobs.max_audio_s ({max_audio_s:g} s)")
         if pending.size:
-            await self._redis.rpush(audio_key, _s16(pending))
+            await self._redis.rpush(audio_key, float_to_s16(pending))
             total += pending.size
         if not total:
             raise JobError(f"{name}: no audio")
@@ -224,7 +224,7 @@ class JobStore:
         data = await self._redis.lindex(self._keys(job)[2], index)
         if not isinstance(data, bytes):
             return None
-        return np.frombuffer(data, "<i2").astype(np.float32) / np.float32(32768)
+        return pcm_to_float(data, AudioFormat.S16LE, 1)
 
     # -- running ----------------------------------------------------------------------
 
@@ -350,10 +350,6 @@ class JobStore:
         await self._ensure_group()
         await self._redis.xadd(f"{self._p}queue", {"job": job})
         return await self.get(job)
-
-
-def _s16(samples: Samples) -> bytes:
-    return (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
 
 
 def _text(value: object) -> str:

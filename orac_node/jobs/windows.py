@@ -12,9 +12,9 @@ whisper's own long-form transcription conditions on the text before.
 The windows do not overlap in audio. Overlapping them (a second beyond each
 cut, keeping a segment or word only on the side of the cut its timestamp fell)
 was built and run on tests/integration/test_jobs.py's two-minute recording:
-whisper.cpp's word timestamps drift by up to a second near a window's end, and
-words were said twice at two of its four cuts ("Open the curtain" then "Open the
-curtains in the lounge"). Aligning the overlapping words by their text instead
+whisper.cpp's timestamps near a window's end were off from where the words were
+said, and words were said twice at two of its four cuts ("Open the curtain"
+then "Open the curtains in the lounge"). Aligning the overlapping words by their text instead
 is the way to bring overlap back.
 
 Only the window being decoded is in memory, never the recording.

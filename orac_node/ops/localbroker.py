@@ -49,6 +49,16 @@ with Mosquitto's default of 1000 the broker, not the node, would drop chunks
 whenever the node falls a moment behind."""
 
 
+def wait_listening(process: subprocess.Popen[bytes], port: int, timeout_s: float) -> bool:
+    """Whether a server we started listens on ``port`` within ``timeout_s`` (False: it died)."""
+    deadline = time.monotonic() + timeout_s
+    while not port_in_use(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 class LocalBroker:
     """A mosquitto process on 127.0.0.1, configured from text, started and stopped by us."""
 
@@ -86,13 +96,10 @@ class LocalBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not port_in_use(self.port):
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                log_text = self.log_path.read_text() if self.log_path.exists() else ""
-                raise BrokerError(f"mosquitto did not start on port {self.port}:\n{log_text}")
-            time.sleep(0.02)
+        if not wait_listening(self._process, self.port, START_TIMEOUT_S):
+            self.stop()
+            log_text = self.log_path.read_text() if self.log_path.exists() else ""
+            raise BrokerError(f"mosquitto did not start on port {self.port}:\n{log_text}")
         return self
 
     def stop(self) -> None:

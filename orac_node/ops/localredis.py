@@ -6,11 +6,10 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 from orac_node.errors import OracNodeError
-from orac_node.ops.localbroker import free_port, port_in_use
+from orac_node.ops.localbroker import free_port, wait_listening
 
 START_TIMEOUT_S = 10.0
 
@@ -46,12 +45,9 @@ class LocalRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not port_in_use(self.port):
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise OracNodeError(f"redis-server did not start on port {self.port}")
-            time.sleep(0.02)
+        if not wait_listening(self._process, self.port, START_TIMEOUT_S):
+            self.stop()
+            raise OracNodeError(f"redis-server did not start on port {self.port}")
         return self
 
     def stop(self) -> None:

@@ -76,6 +76,7 @@ from orac_node.wire.jobs import (
     JobInfo,
     JobRequest,
     JobState,
+    job_percent,
     job_topic,
 )
 from orac_node.wire.models import MODEL_SELECTION_TOPIC, ModelSelection
@@ -208,6 +209,7 @@ __all__ = [
     "is_transcript_event",
     "is_valid_language",
     "is_valid_name",
+    "job_percent",
     "job_topic",
     "parse_audio_topic",
     "parse_context_topic",

@@ -40,6 +40,11 @@ def job_topic(job: str) -> str:
     return f"orac/job/{job}"
 
 
+def job_percent(state: JobState, done_s: float, audio_s: float) -> float:
+    """Share of a job's audio decoded, 0-100 (100 once done)."""
+    return 100.0 if state == "done" else round(100 * done_s / audio_s, 1)
+
+
 @dataclass(frozen=True, slots=True)
 class JobEvent(JsonPayload):
     """A job moved on: ``percent`` of its audio decoded; ``text``: what the last window said.
@@ -82,7 +87,7 @@ class JobInfo(JsonPayload):
     @property
     def percent(self) -> float:
         """Share of the audio decoded, 0-100."""
-        return 100.0 if self.state == "done" else round(100 * self.done_s / self.audio_s, 1)
+        return job_percent(self.state, self.done_s, self.audio_s)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ import srt
 import webvtt
 import yaml
 
+from orac_node.audio import float_to_s16
 from orac_node.client import Client, RequestError, RequestTimeoutError, connect
 from orac_node.decode.decoding import DecodeOptions
 from orac_node.jobs.formats import vtt_time
@@ -85,7 +86,7 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(SAMPLE_RATE)
-        out.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+        out.writeframes(float_to_s16(audio))
     return Recording(path, clips)
 
 
