@@ -201,7 +201,7 @@ class Node:
             listeners=self.listeners,
             on_final=self.discovery.final if self.discovery else None,
         )
-        self._status_shown: tuple[int, int, float | None] | None = None  # the last one's load
+        self._status_shown: tuple[int, int, float | None, bool] | None = None  # the last one's load
         self._status_at = 0.0  # when it was published (monotonic)
         self.pipeline = Pipeline(
             config,
@@ -486,14 +486,18 @@ class Node:
 
     def _set_state(self, state: NodeState) -> None:
         self._state = state
-        if self.fleet is not None:
-            self.fleet.own_state(state, self.config.model.resolved_workers())
         log.info("node %s is %s", self.node_id, state)
         self._publish_status()
 
-    def _load(self) -> tuple[int, int, float | None]:
-        """What the status shows of the node's load: sessions, queued, last final's latency."""
-        return len(self.pipeline.intake.utterances), self.pool.queued, self._publisher.last_final_ms
+    def _load(self) -> tuple[int, int, float | None, bool]:
+        """What the status shows of the node's load.
+
+        Open sessions, queued decodes, the last final's latency, and whether
+        the node refuses new sessions as overloaded.
+        """
+        intake = self.pipeline.intake
+        last_final_ms = self._publisher.last_final_ms
+        return len(intake.utterances), self.pool.queued, last_final_ms, intake.overloaded
 
     def _status_stale(self, now: float) -> bool:
         """The load changed since the last status, and that one is old enough to replace."""
@@ -503,13 +507,17 @@ class Node:
     def _publish_status(self) -> None:
         self._status_shown = load = self._load()
         self._status_at = time.monotonic()
-        sessions, queued, _ = load
+        sessions, queued, _, overloaded = load
+        capacity = self.config.model.resolved_workers()
+        if self.fleet is not None:
+            self.fleet.own_state(self._state, capacity, overloaded=overloaded)
         self._publisher.status(
             self._state,
             sessions=sessions,
             queued=queued,
             model=self.pool.finals,
-            capacity=self.config.model.resolved_workers(),
+            capacity=capacity,
+            overloaded=overloaded,
         )
         self._systemd.status(f"{self._state}: {sessions} open session(s), {queued} queued")
 
@@ -533,8 +541,12 @@ class Node:
         next_status = time.monotonic() + STATUS_EVERY_S
         offline = False
         while True:
+            slept_at = time.monotonic()
             await asyncio.sleep(TICK_S)
             now = time.monotonic()
+            # the node's load (ingest/load.py): how late this loop ran, how long a message waited
+            late = now - slept_at - TICK_S
+            self.pipeline.intake.observe_lag(max(late, self.bus.take_worst_wait()))
             if not self.bus.connected.is_set():
                 offline = True  # cut off from the broker: no satellite is idle, we are
                 continue

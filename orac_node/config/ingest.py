@@ -40,6 +40,14 @@ class IngestSection(Section):
         description="Concurrent sessions across all devices (200 satellites streaming at once"
         " is the ingest benchmark; a session's audio buffer starts at 320 KB).",
     )
+    overload_lag_ms: int = Field(
+        250,
+        ge=0,
+        le=60_000,
+        description="How long a message may wait in the node before it is handled; beyond it"
+        " the node is overloaded and refuses new sessions (overloaded) until it has caught up,"
+        " keeping every session it admitted whole (ingest/load.py). 0: never refuse for load.",
+    )
     reorder_window: int = Field(
         16,
         ge=0,

@@ -3,11 +3,15 @@
 A session opens only while its device is within its rates (limits.py: a device
 in debt from what its sessions used is refused until it has paid), has fewer
 than ``ingest.device_max_sessions`` open, the node fewer than
-``ingest.max_sessions``, and its topic is enabled in the topics registry. A
-session refused for the rates is refused whole: :class:`Admission` remembers
-it, so its later chunks are dropped and counted too. Every refusal becomes a
-:class:`Refusal` for the device, except for a device whose name leaves no room
-for its error topic (counted in ``unanswerable`` and logged).
+``ingest.max_sessions`` and is not overloaded (load.py), and its topic is
+enabled in the topics registry. A session refused for the rates or for room is
+refused whole: :class:`Admission` remembers it, so its later chunks are
+dropped and counted too (a session opened halfway, once room was made, would
+be a transcript of its second half). Every refusal becomes a :class:`Refusal`
+for the device, except for a device whose name leaves no room for its error
+topic (counted in ``unanswerable`` and logged). A session refused for room is
+told once, at its first chunk; one refused for the rates is told with the
+rate reports (once a second, with counts).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from orac_node.config import IngestSection
 from orac_node.ingest.closed import CLOSED_MEMORY
 from orac_node.ingest.limits import DeviceLimits, DeviceThrottle
+from orac_node.ingest.load import LoadGate
 from orac_node.ingest.refusal import Refusal
 from orac_node.ingest.session import UtteranceKey
 from orac_node.wire import ErrorCode, TopicConfig, error_topic_fits
@@ -43,7 +48,10 @@ class Admission:
         self._throttle = DeviceThrottle(DeviceLimits.from_config(ingest))
         self._open: Counter[str] = Counter()  # open sessions and files being decoded, by device
         self._total = 0
-        self._refused: OrderedDict[UtteranceKey, None] = OrderedDict()
+        self._refused: OrderedDict[UtteranceKey, bool] = OrderedDict()  # True: for its rates
+        self.load = LoadGate(ingest.max_sessions, ingest.overload_lag_ms / 1000)
+        self.overloaded = 0  # sessions refused as overloaded, since start
+        self.shed = 0  # chunks of sessions refused for room, dropped since start
         self.unanswerable = 0  # refusals whose error topic would be too long to publish
 
     @property
@@ -65,16 +73,24 @@ class Admission:
         """A message (and its audio) of an admitted session: never dropped, paid for later."""
         self._throttle.charge(device, now, messages=1.0 if message else 0.0, audio_s=audio_s)
 
-    def refuse_whole(self, key: UtteranceKey) -> None:
-        """The session was refused for its device's rates: its later chunks are refused too."""
-        self._refused[key] = None
+    def refuse_whole(self, key: UtteranceKey, *, rates: bool = True) -> None:
+        """The session was refused (for its device's ``rates``, or for room): its chunks too."""
+        self._refused[key] = rates
         while len(self._refused) > CLOSED_MEMORY:
             self._refused.popitem(last=False)
 
     def refused_whole(self, key: UtteranceKey, now: float, seq: int) -> Dropped | None:
-        """A chunk of a session refused whole: dropped and counted (None: not such a session)."""
-        if key not in self._refused:
+        """A chunk of a session refused whole: dropped and counted (None: not such a session).
+
+        For the rates, counted with the device's drops and reported with them;
+        for room, the device was told at the session's first chunk.
+        """
+        rates = self._refused.get(key)
+        if rates is None:
             return None
+        if not rates:
+            self.shed += 1
+            return Dropped(None)
         self._throttle.drop(key.device, now)
         return self._dropped(key.device, now, key.session, seq)
 
@@ -106,13 +122,30 @@ class Admission:
 
     def room(self, device: str, session: str | None, seq: int | None) -> Refusal | None:
         """Why one more session does not fit the node's or the device's limits (None: it fits)."""
+        code = ErrorCode.TOO_MANY_SESSIONS
         if self._total >= self._ingest.max_sessions:
             message = "node is at its session limit"
         elif self._open[device] >= self._ingest.device_max_sessions:
             message = f"device has {self._ingest.device_max_sessions} open sessions, its limit"
+        elif not self.load.may_open(self._total):
+            code, message = ErrorCode.OVERLOADED, self._overloaded()
+            self.overloaded += 1
         else:
             return None
-        return self.refusal(device, ErrorCode.TOO_MANY_SESSIONS, message, session, seq)
+        return self.refusal(device, code, message, session, seq)
+
+    def _overloaded(self) -> str:
+        load = self.load
+        if load.behind:
+            why = f"{load.lag_s * 1000:.0f} ms behind"
+        else:
+            why = f"at the {load.cap} sessions it keeps up with now"
+        return f"node is overloaded ({why}): session refused whole, send it again later"
+
+    @property
+    def open_total(self) -> int:
+        """Sessions and files open on the node."""
+        return self._total
 
     def topic_closed(
         self, device: str, topic: str, session: str | None = None, seq: int | None = None

@@ -82,6 +82,7 @@ class Fleet:
         self.enabled = enabled
         self._clock = clock
         self._live: dict[str, int] = {}  # ready nodes and their capacity
+        self._full: set[str] = set()  # ready nodes refusing new sessions as overloaded
         self._offline: dict[str, int] = {}  # node -> when its offline arrived (an event)
         self._events = 0  # statuses and claims received: their order, the broker's
         self._owners: dict[str, str] = {}  # device -> owner, while the membership holds
@@ -103,14 +104,16 @@ class Fleet:
         and the node knows its state first-hand (:meth:`own_state`).
         """
         if status.node != self.node_id:
-            self._set(status.node, status.state, status.capacity)
+            self._set(status.node, status.state, status.capacity, overloaded=status.overloaded)
 
-    def own_state(self, state: NodeState, capacity: int) -> None:
+    def own_state(self, state: NodeState, capacity: int, *, overloaded: bool = False) -> None:
         """The node's own state, as it publishes it."""
-        self._set(self.node_id, state, capacity)
+        self._set(self.node_id, state, capacity, overloaded=overloaded)
 
-    def _set(self, node: str, state: NodeState, capacity: int | None) -> None:
-        before = dict(self._live)
+    def _set(
+        self, node: str, state: NodeState, capacity: int | None, *, overloaded: bool = False
+    ) -> None:
+        before, full_before = dict(self._live), set(self._full)
         if state == "ready":
             self._live[node] = capacity or 1
             self._offline.pop(node, None)
@@ -120,9 +123,18 @@ class Fleet:
                 self._offline.setdefault(node, self._event())
             else:
                 self._offline.pop(node, None)
-        if self._live != before:
+        if overloaded and state == "ready":
+            self._full.add(node)
+        else:
+            self._full.discard(node)
+        if self._live != before or self._full != full_before:
             self._owners.clear()
-            log.info("nodes taking sessions: %s", ", ".join(sorted(self._live)) or "none")
+            taking = sorted(self._live.keys() - self._full)
+            log.info(
+                "nodes taking sessions: %s%s",
+                ", ".join(taking) or "none",
+                f" (overloaded: {', '.join(sorted(self._full))})" if self._full else "",
+            )
 
     @property
     def alone(self) -> bool:
@@ -137,7 +149,10 @@ class Fleet:
         if found is None:
             if len(self._owners) >= MAX_OWNERS:
                 self._owners.clear()
-            found = max(self._live, key=lambda node: score(node, device, self._live[node]))
+            # overloaded nodes keep the sessions they have and get no new devices, unless
+            # every node is overloaded: then the owner is as usual, and it refuses them
+            nodes = (self._live.keys() - self._full) or self._live.keys()
+            found = max(nodes, key=lambda node: score(node, device, self._live[node]))
             self._owners[device] = found
         return found
 

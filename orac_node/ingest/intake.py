@@ -39,6 +39,7 @@ from orac_node.ingest.admission import Admission, Dropped
 from orac_node.ingest.closed import ClosedSessions, LateReport
 from orac_node.ingest.endpoint import EndpointRules, EndReason
 from orac_node.ingest.fleet import Fleet
+from orac_node.ingest.load import LoadGate
 from orac_node.ingest.rawstream import RawStream
 from orac_node.ingest.refusal import Refusal
 from orac_node.ingest.session import Piece, Utterance, UtteranceKey
@@ -59,6 +60,8 @@ log = logging.getLogger(__name__)
 CLOCK_SKEW_S = 1.0
 """How far a satellite's clock may be behind the node's for a session it began just
 after the node was ready still to count as begun after (see _from_before_ready)."""
+ROOM_CODES = frozenset({ErrorCode.TOO_MANY_SESSIONS, ErrorCode.OVERLOADED})
+"""Refusals for want of room: the session is refused whole, so it never opens halfway."""
 RAW_STREAM_FORGET_S = 60.0
 """A raw stream silent this long is forgotten (its VAD state and pre-roll)."""
 
@@ -219,6 +222,19 @@ class Intake:
         self.foreign += 1
         return True
 
+    def _elsewhere(self, device: str) -> bool:
+        """A new session of a device another node now opens: this one only has older ones open.
+
+        The device moved while one of its sessions was open here (this node is
+        overloaded, or another joined): the old session ends here, the new one
+        is the new owner's, and this node neither opens nor refuses it.
+        """
+        fleet = self.fleet
+        if fleet is None or self.replaying or fleet.takes(device):
+            return False
+        self.foreign += 1
+        return True
+
     def abandon(self, key: UtteranceKey) -> Utterance | None:
         """Drop an open session another node decodes (it claimed it first); no final, no report."""
         utt = self.utterances.get(key)
@@ -232,6 +248,25 @@ class Intake:
     def throttled(self) -> int:
         """Messages dropped for being over a device's rates, since start."""
         return self._admission.dropped
+
+    def observe_lag(self, lag_s: float) -> None:
+        """How long a message waited before it was handled (or the loop ran late): the load."""
+        self._admission.load.observe(lag_s)
+
+    @property
+    def overloaded(self) -> bool:
+        """New sessions are refused as ``overloaded`` now (load.py)."""
+        return self._admission.load.overloaded(self._admission.open_total)
+
+    @property
+    def load(self) -> LoadGate:
+        """The session cap and lag, for metrics."""
+        return self._admission.load
+
+    @property
+    def shed(self) -> tuple[int, int]:
+        """Sessions refused as overloaded, and chunks of sessions refused for room, since start."""
+        return self._admission.overloaded, self._admission.shed
 
     @property
     def late_chunks(self) -> int:
@@ -278,7 +313,9 @@ class Intake:
         for device, stream in list(self._raw.items()):
             if now - stream.last_data_at > RAW_STREAM_FORGET_S:
                 del self._raw[device]
-        ticked.refusals += self._admission.reports_due(now)
+        admission = self._admission
+        admission.load.tick(now, admission.open_total)
+        ticked.refusals += admission.reports_due(now)
         for late in self._closed.due(now):
             if (refusal := self._late_refusal(late)) is not None:
                 ticked.refusals.append(refusal)
@@ -327,40 +364,26 @@ class Intake:
 
     # -- the three kinds of audio -----------------------------------------
 
-    def _on_chunk(  # noqa: PLR0911 - one return per way a chunk can end
-        self, device: str, topic: str, payload: bytes, now: float
-    ) -> Outcome:
+    def _on_chunk(self, device: str, topic: str, payload: bytes, now: float) -> Outcome:
         try:
             chunk = AudioChunk.decode(payload)
-            samples = pcm_to_float(chunk.pcm, chunk.format, chunk.channels)
         except ContractError as exc:
             return self._admit(device, now) or self._refuse(device, exc.code, exc.message)
-        except AudioDecodeError as exc:
-            return self._admit(device, now) or self._refuse(device, ErrorCode.BAD_AUDIO, str(exc))
         key = UtteranceKey(device, chunk.session)
         utt = self.utterances.get(key)
+        # a refused session's chunks are dropped before their audio is converted: under
+        # overload they are most of what arrives, and must cost little more than receiving
+        if utt is None and (dropped := self._admission.refused_whole(key, now, chunk.seq)):
+            return TAKEN if dropped.report is None else Outcome(refusal=dropped.report)
+        try:
+            samples = pcm_to_float(chunk.pcm, chunk.format, chunk.channels)
+        except AudioDecodeError as exc:
+            return self._admit(device, now) or self._refuse(device, ErrorCode.BAD_AUDIO, str(exc))
         if utt is None:
-            if key in self._closed and not self._retaken(key):
-                self._charge(device, now, 0.0)
-                audio_s = chunk.frames / chunk.rate
-                late = self._closed.late(key, chunk.seq, now, end=chunk.end, audio_s=audio_s)
-                refusal = None if late is None else self._late_refusal(late)
-                return TAKEN if refusal is None else Outcome(refusal=refusal)
-            if (dropped := self._admission.refused_whole(key, now, chunk.seq)) is not None:
-                return TAKEN if dropped.report is None else Outcome(refusal=dropped.report)
-            if (chunk.seq > 0 or self._from_before_ready(chunk.ts)) and self._begun_elsewhere(key):
-                return TAKEN
-            if self.draining:
-                return DECLINED
-            if (outcome := self._admit(device, now, chunk.session, chunk.seq)) is not None:
-                self._admission.refuse_whole(key)
-                return outcome
-            topic_name = chunk.topic or self.config.ingest.topic_for(device)
-            refused = self._refuse_opening(key, topic_name, chunk.lang, chunk.seq)
-            if refused is not None:
-                return refused
-            utt = self._open(key, chunk.topic, chunk.lang, chunk.rate, now)
-            self._charge(device, now, chunk.frames / chunk.rate, message=False)  # admitted: paid
+            opened = self._first_chunk(key, topic, chunk, now)
+            if isinstance(opened, Outcome):
+                return opened
+            utt = opened
         elif chunk.rate != utt.rate:
             message = f"rate changed from {utt.rate} to {chunk.rate} Hz within the session"
             return self._refuse(device, ErrorCode.BAD_RATE, message, chunk.session, chunk.seq)
@@ -370,6 +393,36 @@ class Intake:
             self._spool.append(device, chunk.session, topic, payload)  # before the ack
         utt.accept(chunk.seq, Piece(samples, chunk.end), now)
         return Outcome(audio=utt)
+
+    def _first_chunk(  # noqa: PLR0911 - one return per way a session can fail to open
+        self, key: UtteranceKey, topic: str, chunk: AudioChunk, now: float
+    ) -> Utterance | Outcome:
+        """A chunk of a session not open here: the session it opens, or what became of it."""
+        device = key.device
+        if key in self._closed and not self._retaken(key):
+            self._charge(device, now, 0.0)
+            audio_s = chunk.frames / chunk.rate
+            late = self._closed.late(key, chunk.seq, now, end=chunk.end, audio_s=audio_s)
+            refusal = None if late is None else self._late_refusal(late)
+            return TAKEN if refusal is None else Outcome(refusal=refusal)
+        if (chunk.seq > 0 or self._from_before_ready(chunk.ts)) and self._begun_elsewhere(key):
+            return TAKEN
+        if self._elsewhere(device):
+            return TAKEN
+        if self.draining:
+            return DECLINED
+        if (outcome := self._admit(device, now, chunk.session, chunk.seq)) is not None:
+            self._admission.refuse_whole(key)
+            return outcome
+        topic_name = chunk.topic or self.config.ingest.topic_for(device)
+        refused = self._refuse_opening(key, topic_name, chunk.lang, chunk.seq)
+        if refused is not None:
+            if refused.refusal is not None and refused.refusal.code in ROOM_CODES:
+                self._admission.refuse_whole(key, rates=False)  # told once, now
+            return refused
+        utt = self._open(key, chunk.topic, chunk.lang, chunk.rate, now)
+        self._charge(device, now, chunk.frames / chunk.rate, message=False)  # admitted: paid
+        return utt
 
     def _refuse_opening(
         self, key: UtteranceKey, topic: str, lang: str | None, seq: int | None

@@ -107,6 +107,7 @@ class TranscriptPublisher:
         queued: int,
         model: str | None = None,
         capacity: int | None = None,
+        overloaded: bool = False,
     ) -> None:
         """Publish the retained node status (``model``: its finals model, if not the first)."""
         status = NodeStatus(
@@ -119,5 +120,6 @@ class TranscriptPublisher:
             ts=time.time(),
             last_final_ms=self.last_final_ms,
             capacity=capacity,
+            overloaded=overloaded,
         )
         self._bus.publish(Outgoing(status_topic(self.node_id), status.encode(), qos=1, retain=True))

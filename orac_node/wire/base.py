@@ -49,6 +49,7 @@ class ErrorCode(StrEnum):
     BAD_DEVICE = "bad_device"
     SESSION_TOO_LONG = "session_too_long"
     TOO_MANY_SESSIONS = "too_many_sessions"  # the node's or the device's session limit
+    OVERLOADED = "overloaded"  # the node is behind: the session is refused whole, send it later
     DECODE_FAILED = "decode_failed"
     RATE_LIMITED = "rate_limited"  # over the device's rate; ErrorReport.dropped says how much
     TOPIC_DISABLED = "topic_disabled"  # the topic's registry config says enabled: false

@@ -46,6 +46,9 @@ class NodeStatus(JsonPayload):
     capacity: int | None = None
     """The node's decode workers: its weight when nodes share the satellites
     (docs/FLEET.md); null from a node of an older release, counted as 1."""
+    overloaded: bool = False
+    """The node refuses new sessions with ``overloaded`` (it is behind, or at the session
+    cap it learned, ingest/load.py); other nodes of a fleet take its devices' new ones."""
     v: int = PROTOCOL_VERSION
 
 

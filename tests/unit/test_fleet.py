@@ -7,6 +7,7 @@ node processes on a real broker.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 
 import aiomqtt
@@ -233,3 +234,26 @@ def test_its_own_stale_status_does_not_make_a_node_give_its_sessions_away() -> N
     assert "n1" in fleet.live
     fleet.own_state("draining", 1)
     assert fleet.live == {"n2": 1}
+
+
+def test_an_overloaded_node_gets_no_new_devices_until_it_has_caught_up() -> None:
+    fleet = _fleet("n1", "n2", "n3")
+    before = {device: fleet.owner(device) for device in DEVICES[:600]}
+    full = dataclasses.replace(_status("n2"), overloaded=True)
+    fleet.on_status(full)
+    after = {device: fleet.owner(device) for device in DEVICES[:600]}
+    assert "n2" not in after.values()
+    # only n2's devices moved, and they spread over the others
+    assert all(after[d] == owner for d, owner in before.items() if owner != "n2")
+    moved = Counter(after[d] for d, owner in before.items() if owner == "n2")
+    assert set(moved) == {"n1", "n3"}
+    fleet.on_status(_status("n2"))  # caught up: its devices come back
+    assert {device: fleet.owner(device) for device in DEVICES[:600]} == before
+
+
+def test_when_every_node_is_overloaded_the_owners_are_as_usual_and_refuse() -> None:
+    fleet = _fleet("n1", "n2")
+    before = {device: fleet.owner(device) for device in DEVICES[:200]}
+    fleet.own_state("ready", 1, overloaded=True)
+    fleet.on_status(dataclasses.replace(_status("n2"), overloaded=True))
+    assert {device: fleet.owner(device) for device in DEVICES[:200]} == before

@@ -20,6 +20,7 @@ from orac_node.audio.vad import SileroVad
 from orac_node.config import NodeConfig
 from orac_node.ingest.intake import Intake, Outcome, Ticked, Upload
 from orac_node.ingest.limits import REPORT_EVERY_S
+from orac_node.ingest.load import MIN_CAP
 from orac_node.ingest.refusal import Refusal
 from orac_node.ingest.session import Utterance
 from orac_node.wire import AudioChunk, AudioFormat
@@ -266,3 +267,42 @@ def test_the_satellites_own_end_just_after_the_silence_endpoint_is_not_reported(
     intake.tick(time.monotonic() + REPORT_EVERY_S + 0.01)
     assert rec.errors == []
     assert intake.late_chunks == 1  # counted all the same
+
+
+def _fall_behind(intake: Intake, lag_s: float, ticks: int) -> None:
+    now = time.monotonic()
+    for tick in range(ticks):
+        intake.observe_lag(lag_s)
+        intake.tick(now + tick * 0.05)
+
+
+def test_an_overloaded_node_refuses_a_session_whole_and_says_so_once() -> None:
+    intake, rec = _intake()
+    for device in range(MIN_CAP):  # the sessions a node always takes
+        intake.on_message(f"audio/sat-{device}/chunk", _chunk("s"))
+    _fall_behind(intake, 1.0, ticks=12)  # over the limit for longer than a stall
+    assert intake.overloaded
+    intake.on_message("audio/kitchen/chunk", _chunk("a"))
+    assert rec.codes("kitchen") == ["overloaded"]
+    for utt in list(intake.utterances.values()):
+        intake.close(utt)
+    _fall_behind(intake, 0.0, ticks=3)  # caught up, and the others ended: room again
+    assert not intake.overloaded
+    for seq in range(1, 5):  # the refused session never opens halfway
+        intake.on_message("audio/kitchen/chunk", _chunk("a", seq, end=seq == 4))
+    assert rec.codes("kitchen") == ["overloaded"]
+    assert not intake.utterances
+    assert intake.shed == (1, 4)
+    intake.on_message("audio/kitchen/chunk", _chunk("b"))  # a new one is welcome again
+    assert [u.key.session for u in intake.utterances.values()] == ["b"]
+
+
+def test_a_session_refused_for_room_is_refused_whole() -> None:
+    intake, rec = _intake(max_sessions=1)
+    intake.on_message("audio/kitchen/chunk", _chunk("a"))
+    intake.on_message("audio/hall/chunk", _chunk("b"))
+    (only,) = intake.utterances.values()
+    intake.close(only)  # room again, but "b" began without it
+    intake.on_message("audio/hall/chunk", _chunk("b", 1))
+    assert rec.codes("hall") == ["too_many_sessions"]
+    assert not intake.utterances
