@@ -152,6 +152,7 @@ class Node:
             on_message=self.on_message,
             on_connected=self._publish_status,
             on_session_lost=self._session_lost,
+            screen=self._screen,
         )
         self.discovery = (
             DeviceDiscovery(
@@ -280,6 +281,22 @@ class Node:
             self.registry.on_message(topic, bytes(payload))
         elif self.fleet is not None:
             self._on_fleet(topic, bytes(payload), retained=bool(message.retain))
+        return True
+
+    def _screen(self, message: aiomqtt.Message) -> bool:
+        """An audio message as it arrives: True when the pipeline dealt with it already.
+
+        Only while ready: a draining node leaves new sessions with the broker.
+        """
+        topic = message.topic.value
+        payload = message.payload
+        if self._state != "ready" or not topic.startswith("audio/"):
+            return False
+        if not isinstance(payload, bytes | bytearray) or not self.pipeline.screen(
+            topic, bytes(payload)
+        ):
+            return False
+        self.received["chunk"] += 1
         return True
 
     def _on_fleet(self, topic: str, payload: bytes, *, retained: bool) -> None:

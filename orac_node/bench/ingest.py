@@ -1,24 +1,31 @@
 """The ``ingest`` scenario: 200 satellites x 20 ms chunks = 10,000 msg/s of non-speech.
 
-What it answers: does the node take every chunk at the rate a house full of
-satellites produces, and what does a chunk cost it? Half the satellites send
-digital silence, half a quiet room's noise floor (-60 dBFS); each streams
-5-second sessions ending with ``end`` so every session is answered by a final
-that says how many chunks the node received.
+What it answers: offered more than it can take, does the node keep every
+session it admitted whole and refuse the rest up front (issue 13's overload
+target), and what does a chunk cost it? Half the satellites send digital
+silence, half a quiet room's noise floor (-60 dBFS); each streams 5-second
+sessions ending with ``end``. Every session is answered: by a final that says
+how many chunks the node took (complete when it took every chunk sent), or by
+an ``overloaded`` error (the refused; the time from the session's first chunk
+to the error is how long its satellite waited to be told). A session with
+neither is lost.
 
 The cost is compared with a bare subscriber (aiomqtt + msgpack unpack, nothing
 else; baresub.py) fed the same load on a topic the node does not hear, in the
-same run, so the ratio holds on a busy machine.
+same run, so the ratio holds on a busy machine. The node's CPU is divided by
+every chunk sent to it, refused sessions' included: it receives them all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import statistics
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -26,28 +33,48 @@ import numpy as np
 import psutil
 
 from orac_node.audio import float_to_s16
-from orac_node.client import connect, transcripts
-from orac_node.wire import SAMPLE_RATE, TRANSCRIPT_FILTER, AudioChunk, AudioFormat, Final
+from orac_node.client import connect
+from orac_node.errors import ContractError
+from orac_node.wire import (
+    SAMPLE_RATE,
+    TRANSCRIPT_FILTER,
+    AudioChunk,
+    AudioFormat,
+    ErrorCode,
+    ErrorReport,
+    Final,
+    decode_transcript,
+    error_topic,
+)
 
 CHUNK_MS = 20
 SESSION_S = 5.0
 CONNECTIONS = 4
 """Publisher connections: one aiomqtt client tops out well below 10,000 QoS 1 msg/s."""
 NOISE_DBFS = -60.0
+ANSWER_WAIT_S = 30.0
+"""After the load, how long the last sessions' finals and errors may take to come:
+a node that fell behind answers late, and late is measured, not counted lost."""
 
 
 @dataclass
 class IngestResult:
-    """Chunks offered and taken, and CPU per chunk of the node and of a bare subscriber."""
+    """What became of the sessions offered, and CPU per chunk of the node and a bare subscriber."""
 
     devices: int
     seconds: float
     chunks_sent: int
-    chunks_received: int
-    sessions: int
-    finals: int
     offered_per_s: float
-    node_cpu_us_per_chunk: float
+    sessions: int
+    admitted: int  # answered by a final
+    complete: int  # ... that took every chunk sent
+    refused: int  # answered by an `overloaded` error
+    lost: int  # answered by neither
+    other_errors: int
+    told_ms_p50: float | None  # first chunk sent -> `overloaded` received
+    told_ms_max: float | None
+    chunks_received: int  # chunks the finals say the node took
+    node_cpu_us_per_chunk: float  # node CPU / chunks sent (it receives them all)
     bare_cpu_us_per_chunk: float
     bare_received: int
 
@@ -68,21 +95,27 @@ def _payloads(devices: int) -> list[bytes]:
     return out
 
 
+@dataclass
+class Offered:
+    """What the satellites sent: chunks per session, and when each session began."""
+
+    chunks: int = 0
+    sessions: dict[tuple[str, str], int] = field(default_factory=dict)  # -> chunks sent
+    began: dict[tuple[str, str], float] = field(default_factory=dict)  # -> monotonic
+
+
 async def offer_load(
     url_host: str, port: int, *, devices: int, seconds: float, prefix: str
-) -> tuple[int, int]:
-    """Publish the load in real time; return (chunks sent, sessions)."""
+) -> Offered:
+    """Publish the load in real time; return what was sent."""
     pcm = _payloads(devices)
     per_session = int(SESSION_S * 1000 / CHUNK_MS)
     ticks = int(seconds * 1000 / CHUNK_MS)
     sessions = [uuid.uuid4().hex[:12] for _ in range(devices)]
-    sent = 0
-    session_count = devices
+    offered = Offered()
 
-    async def connection(index: int) -> int:
-        nonlocal session_count
+    async def connection(index: int) -> None:
         mine = range(index, devices, CONNECTIONS)
-        count = 0
         async with aiomqtt.Client(
             url_host,
             port,
@@ -97,6 +130,10 @@ async def offer_load(
                 last = seq == per_session - 1 or tick == ticks - 1
                 publishes = []
                 for device in mine:
+                    key = (f"ingest-{device}", sessions[device])
+                    if seq == 0:
+                        offered.began[key] = time.monotonic()
+                    offered.sessions[key] = seq + 1
                     chunk = AudioChunk(
                         sessions[device],
                         seq,
@@ -110,20 +147,16 @@ async def offer_load(
                         client.publish(f"{prefix}/ingest-{device}/chunk", chunk.encode(), qos=1)
                     )
                 await asyncio.gather(*publishes)
-                count += len(publishes)
+                offered.chunks += len(publishes)
                 if last:
                     for device in mine:
                         sessions[device] = uuid.uuid4().hex[:12]
-                    if tick != ticks - 1:
-                        session_count += len(mine)
                 delay = start + (tick + 1) * CHUNK_MS / 1000 - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-        return count
 
-    counts = await asyncio.gather(*(connection(i) for i in range(CONNECTIONS)))
-    sent = sum(counts)
-    return sent, session_count
+    await asyncio.gather(*(connection(i) for i in range(CONNECTIONS)))
+    return offered
 
 
 async def bare_subscriber_cost(
@@ -159,42 +192,67 @@ async def run_ingest(url: str, node_pid: int, *, devices: int, seconds: float) -
     host, port = parts.hostname or "127.0.0.1", parts.port or 1883
     async with connect(url) as listener:
         await listener.subscribe(TRANSCRIPT_FILTER, qos=1)
+        await listener.subscribe(error_topic("+"), qos=1)
         return await _measure(listener, host, port, node_pid, devices=devices, seconds=seconds)
 
 
 async def _measure(
     listener: aiomqtt.Client, host: str, port: int, node_pid: int, *, devices: int, seconds: float
 ) -> IngestResult:
-    finals: list[Final] = []
+    finals: dict[tuple[str, str], Final] = {}
+    errors: dict[tuple[str, str], tuple[str, float]] = {}  # -> (code, received at)
 
     async def collect() -> None:
-        async for t in transcripts(listener):
-            if isinstance(t, Final) and t.device.startswith("ingest-"):
-                finals.append(t)
+        async for message in listener.messages:
+            if not isinstance(message.payload, bytes):
+                continue
+            with contextlib.suppress(ContractError):
+                if message.topic.matches(TRANSCRIPT_FILTER):
+                    t = decode_transcript(message.payload)
+                    if isinstance(t, Final) and t.device.startswith("ingest-"):
+                        finals[(t.device, t.session)] = t
+                else:
+                    report = ErrorReport.decode(message.payload)
+                    if report.session is not None:
+                        key = (report.device, report.session)
+                        errors.setdefault(key, (report.code, time.monotonic()))
 
     collecting = asyncio.create_task(collect())
     node = psutil.Process(node_pid)
     before = node.cpu_times()
     started = time.monotonic()
-    sent, sessions = await offer_load(host, port, devices=devices, seconds=seconds, prefix="audio")
+    offered = await offer_load(host, port, devices=devices, seconds=seconds, prefix="audio")
     wall = time.monotonic() - started
-    deadline = time.monotonic() + 15
-    while len(finals) < sessions and time.monotonic() < deadline:  # noqa: ASYNC110
+    deadline = time.monotonic() + ANSWER_WAIT_S
+    answered = offered.sessions.keys()
+    while time.monotonic() < deadline and not answered <= finals.keys() | errors.keys():  # noqa: ASYNC110
         await asyncio.sleep(0.1)  # finals of the last sessions are still being gated
     after = node.cpu_times()
     collecting.cancel()
     node_cpu = (after.user + after.system) - (before.user + before.system)
-    received = sum(f.chunks for f in finals)
     bare_us, bare_received = await bare_subscriber_cost(host, port, devices, seconds)
+    refused = {k for k, (code, _) in errors.items() if code == ErrorCode.OVERLOADED}
+    told_ms = [(errors[k][1] - offered.began[k]) * 1000 for k in refused if k in offered.began]
+    complete = [
+        k
+        for k, final in finals.items()
+        if k in offered.sessions and final.chunks == offered.sessions[k] and not final.incomplete
+    ]
     return IngestResult(
         devices=devices,
         seconds=round(wall, 2),
-        chunks_sent=sent,
-        chunks_received=received,
-        sessions=sessions,
-        finals=len(finals),
-        offered_per_s=round(sent / wall, 1),
-        node_cpu_us_per_chunk=round(node_cpu / max(received, 1) * 1e6, 1),
+        chunks_sent=offered.chunks,
+        offered_per_s=round(offered.chunks / wall, 1),
+        sessions=len(offered.sessions),
+        admitted=len(finals.keys() & offered.sessions.keys()),
+        complete=len(complete),
+        refused=len(refused),
+        lost=len(offered.sessions.keys() - finals.keys() - errors.keys()),
+        other_errors=len(errors.keys() - refused),
+        told_ms_p50=round(statistics.median(told_ms), 1) if told_ms else None,
+        told_ms_max=round(max(told_ms), 1) if told_ms else None,
+        chunks_received=sum(f.chunks for f in finals.values()),
+        node_cpu_us_per_chunk=round(node_cpu / max(offered.chunks, 1) * 1e6, 1),
         bare_cpu_us_per_chunk=round(bare_us, 1),
         bare_received=bare_received,
     )

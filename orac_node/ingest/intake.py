@@ -169,6 +169,42 @@ class Intake:
         admission.opened(device)
         return Outcome(upload=Upload(key, payload))
 
+    def screen(self, topic: str, payload: bytes) -> Outcome | None:  # noqa: PLR0911 - one per check
+        """A chunk as it arrives, before it queues: dropped now if it would be dropped anyway.
+
+        None: it waits its turn (nearly always). Another node's device's chunks
+        are dropped at once; while the node is overloaded, so are the chunks of
+        sessions it refused, and a new session is refused the moment its first
+        chunk arrives, not seconds later when its turn comes behind the backlog
+        (then its satellite is told within a second). Only a session's first
+        chunk (seq 0) is refused here: whatever else arrives for a session not
+        open waits its turn, where the session may be open by then.
+        """
+        if self.replaying or self.draining or not topic.endswith("/chunk"):
+            return None
+        if self._foreign(topic):
+            return TAKEN
+        admission = self._admission
+        if not admission.load.overloaded(admission.open_total):
+            return None
+        try:
+            chunk = AudioChunk.decode(payload)
+            device = audio_topic_device(topic)
+        except ContractError:
+            return None  # its turn will say what is wrong with it
+        key = UtteranceKey(device, chunk.session)
+        if key in self.utterances or key in self._closed:
+            return None
+        if (dropped := admission.refused_whole(key, time.monotonic(), chunk.seq)) is not None:
+            return TAKEN if dropped.report is None else Outcome(refusal=dropped.report)
+        if chunk.seq > 0:
+            return None
+        refusal = admission.room(device, chunk.session, chunk.seq)
+        if refusal is None or refusal.code not in ROOM_CODES:
+            return None
+        admission.refuse_whole(key, rates=False)
+        return Outcome(refusal=refusal)
+
     def _foreign(self, topic: str) -> bool:
         """Another node opens this device's sessions, and it has none open here.
 

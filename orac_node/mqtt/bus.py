@@ -84,12 +84,20 @@ class Outgoing:
 
 
 def _counting_queue(
-    on_drop: Callable[[aiomqtt.Message], None], waits: _Waits
+    on_arrival: Callable[[aiomqtt.Message], bool],
+    on_drop: Callable[[aiomqtt.Message], None],
+    waits: _Waits,
 ) -> type[asyncio.Queue[aiomqtt.Message]]:
-    """A queue class for aiomqtt's incoming messages that reports each discard and each wait."""
+    """A queue class for aiomqtt's incoming messages that reports each discard and each wait.
+
+    ``on_arrival`` sees every message first and returns True for one it dealt
+    with already (the node's screen), which is then not queued.
+    """
 
     class CountingQueue(asyncio.Queue[aiomqtt.Message]):
         def put_nowait(self, item: aiomqtt.Message) -> None:
+            if on_arrival(item):
+                return
             if self.full():
                 on_drop(item)
             super().put_nowait(item)  # raises QueueFull, which aiomqtt handles
@@ -138,6 +146,7 @@ class Bus:
         on_message: Callable[[aiomqtt.Message], bool],
         on_connected: Callable[[], None] | None = None,
         on_session_lost: Callable[[], None] | None = None,
+        screen: Callable[[aiomqtt.Message], bool] | None = None,
     ) -> None:
         self._settings = settings
         self._client_id = client_id
@@ -146,6 +155,7 @@ class Bus:
         self._on_message = on_message
         self._on_connected = on_connected
         self._on_session_lost = on_session_lost
+        self._screen = screen
         self._session_present = False  # the last CONNACK's flag
         self._send_window = SEND_WINDOW  # the last CONNACK's Receive Maximum, capped
         self._outbox: deque[Outgoing] = deque()
@@ -158,6 +168,7 @@ class Bus:
         self.incoming_dropped = 0
         self.connects = 0
         self.in_flight_peak = 0  # most publishes awaiting their PUBACK at once
+        self.screened = 0  # messages the screen took on arrival, never queued
         self._waits = _Waits()
 
     def _count_incoming_drop(self, message: aiomqtt.Message) -> None:
@@ -168,6 +179,27 @@ class Bus:
         self.incoming_dropped += 1
         if self.incoming_dropped in (1, 10, 100) or self.incoming_dropped % 1000 == 0:
             log.warning("node behind: %d incoming messages dropped", self.incoming_dropped)
+
+    def _arrival(self, message: aiomqtt.Message) -> bool:
+        """Whether the node's screen took ``message`` as it arrived (then it is acknowledged).
+
+        The screen drops, on arrival, what the node would drop anyway once the
+        message's turn came (a refused session's chunks, another node's
+        devices'), so a node behind on its input does not queue them behind the
+        sessions it keeps, and refuses a new session the moment it arrives.
+        """
+        screen, client = self._screen, self._client
+        if screen is None or client is None or not self._consuming.is_set():
+            return False
+        try:
+            taken = screen(message)
+        except Exception:  # the message goes the usual way: intake reports what is wrong
+            log.exception("screening a message on %s failed", message.topic)
+            return False
+        if taken:
+            paho.acknowledge(client, message)
+            self.screened += 1
+        return taken
 
     def add_subscriptions(self, subscriptions: list[tuple[str, int]]) -> None:
         """More topic filters, subscribed with the others (before :meth:`open_intake`)."""
@@ -262,7 +294,7 @@ class Bus:
             ),
             tls_params=_tls(self._settings),
             socket_options=NO_DELAY,
-            queue_type=_counting_queue(self._count_incoming_drop, self._waits),
+            queue_type=_counting_queue(self._arrival, self._count_incoming_drop, self._waits),
             max_queued_incoming_messages=INCOMING_QUEUE,
             logger=logging.getLogger("orac_node.paho"),
         )

@@ -110,6 +110,15 @@ class Pipeline:
             self._spawn(self._read_upload(outcome.upload), f"file-{outcome.upload.key.device}")
         return outcome
 
+    def screen(self, topic: str, payload: bytes) -> bool:
+        """Whether an arriving audio message was dealt with at once (intake.screen)."""
+        outcome = self.intake.screen(topic, payload)
+        if outcome is None:
+            return False
+        if outcome.refusal is not None:
+            self.refuse(outcome.refusal)
+        return True
+
     def open_local(
         self,
         key: UtteranceKey,

@@ -48,6 +48,8 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
         "consumers",  # a few seconds: requests and webhooks on the same node
         "--scenario",
         "rooms",  # a few seconds: one room group's pairs of satellites
+        "--scenario",
+        "ingest",  # 20 satellites for 3 s: each session answered, none refused
         "--out",
         str(out),
         "--plot",
@@ -74,6 +76,10 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
         assert counts.get("right", 0) == sum(counts.values()), (way, counts)
     assert rooms["different_words"] == {"pairs": 3, "both_published": 3}
     assert "same words, real time: 2/2 right" in done.stdout
+    ingest = report["scenarios"]["ingest"]["extra"]
+    assert ingest["sessions"] == ingest["admitted"] == ingest["complete"] == 20
+    assert (ingest["refused"], ingest["lost"], ingest["other_errors"]) == (0, 0, 0)
+    assert ingest["node_cpu_us_per_chunk"] > 0 and ingest["bare_cpu_us_per_chunk"] > 0
     baselines = report["baselines"]
     assert 0 < baselines["node_params_ms_p50"] < baselines["default_ms_p50"]
     assert {t["id"] for t in report["targets"]} >= {"P1", "P2a", "P2b", "P3a", "P7a"}
