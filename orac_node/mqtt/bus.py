@@ -64,6 +64,9 @@ queue; when the node falls behind, the rest waits in the broker's queue for the
 session instead. (Measured: with a window as large as the queue, the queue
 overflowed at 10,000 msg/s, and every dropped, never-acknowledged message held a
 slot of the window until the node stalled at exactly 50,000 messages.)"""
+SOCKET_CHECK_S = 0.5
+"""How often the connection's socket is checked (:func:`_watch_socket`): a dead
+connection is noticed within half a second instead of a keepalive."""
 SEND_WINDOW = 100
 """Most of the node's own QoS 1 publishes in flight at once (fewer when the broker's
 Receive Maximum says so; Mosquitto's default is 20). One at a time, the outbox sent
@@ -324,6 +327,8 @@ class Bus:
             async with asyncio.TaskGroup() as group:
                 receiver = group.create_task(self._receive(client), name="mqtt-receive")
                 group.create_task(self._send(client, receiver), name="mqtt-send")
+                watch = group.create_task(_watch_socket(client), name="mqtt-socket-watch")
+                receiver.add_done_callback(lambda _: watch.cancel())
         self.connected.clear()
         self._client = None
 
@@ -409,6 +414,21 @@ class Bus:
         """Ask :meth:`run` to flush the outbox, disconnect cleanly and return."""
         self._stopping.set()
         self._outbox_ready.set()
+
+
+async def _watch_socket(client: aiomqtt.Client) -> None:
+    """End the connection if paho closed its socket without saying so.
+
+    Seen when the broker stopped: paho closed the socket while uvloop still had
+    a write to start on it (``add_writer`` on a closed handle raised in a
+    callback), aiomqtt was never told, and the node sat on a dead connection
+    until the keepalive ran out, 20-60 s later, while its satellites' sessions
+    timed out. Checked every :data:`SOCKET_CHECK_S`.
+    """
+    while True:
+        await asyncio.sleep(SOCKET_CHECK_S)
+        if paho.socket_closed(client):
+            raise aiomqtt.MqttError("the connection's socket was closed")
 
 
 def _first_leaf(error: BaseException) -> BaseException:

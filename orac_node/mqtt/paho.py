@@ -64,6 +64,11 @@ def enable_manual_acks(client: aiomqtt.Client) -> None:
     _paho(client).manual_ack_set(True)
 
 
+def socket_closed(client: aiomqtt.Client) -> bool:
+    """Whether paho has closed the connection's socket (it sets it to None when it does)."""
+    return _paho(client).socket() is None
+
+
 def acknowledge(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
     """Send the PUBACK of a QoS 1 message (with manual acknowledgements on)."""
     if message.qos > 0:

@@ -123,6 +123,31 @@ async def test_the_outbox_keeps_several_messages_in_flight_in_order(broker: Loca
     assert bus.in_flight_peak > 1, "one publish at a time: throughput capped at 1/RTT"
 
 
+async def test_a_socket_closed_behind_the_clients_back_is_noticed_at_once(
+    broker: LocalBroker,
+) -> None:
+    """paho closing its socket without a disconnect callback (seen under uvloop when the
+    broker stopped) must not leave the node on a dead connection until the keepalive."""
+    topic = f"watch/{time.monotonic_ns()}"
+    bus = Bus(
+        BrokerSection(url=broker.url),
+        client_id=f"watch-{time.monotonic_ns()}",
+        will=Outgoing(f"{topic}/will", b""),
+        subscriptions=[(topic, 1)],
+        on_message=lambda _message: True,
+    )
+    run = asyncio.create_task(bus.run())
+    await bus.open_intake()
+    client = bus._client
+    assert client is not None and bus.connects == 1
+    paho._paho(client)._sock_close()  # the socket goes; aiomqtt is never told
+    async with asyncio.timeout(5):  # keepalive is 30 s: only the watch can be this quick
+        while bus.connects < 2 or not bus.connected.is_set():
+            await asyncio.sleep(0.05)
+    bus.stop()
+    await run
+
+
 def test_check_names_what_a_release_moved() -> None:
     class Moved:
         """An aiomqtt.Client whose paho client went elsewhere."""
