@@ -291,8 +291,14 @@ class Intake:
 
     @property
     def overloaded(self) -> bool:
-        """New sessions are refused as ``overloaded`` now (load.py)."""
-        return self._admission.load.overloaded(self._admission.open_total)
+        """New sessions are refused for want of room now.
+
+        ``overloaded`` (load.py), or the node is at ``ingest.max_sessions``. The
+        status says so, and a fleet sends them to the other nodes.
+        """
+        admission = self._admission
+        total = admission.open_total
+        return admission.load.overloaded(total) or total >= self.config.ingest.max_sessions
 
     @property
     def load(self) -> LoadGate:

@@ -18,10 +18,10 @@ from pathlib import Path
 from orac_node.client import Client, Satellite, connect, transcripts
 from orac_node.ingest.fleet import score
 from orac_node.ops.localbroker import LocalBroker
-from orac_node.wire import TRANSCRIPT_FILTER, Final
+from orac_node.wire import TRANSCRIPT_FILTER, Final, audio_topic
 from tests.conftest import AUDIO, MODEL
 from tests.integration.conftest import load
-from tests.integration.harness import RunningNode, start_node
+from tests.integration.harness import RunningNode, harness, start_node
 from tests.integration.restarts import (
     chunks_of,
     listening,
@@ -53,11 +53,14 @@ def devices_for(nodes: list[str], per_node: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def nodes(broker: LocalBroker, tmp_path: Path, ids: list[str]) -> Iterator[list[RunningNode]]:
+def nodes(
+    broker: LocalBroker, tmp_path: Path, ids: list[str], config: dict[str, object] | None = None
+) -> Iterator[list[RunningNode]]:
     started: list[RunningNode] = []
     try:
         for node_id in ids:
-            started.append(start_node(broker.url, tmp_path / node_id, MODEL, node_id, NODE_CONFIG))
+            node_config = NODE_CONFIG if config is None else config
+            started.append(start_node(broker.url, tmp_path / node_id, MODEL, node_id, node_config))
         yield started
     finally:
         for node in started:
@@ -283,3 +286,52 @@ async def _broker_restart_mid_stream(workdir: Path, ids: list[str]) -> None:
 
 def test_a_broker_restart_under_a_fleet_loses_and_doubles_nothing(tmp_path: Path) -> None:
     asyncio.run(_broker_restart_mid_stream(tmp_path, IDS))
+
+
+FULL_AT = 8
+
+
+async def _full_hands_over(url: str, ids: list[str]) -> None:
+    busy, other = ids
+    mine = [d for d in devices_for(ids, per_node=FULL_AT + 4) if owner(d, ids) == busy]
+    held, later = mine[:FULL_AT], mine[FULL_AT:]
+    held_chunks = {d: chunks_of(THERMOSTAT, f"{d}-held") for d in held}
+    async with harness(url) as h:
+        for device in held:  # the busy node's satellites all start at once: it is full
+            await h.mqtt.publish(audio_topic(device), held_chunks[device][0], qos=1)
+        async with asyncio.timeout(5):  # its status says so within a second
+            while not any(s.overloaded for s in h.statuses if s.node == busy):
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # the other node has read the same status by now
+        for device in later:  # more of the busy node's satellites begin to speak
+            for payload in chunks_of(THERMOSTAT, f"{device}-later"):
+                await h.mqtt.publish(audio_topic(device), payload, qos=1)
+        for device in held:
+            for payload in held_chunks[device][1:]:
+                await h.mqtt.publish(audio_topic(device), payload, qos=1)
+        finals = {
+            session: await h.wait_final(session, timeout=120)
+            for session in [f"{d}-held" for d in held] + [f"{d}-later" for d in later]
+        }
+        await asyncio.sleep(1.0)  # time for a second final or an error, were there one
+    assert all(not h.errors[device] for device in mine), dict(h.errors)
+    for session, final in finals.items():
+        expected = busy if session.endswith("-held") else other
+        assert final.node == expected, (session, final.node)
+        assert not final.incomplete and final.gaps == 0
+        assert "thermostat" in final.text.lower(), final.text
+
+
+def test_a_full_node_hands_new_sessions_to_the_others(broker: LocalBroker, tmp_path: Path) -> None:
+    """A node with no room for another session keeps its own; the next ones go elsewhere.
+
+    Full here is ``ingest.max_sessions``, which a test can set; a node behind on
+    its input says ``overloaded`` in its status the same way (ingest/load.py).
+    """
+    config: dict[str, object] = {
+        **NODE_CONFIG,
+        "ingest": {"max_sessions": FULL_AT},
+        "endpoint": {"idle_timeout_s": 15},  # sessions held open a while
+    }
+    with nodes(broker, tmp_path, IDS[:2], config):
+        asyncio.run(_full_hands_over(broker.url, IDS[:2]))

@@ -4,10 +4,10 @@ A real node and a real broker. 36 satellites start an utterance at the same
 moment: a node starts with room for 32 sessions at once (ingest/load.py's
 starting cap, which it raises only while it keeps up), so 4 are refused up
 front with ``overloaded``, each told once, within a second, and never opened
-halfway when room comes back; the 32 it took are transcribed whole, and the
-retained status says ``overloaded`` while the node is full. How the cap
-follows the lag of a node truly behind is measured by ``orac-node bench
---scenario ingest`` (docs/BENCHMARKS.md), not timed here.
+halfway when room comes back; the 32 it took are transcribed whole. A full
+node's status handing its satellites to the others is test_fleet.py's; how
+the cap follows the lag of a node truly behind is measured by ``orac-node
+bench --scenario ingest`` (docs/BENCHMARKS.md), not timed here.
 """
 
 from __future__ import annotations
@@ -52,7 +52,6 @@ async def test_a_full_node_refuses_new_sessions_whole_and_keeps_the_rest_whole(
         for device in devices:  # every satellite starts speaking at once
             await h.mqtt.publish(audio_topic(device), sessions[device][0], qos=1)
         told = await _told(h, devices, SATELLITES - START_CAP)
-        said_full = await _status_says_overloaded(h, node.node_id)
         for device in devices:  # the rest of every utterance, the refused ones' too
             for payload in sessions[device][1:]:
                 await h.mqtt.publish(audio_topic(device), payload, qos=1)
@@ -76,7 +75,6 @@ async def test_a_full_node_refuses_new_sessions_whole_and_keeps_the_rest_whole(
         assert (final.chunks, final.gaps, final.incomplete) == (len(sessions[device]), 0, False)
         assert "kitchen" in final.text.lower()
     assert "kitchen" in retried.text.lower()
-    assert said_full  # a fleet's other nodes would take the next sessions
     assert node.process.poll() is None
 
 
@@ -91,13 +89,3 @@ async def _told(h: Harness, devices: list[str], expected: int) -> dict[str, floa
                 told[device] = now
         await asyncio.sleep(0.01)
     return told
-
-
-async def _status_says_overloaded(h: Harness, node_id: str) -> bool:
-    """Whether the node's status says ``overloaded`` within 3 s (it follows within ~1 s)."""
-    deadline = time.monotonic() + 3.0
-    while time.monotonic() < deadline:
-        if any(s.overloaded for s in h.statuses if s.node == node_id):
-            return True
-        await asyncio.sleep(0.05)
-    return False

@@ -20,7 +20,7 @@ from orac_node.audio.vad import SileroVad
 from orac_node.config import NodeConfig
 from orac_node.ingest.intake import Intake, Outcome, Ticked, Upload
 from orac_node.ingest.limits import REPORT_EVERY_S
-from orac_node.ingest.load import MIN_CAP
+from orac_node.ingest.load import MIN_CAP, START_CAP
 from orac_node.ingest.refusal import Refusal
 from orac_node.ingest.session import Utterance
 from orac_node.wire import AudioChunk, AudioFormat
@@ -306,3 +306,21 @@ def test_a_session_refused_for_room_is_refused_whole() -> None:
     intake.on_message("audio/hall/chunk", _chunk("b", 1))
     assert rec.codes("hall") == ["too_many_sessions"]
     assert not intake.utterances
+
+
+def test_a_full_node_refuses_a_new_session_the_moment_it_arrives() -> None:
+    intake, _ = _intake()
+    for device in range(START_CAP):
+        intake.on_message(f"audio/sat-{device}/chunk", _chunk("s"))
+    assert intake.overloaded  # at the cap it starts with
+    assert intake.screen("audio/sat-0/chunk", _chunk("s", 1)) is None  # an open one waits its turn
+    first = intake.screen("audio/kitchen/chunk", _chunk("a"))
+    assert first is not None and first.refusal is not None
+    assert (first.refusal.code, first.refusal.session) == ("overloaded", "a")
+    later = intake.screen("audio/kitchen/chunk", _chunk("a", 1))
+    assert later is not None and later.refusal is None  # dropped, not told again
+    assert intake.screen("audio/hall/chunk", _chunk("b", 3)) is None  # not a start: its turn
+    for utt in list(intake.utterances.values())[:10]:
+        intake.close(utt)
+    assert not intake.overloaded
+    assert intake.screen("audio/hall/chunk", _chunk("c")) is None  # room: nothing screened
