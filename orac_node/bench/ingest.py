@@ -52,6 +52,8 @@ SESSION_S = 5.0
 CONNECTIONS = 4
 """Publisher connections: one aiomqtt client tops out well below 10,000 QoS 1 msg/s."""
 NOISE_DBFS = -60.0
+TOLD_WITHIN_MS = 1000.0
+"""The overload target: a refused satellite hears so within a second."""
 ANSWER_WAIT_S = 30.0
 """After the load, how long the last sessions' finals and errors may take to come:
 a node that fell behind answers late, and late is measured, not counted lost."""
@@ -72,7 +74,9 @@ class IngestResult:
     lost: int  # answered by neither
     other_errors: int
     told_ms_p50: float | None  # first chunk sent -> `overloaded` received
+    told_ms_p95: float | None
     told_ms_max: float | None
+    told_late: int  # refused sessions told after more than a second
     chunks_received: int  # chunks the finals say the node took
     node_cpu_us_per_chunk: float  # node CPU / chunks sent (it receives them all)
     bare_cpu_us_per_chunk: float
@@ -250,7 +254,9 @@ async def _measure(
         lost=len(offered.sessions.keys() - finals.keys() - errors.keys()),
         other_errors=len(errors.keys() - refused),
         told_ms_p50=round(statistics.median(told_ms), 1) if told_ms else None,
+        told_ms_p95=round(float(np.percentile(told_ms, 95)), 1) if told_ms else None,
         told_ms_max=round(max(told_ms), 1) if told_ms else None,
+        told_late=sum(ms > TOLD_WITHIN_MS for ms in told_ms),
         chunks_received=sum(f.chunks for f in finals.values()),
         node_cpu_us_per_chunk=round(node_cpu / max(offered.chunks, 1) * 1e6, 1),
         bare_cpu_us_per_chunk=round(bare_us, 1),

@@ -98,6 +98,7 @@ class BenchSettings:
     baselines: bool = True
     soak_minutes: float = 10.0
     ingest_seconds: float = 12.0
+    ingest_devices: int = 200
     accuracy_grid: tuple[str, ...] = ()  # MODEL:BEAM entries; () = the model greedy and at beam
 
 
@@ -179,7 +180,9 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
                     clips,
                     scenarios,
                     peer=peer,
-                    ingest_size=(20, 3.0) if settings.smoke else (200, settings.ingest_seconds),
+                    ingest_size=(20, 3.0)
+                    if settings.smoke
+                    else (settings.ingest_devices, settings.ingest_seconds),
                     soak_minutes=0.25 if settings.smoke else settings.soak_minutes,
                     jobs_redis=jobs_redis,
                     smoke=settings.smoke,

@@ -35,6 +35,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         baselines=not args.no_baselines,
         soak_minutes=args.soak_minutes,
         ingest_seconds=args.ingest_seconds,
+        ingest_devices=args.ingest_devices,
         accuracy_grid=tuple(args.accuracy_grid or ()),
     )
     uvloop.run(run(settings))
@@ -116,6 +117,12 @@ def add_parsers(sub: Subparsers) -> None:
     bench.add_argument("--soak-minutes", type=float, default=10.0, help="length of `soak`")
     bench.add_argument(
         "--ingest-seconds", type=float, default=12.0, help="length of `ingest` (>= 10 s: P4)"
+    )
+    bench.add_argument(
+        "--ingest-devices",
+        type=int,
+        default=200,
+        help="satellites of `ingest`, 50 chunks/s each (200: the P4 target)",
     )
     bench.add_argument("--out", type=Path, default=Path("bench-results.json"))
     bench.add_argument("--plot", type=Path, default=Path("bench-results.png"))

@@ -17,6 +17,7 @@ rate reports (once a second, with counts).
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,11 @@ from orac_node.ingest.session import UtteranceKey
 from orac_node.wire import ErrorCode, TopicConfig, error_topic_fits
 
 log = logging.getLogger(__name__)
+
+PASSED_FOR_S = 10.0
+"""How long a session judged on arrival counts as open before its turn comes: far
+longer than any backlog the node lets build (a quarter of a second sustained is
+overload), so only one whose chunk was lost is forgotten."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,7 @@ class Admission:
         self._open: Counter[str] = Counter()  # open sessions and files being decoded, by device
         self._total = 0
         self._refused: OrderedDict[UtteranceKey, bool] = OrderedDict()  # True: for its rates
+        self._passed: OrderedDict[UtteranceKey, float] = OrderedDict()  # fit as they arrived
         self.load = LoadGate(ingest.max_sessions, ingest.overload_lag_ms / 1000)
         self.overloaded = 0  # sessions refused as overloaded, since start
         self.shed = 0  # chunks of sessions refused for room, dropped since start
@@ -120,19 +127,43 @@ class Admission:
 
     # -- sessions and topics ------------------------------------------------------------
 
-    def room(self, device: str, session: str | None, seq: int | None) -> Refusal | None:
-        """Why one more session does not fit the node's or the device's limits (None: it fits)."""
+    def room(
+        self, device: str, session: str | None, seq: int | None, *, arriving: bool = False
+    ) -> Refusal | None:
+        """Why one more session does not fit the node's or the device's limits (None: it fits).
+
+        ``arriving``: judged as its first chunk arrives (intake.screen), for the
+        load only; one that fits is counted as open from then on, and is not
+        judged for the load again when its turn comes (it arrived before the
+        node knew it was overloaded, and is kept).
+        """
+        key = None if session is None else UtteranceKey(device, session)
+        passed = key is not None and self._passed.pop(key, None) is not None
         code = ErrorCode.TOO_MANY_SESSIONS
         if self._total >= self._ingest.max_sessions:
             message = "node is at its session limit"
         elif self._open[device] >= self._ingest.device_max_sessions:
             message = f"device has {self._ingest.device_max_sessions} open sessions, its limit"
-        elif not self.load.may_open(self._total):
+        elif not passed and not self.load.may_open(self._total + len(self._passed)):
             code, message = ErrorCode.OVERLOADED, self._overloaded()
             self.overloaded += 1
         else:
+            if arriving and key is not None:
+                self._pass(key)
             return None
+        if arriving and code != ErrorCode.OVERLOADED:
+            return None  # the other limits are judged when its turn comes, as always
         return self.refusal(device, code, message, session, seq)
+
+    def _pass(self, key: UtteranceKey) -> None:
+        """A session that fit as it arrived: open, for the load, until its turn comes."""
+        now = time.monotonic()
+        self._passed[key] = now
+        while self._passed:  # one never handled (lost with its connection) does not count long
+            oldest, at = next(iter(self._passed.items()))
+            if now - at < PASSED_FOR_S and len(self._passed) <= CLOSED_MEMORY:
+                break
+            del self._passed[oldest]
 
     def _overloaded(self) -> str:
         load = self.load

@@ -173,20 +173,21 @@ class Intake:
         """A chunk as it arrives, before it queues: dropped now if it would be dropped anyway.
 
         None: it waits its turn (nearly always). Another node's device's chunks
-        are dropped at once; while the node is overloaded, so are the chunks of
-        sessions it refused, and a new session is refused the moment its first
-        chunk arrives, not seconds later when its turn comes behind the backlog
-        (then its satellite is told within a second). Only a session's first
-        chunk (seq 0) is refused here: whatever else arrives for a session not
-        open waits its turn, where the session may be open by then.
+        are dropped at once. Once messages start to wait (the load gate is warm)
+        a new session is judged for the load the moment its first chunk arrives,
+        not seconds later when its turn comes behind the backlog: refused, its
+        satellite is told at once and its later chunks are dropped as they
+        arrive; admitted, it is kept when its turn comes however far behind the
+        node is by then. Only a session's first chunk (seq 0) is judged here:
+        whatever else arrives for a session not open waits its turn.
         """
         if self.replaying or self.draining or not topic.endswith("/chunk"):
             return None
         if self._foreign(topic):
             return TAKEN
         admission = self._admission
-        if not admission.load.overloaded(admission.open_total):
-            return None
+        if not admission.load.warm and not admission.load.overloaded(admission.open_total):
+            return None  # no backlog: a session is judged when its turn comes, moments later
         try:
             chunk = AudioChunk.decode(payload)
             device = audio_topic_device(topic)
@@ -199,8 +200,8 @@ class Intake:
             return TAKEN if dropped.report is None else Outcome(refusal=dropped.report)
         if chunk.seq > 0:
             return None
-        refusal = admission.room(device, chunk.session, chunk.seq)
-        if refusal is None or refusal.code not in ROOM_CODES:
+        refusal = admission.room(device, chunk.session, chunk.seq, arriving=True)
+        if refusal is None:
             return None
         admission.refuse_whole(key, rates=False)
         return Outcome(refusal=refusal)

@@ -19,7 +19,8 @@ multiplicative-decrease, as TCP sizes its window:
   :data:`CUT` of the sessions open now, never below :data:`MIN_CAP` (at most
   once per :data:`CUT_EVERY_S`, the time a cut needs to show in the lag);
 - lag under :data:`CLEAR` of the limit for :data:`RAISE_EVERY_S` with the cap
-  nearly used: the cap rises by a tenth (at least one session), and is lifted
+  nearly used: the cap doubles until the first cut (TCP's slow start), and
+  rises by a tenth (at least one session) after it; it is lifted
   once it reaches the node's configured ``ingest.max_sessions``. It starts at
   :data:`START_CAP`;
 - in between, the cap holds.
@@ -130,12 +131,18 @@ class LoadGate:
                 and open_sessions >= self.cap * USED
             ):
                 self._clear_since = now
-                self.cap += max(1, self.cap // 10)
+                # slow start: double until the first cut finds the limit, then a tenth at a time
+                self.cap += self.cap if not self.cuts else max(1, self.cap // 10)
                 if self.cap >= self.max_sessions:
                     self.cap = None
         else:
             self._over_since = None
             self._clear_since = None
+
+    @property
+    def warm(self) -> bool:
+        """Messages have started to wait: new sessions are judged as they arrive (intake)."""
+        return self.enabled and (self.behind or self.lag_s > self.lag_limit_s * CLEAR)
 
     def may_open(self, open_sessions: int) -> bool:
         """Whether one more session fits now."""

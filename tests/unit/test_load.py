@@ -95,3 +95,16 @@ def test_a_limit_of_zero_never_refuses() -> None:
     _run(gate, 0.0, 2.0, 30.0, open_sessions=200)
     assert gate.may_open(200)
     assert not gate.overloaded(1000)
+
+
+def test_the_cap_doubles_while_used_until_the_first_cut() -> None:
+    gate = LoadGate(max_sessions=1000)
+    now = _run(gate, 0.0, RAISE_EVERY_S + 2 * TICK, 0.001, open_sessions=START_CAP)
+    assert gate.cap == 2 * START_CAP  # slow start
+    now = _run(gate, now, RAISE_EVERY_S + 2 * TICK, 0.001, open_sessions=2 * START_CAP)
+    assert gate.cap == 4 * START_CAP
+    now = _run(gate, now, SUSTAINED_S + 2 * TICK, 0.5, open_sessions=4 * START_CAP)
+    cut = gate.cap
+    assert cut == int(4 * START_CAP * CUT)
+    _run(gate, now, RAISE_EVERY_S + 2 * TICK, 0.001, open_sessions=cut)
+    assert gate.cap == cut + cut // 10  # after a cut: a tenth at a time
