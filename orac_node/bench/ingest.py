@@ -52,6 +52,9 @@ SESSION_S = 5.0
 CONNECTIONS = 4
 """Publisher connections: one aiomqtt client tops out well below 10,000 QoS 1 msg/s."""
 NOISE_DBFS = -60.0
+"""A quiet room's noise floor: below the VAD's quiet gate (vad.QUIET_RMS), so the node
+skips Silero for it, as for most of a satellite's audio. -44 dBFS (a louder room)
+makes the VAD score every window: ``--ingest-noise-dbfs``."""
 TOLD_WITHIN_MS = 1000.0
 """The overload target: a refused satellite hears so within a second."""
 ANSWER_WAIT_S = 30.0
@@ -64,6 +67,7 @@ class IngestResult:
     """What became of the sessions offered, and CPU per chunk of the node and a bare subscriber."""
 
     devices: int
+    noise_dbfs: float
     seconds: float
     chunks_sent: int
     offered_per_s: float
@@ -83,11 +87,20 @@ class IngestResult:
     bare_received: int
 
 
-def _payloads(devices: int) -> list[bytes]:
+@dataclass(frozen=True)
+class IngestLoad:
+    """How many satellites, for how long, and how loud the noisy half's noise is."""
+
+    devices: int = 200
+    seconds: float = 12.0
+    noise_dbfs: float = NOISE_DBFS
+
+
+def _payloads(devices: int, noise_dbfs: float) -> list[bytes]:
     """One 20 ms s16le chunk per device: silence or -60 dBFS noise."""
     samples = SAMPLE_RATE * CHUNK_MS // 1000
     rng = np.random.default_rng(0)
-    amplitude = 10 ** (NOISE_DBFS / 20)
+    amplitude = 10 ** (noise_dbfs / 20)
     out = []
     for i in range(devices):
         audio = (
@@ -108,11 +121,10 @@ class Offered:
     began: dict[tuple[str, str], float] = field(default_factory=dict)  # -> monotonic
 
 
-async def offer_load(
-    url_host: str, port: int, *, devices: int, seconds: float, prefix: str
-) -> Offered:
+async def offer_load(url_host: str, port: int, load: IngestLoad, *, prefix: str) -> Offered:
     """Publish the load in real time; return what was sent."""
-    pcm = _payloads(devices)
+    devices, seconds = load.devices, load.seconds
+    pcm = _payloads(devices, load.noise_dbfs)
     per_session = int(SESSION_S * 1000 / CHUNK_MS)
     ticks = int(seconds * 1000 / CHUNK_MS)
     sessions = [uuid.uuid4().hex[:12] for _ in range(devices)]
@@ -163,9 +175,7 @@ async def offer_load(
     return offered
 
 
-async def bare_subscriber_cost(
-    host: str, port: int, devices: int, seconds: float
-) -> tuple[float, int]:
+async def bare_subscriber_cost(host: str, port: int, load: IngestLoad) -> tuple[float, int]:
     """CPU µs per message of a bare aiomqtt + msgpack subscriber under the same load."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -180,7 +190,7 @@ async def bare_subscriber_cost(
     await proc.stdout.readline()  # "subscribed"
     sampler = psutil.Process(proc.pid)
     before = sampler.cpu_times()
-    await offer_load(host, port, devices=devices, seconds=seconds, prefix="bare")
+    await offer_load(host, port, load, prefix="bare")
     await asyncio.sleep(1.0)
     after = sampler.cpu_times()
     proc.terminate()
@@ -190,18 +200,18 @@ async def bare_subscriber_cost(
     return cpu / max(received, 1) * 1e6, received
 
 
-async def run_ingest(url: str, node_pid: int, *, devices: int, seconds: float) -> IngestResult:
+async def run_ingest(url: str, node_pid: int, load: IngestLoad) -> IngestResult:
     """The node under the load, then the bare subscriber under the same load."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 1883
     async with connect(url) as listener:
         await listener.subscribe(TRANSCRIPT_FILTER, qos=1)
         await listener.subscribe(error_topic("+"), qos=1)
-        return await _measure(listener, host, port, node_pid, devices=devices, seconds=seconds)
+        return await _measure(listener, host, port, node_pid, load)
 
 
 async def _measure(
-    listener: aiomqtt.Client, host: str, port: int, node_pid: int, *, devices: int, seconds: float
+    listener: aiomqtt.Client, host: str, port: int, node_pid: int, load: IngestLoad
 ) -> IngestResult:
     finals: dict[tuple[str, str], Final] = {}
     errors: dict[tuple[str, str], tuple[str, float]] = {}  # -> (code, received at)
@@ -225,7 +235,7 @@ async def _measure(
     node = psutil.Process(node_pid)
     before = node.cpu_times()
     started = time.monotonic()
-    offered = await offer_load(host, port, devices=devices, seconds=seconds, prefix="audio")
+    offered = await offer_load(host, port, load, prefix="audio")
     wall = time.monotonic() - started
     deadline = time.monotonic() + ANSWER_WAIT_S
     answered = offered.sessions.keys()
@@ -234,7 +244,7 @@ async def _measure(
     after = node.cpu_times()
     collecting.cancel()
     node_cpu = (after.user + after.system) - (before.user + before.system)
-    bare_us, bare_received = await bare_subscriber_cost(host, port, devices, seconds)
+    bare_us, bare_received = await bare_subscriber_cost(host, port, load)
     refused = {k for k, (code, _) in errors.items() if code == ErrorCode.OVERLOADED}
     told_ms = [(errors[k][1] - offered.began[k]) * 1000 for k in refused if k in offered.began]
     complete = [
@@ -243,7 +253,8 @@ async def _measure(
         if k in offered.sessions and final.chunks == offered.sessions[k] and not final.incomplete
     ]
     return IngestResult(
-        devices=devices,
+        devices=load.devices,
+        noise_dbfs=load.noise_dbfs,
         seconds=round(wall, 2),
         chunks_sent=offered.chunks,
         offered_per_s=round(offered.chunks / wall, 1),

@@ -36,6 +36,7 @@ from orac_node.bench.accuracy import (
 )
 from orac_node.bench.baselines import run_baselines
 from orac_node.bench.corpus import Clip, load_corpus
+from orac_node.bench.ingest import NOISE_DBFS, IngestLoad
 from orac_node.bench.report import (
     Target,
     accuracy_targets,
@@ -99,6 +100,7 @@ class BenchSettings:
     soak_minutes: float = 10.0
     ingest_seconds: float = 12.0
     ingest_devices: int = 200
+    ingest_noise_dbfs: float = NOISE_DBFS
     accuracy_grid: tuple[str, ...] = ()  # MODEL:BEAM entries; () = the model greedy and at beam
 
 
@@ -180,9 +182,11 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
                     clips,
                     scenarios,
                     peer=peer,
-                    ingest_size=(20, 3.0)
+                    ingest_load=IngestLoad(20, 3.0)
                     if settings.smoke
-                    else (settings.ingest_devices, settings.ingest_seconds),
+                    else IngestLoad(
+                        settings.ingest_devices, settings.ingest_seconds, settings.ingest_noise_dbfs
+                    ),
                     soak_minutes=0.25 if settings.smoke else settings.soak_minutes,
                     jobs_redis=jobs_redis,
                     smoke=settings.smoke,

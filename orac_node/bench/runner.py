@@ -45,7 +45,7 @@ from orac_node.bench.consumers import run_consumers
 from orac_node.bench.corpus import Clip, dictation
 from orac_node.bench.fleet import run_fleet
 from orac_node.bench.flood import run_flood
-from orac_node.bench.ingest import run_ingest
+from orac_node.bench.ingest import IngestLoad, run_ingest
 from orac_node.bench.jobs import run_jobs
 from orac_node.bench.procstats import ProcessSampler, ProcessStats
 from orac_node.bench.rooms import run_rooms
@@ -55,6 +55,9 @@ from orac_node.ops.localbroker import BROKER_QUEUES, LocalBroker
 from orac_node.ops.nodeproc import NodeProcess
 
 log = logging.getLogger(__name__)
+
+P4_LOAD = IngestLoad()
+"""200 satellites for 12 s, half of them a quiet room's noise: the P4 target's load."""
 
 NODE_ID = "bench-node"
 BURST_SIZE = 20
@@ -225,7 +228,7 @@ class _Run:
     collector: Collector
     clips: list[Clip]
     peer: Any
-    ingest_size: tuple[int, float]
+    ingest_load: IngestLoad
     soak_minutes: float
     jobs_redis: str | None
     smoke: bool
@@ -258,8 +261,7 @@ async def _scenario(name: str, run: _Run) -> tuple[list[StreamRecord], dict[str,
         return [], await run_jobs(run.url, run.jobs_redis, clips, smoke=run.smoke)
     if name == "ingest":
         assert run.node is not None, "ingest measures the node process: let bench start it"
-        devices, seconds = run.ingest_size
-        ingest = await run_ingest(run.url, run.node.process.pid, devices=devices, seconds=seconds)
+        ingest = await run_ingest(run.url, run.node.process.pid, run.ingest_load)
         return [], dataclasses.asdict(ingest)
     raise ValueError(f"unknown scenario {name!r}")
 
@@ -271,7 +273,7 @@ async def run_scenarios(
     scenarios: list[str],
     *,
     peer: Any = None,  # noqa: ANN401 - async callable(clip, *, scenario, realtime) or None
-    ingest_size: tuple[int, float] = (200, 12.0),
+    ingest_load: IngestLoad = P4_LOAD,
     soak_minutes: float = 10.0,
     jobs_redis: str | None = None,
     smoke: bool = False,
@@ -291,7 +293,7 @@ async def run_scenarios(
             collector,
             clips,
             peer,
-            ingest_size,
+            ingest_load,
             soak_minutes,
             jobs_redis,
             smoke,

@@ -36,6 +36,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         soak_minutes=args.soak_minutes,
         ingest_seconds=args.ingest_seconds,
         ingest_devices=args.ingest_devices,
+        ingest_noise_dbfs=args.ingest_noise_dbfs,
         accuracy_grid=tuple(args.accuracy_grid or ()),
     )
     uvloop.run(run(settings))
@@ -123,6 +124,13 @@ def add_parsers(sub: Subparsers) -> None:
         type=int,
         default=200,
         help="satellites of `ingest`, 50 chunks/s each (200: the P4 target)",
+    )
+    bench.add_argument(
+        "--ingest-noise-dbfs",
+        type=float,
+        default=-60.0,
+        help="noise of half the `ingest` satellites (-60: under the VAD's quiet gate;"
+        " -44: the VAD scores every window)",
     )
     bench.add_argument("--out", type=Path, default=Path("bench-results.json"))
     bench.add_argument("--plot", type=Path, default=Path("bench-results.png"))

@@ -64,6 +64,10 @@ queue; when the node falls behind, the rest waits in the broker's queue for the
 session instead. (Measured: with a window as large as the queue, the queue
 overflowed at 10,000 msg/s, and every dropped, never-acknowledged message held a
 slot of the window until the node stalled at exactly 50,000 messages.)"""
+READ_BATCH = 100
+"""Packets read each time the socket is readable (paho alone reads one): enough to
+move a backlog into the incoming queue at once, few enough (about 4 ms of
+parsing) that handling what is queued is never held up for long."""
 SOCKET_CHECK_S = 0.5
 """How often the connection's socket is checked (:func:`_watch_socket`): a dead
 connection is noticed within half a second instead of a keepalive."""
@@ -304,6 +308,7 @@ class Bus:
         paho.check(client)
         self._waits.reset()  # a new connection's queue is empty
         paho.enable_manual_acks(client)
+        paho.read_eagerly(client, READ_BATCH)
         paho.on_connack(client, self._connack)
         async with client:
             self._client = client
