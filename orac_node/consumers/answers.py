@@ -103,8 +103,10 @@ class Answers:
         *,
         state: Callable[[], NodeState],
         jobs: JobStore | None = None,
+        claimant: Callable[[str, str], str | None] = lambda _device, _session: None,
     ) -> None:
         self._node_id = node_id
+        self._claimant = claimant  # the live node whose claim on a session counted (fleet)
         self._pipeline = transcriber
         self._config = transcriber.config
         self._recent = recent
@@ -196,6 +198,13 @@ class Answers:
         used = DecodeOptions.final(self._config.decode, speech_s=utt.endpointer.speech_s)
         return _transcription(final, prompt=prompt, beam_size=used.beam_size)
 
+    def holder(self, request: RetranscribeRequest) -> str | None:
+        """The other node that decoded the session, when this one does not hold its audio."""
+        if self._recent.get(request.device, request.session, now=time.monotonic()) is not None:
+            return None
+        node = self._claimant(request.device, request.session)
+        return None if node in (None, self._node_id) else node
+
     async def retranscribe(self, request: RetranscribeRequest) -> Transcription:
         """A recent session's audio decoded again, with the request's model, prompt, beam."""
         now = time.monotonic()
@@ -205,7 +214,7 @@ class Answers:
             raise RequestFailedError(
                 ErrorCode.NOT_FOUND,
                 f"no audio of {request.device}/{request.session} on this node (kept {ttl:g} s,"
-                " newest sessions only; send retranscribe to the node named in the final)",
+                " newest sessions only, and no live node claimed it)",
             )
         topic = self._pipeline.topic(recent.topic)
         if request.prompt is not None:

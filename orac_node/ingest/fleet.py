@@ -205,6 +205,13 @@ class Fleet:
         claims = self._claims.get(key)
         return claims is not None and self._void(claims)
 
+    def claimant(self, device: str, session: str) -> str | None:
+        """The live node whose claim on the session counted: it decoded it (None: unknown)."""
+        claims = self._claims.get(UtteranceKey(device, session))
+        if claims is None or claims.first is None or self._void(claims):
+            return None
+        return claims.first if claims.first in self._live else None
+
     def claimed_elsewhere(self, key: UtteranceKey) -> bool:
         """Another node claimed the session, whatever became of it since.
 

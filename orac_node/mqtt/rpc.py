@@ -4,8 +4,10 @@ A requester publishes a JSON request with the MQTT v5 *response topic* and
 *correlation data* properties; the node answers on that topic with the same
 correlation data and a :class:`~orac_node.wire.Response`. Requests to
 ``any`` are shared among the nodes (MQTT shared subscription), so one node
-answers; requests naming a node go to it (``retranscribe`` must: only the node
-that produced a final holds its audio).
+answers; requests naming a node go to it. Only the node that produced a final
+holds its audio, so a ``retranscribe`` sent to ``any`` that reaches another
+node is forwarded to the one that claimed the session (ingest/fleet.py),
+with the requester's response topic and correlation data: that node answers.
 
 Every request gets an answer, failures included (bad JSON, unknown method,
 session no longer held, unknown model, busy...), so a requester never has to
@@ -32,6 +34,7 @@ from paho.mqtt.properties import Properties
 from orac_node.errors import ContractError
 from orac_node.mqtt.bus import Outgoing
 from orac_node.wire import (
+    REQUEST_ANY,
     ErrorCode,
     JobRequest,
     Method,
@@ -42,6 +45,7 @@ from orac_node.wire import (
     Transcription,
     is_response_topic,
     parse_request_topic,
+    request_topic,
 )
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,9 @@ class Backend(Protocol):
 
     async def retranscribe(self, request: RetranscribeRequest) -> Transcription:
         """Decode a recent session again (raises RequestFailedError)."""
+
+    def holder(self, request: RetranscribeRequest) -> str | None:
+        """Another live node that decoded the session (None: this one, or none known)."""
 
     async def submit_job(self, request: JobRequest) -> dict[str, Any]:
         """Queue a long recording as a job; ``{"job": id}`` (raises RequestFailedError)."""
@@ -128,6 +135,9 @@ class RequestHandler:
         if self.in_flight >= self._max_in_flight:
             reply.error(ErrorCode.BUSY, f"{self.in_flight} requests in flight; retry later")
             return
+        if method == Method.RETRANSCRIBE and self._forwarded(topic, payload, properties):
+            self.handled[(method, "forwarded")] += 1
+            return
         try:
             work: Coroutine[Any, Any, Transcription | dict[str, Any]]
             if method == Method.TRANSCRIBE:
@@ -141,6 +151,35 @@ class RequestHandler:
             return
         self.in_flight += 1
         self._spawn(self._serve(reply, work), f"request-{method}")
+
+    def _forwarded(self, topic: str, payload: bytes, properties: Properties | None) -> bool:
+        """A retranscribe sent to ``any`` for a session another node decoded: sent on to it.
+
+        Only requests to ``any``: one naming this node is answered here, so a
+        request is forwarded at most once.
+        """
+        target, _ = parse_request_topic(topic)
+        if target != REQUEST_ANY:
+            return False
+        try:
+            request = RetranscribeRequest.decode(payload)
+        except ContractError:
+            return False  # answered with the error, here
+        holder = self._backend.holder(request)
+        if holder is None:
+            return False
+        log.info("retranscribe of %s/%s forwarded to %s", request.device, request.session, holder)
+        # only what the holder needs to answer the requester: a received message may carry
+        # properties a client must not send (a subscription identifier)
+        forward = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        forward.ResponseTopic = getattr(properties, "ResponseTopic", None)
+        correlation = getattr(properties, "CorrelationData", None)
+        if correlation is not None:
+            forward.CorrelationData = correlation
+        self._publish(
+            Outgoing(request_topic(Method.RETRANSCRIBE, holder), payload, properties=forward)
+        )
+        return True
 
     async def _serve(
         self, reply: _Reply, work: Coroutine[Any, Any, Transcription | dict[str, Any]]

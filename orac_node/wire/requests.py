@@ -161,7 +161,8 @@ class RetranscribeRequest:
 
     Core's confidence-based retry: a final came back with low confidence, so it
     asks for the same audio with a bigger model, a prompt or beam search. Only
-    the node that produced the final has the audio: send it to ``final.node``.
+    the node that produced the final has the audio: send it to ``final.node``
+    (or to ``any``: in a fleet it is forwarded to the node that claimed the session).
     """
 
     device: str

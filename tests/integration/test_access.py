@@ -231,6 +231,13 @@ def test_the_plain_listener_is_reachable_from_this_machine_only(secure: SecureBr
             ["orac/request/any/describe", "orac/config/room/kitchen"],
             "orac/config/topic/general",
         ),
+        # a retranscribe that reached the wrong node is sent on to the right one; a node
+        # may send no other request
+        (
+            "orac-node",
+            ["orac/request/fleet-b/transcribe", "orac/request/fleet-b/describe"],
+            "orac/request/fleet-b/retranscribe",
+        ),
     ],
 )
 async def test_users_publish_only_where_the_acl_allows(

@@ -125,13 +125,24 @@ async def _sessions_spread_one_final_each(url: str, ids: list[str]) -> None:
         assert final.node == owner(device, ids), (device, final.node)
         assert "timer" in final.text.lower(), final.text
     assert Counter(f[0].node for f in finals.by_session.values()) == dict.fromkeys(ids, 3)
+    # Core asks "any" node to decode a session again: whichever node the broker hands the
+    # request to, the one that decoded the session (and holds its audio) answers
+    one_each = {f[0].node: f[0] for f in finals.by_session.values()}
+    async with Client(url) as core:
+        # each twice in a row: the broker hands consecutive requests to different nodes
+        for final in [f for f in one_each.values() for _ in range(2)]:
+            again = await core.retranscribe(final.device, final.session, timeout=60)
+            assert again.node == final.node
+            assert "timer" in again.text.lower(), again.text
 
 
 def test_three_nodes_share_the_satellites_one_final_per_session(
     broker: LocalBroker, tmp_path: Path
 ) -> None:
-    with nodes(broker, tmp_path, IDS):
+    with nodes(broker, tmp_path, IDS) as running:
         asyncio.run(_sessions_spread_one_final_each(broker.url, IDS))
+        # the broker shares "any" among the three in turn: some requests were sent on
+        assert any("forwarded to" in node.log() for node in running)
 
 
 async def _handover(url: str, stopped: RunningNode, stay: list[str]) -> None:

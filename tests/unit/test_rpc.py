@@ -43,6 +43,9 @@ class Backend:
     async def retranscribe(self, request: RetranscribeRequest) -> Transcription:
         raise RequestFailedError(ErrorCode.NOT_FOUND, "gone")
 
+    def holder(self, request: RetranscribeRequest) -> str | None:
+        return "node-2" if request.session == "elsewhere" else None
+
     async def submit_job(self, request: JobRequest) -> dict[str, Any]:
         return {"job": f"job-{request.name}"}
 
@@ -145,3 +148,23 @@ async def test_a_job_submission_is_answered_with_its_id() -> None:
     bad, ok = rig.responses()  # a bad request is answered at once
     assert ok.ok and ok.result == {"job": "job-memo.wav"}
     assert bad.error is not None and bad.error.code == ErrorCode.BAD_FIELD
+
+
+async def test_a_retranscribe_for_another_nodes_session_is_forwarded_to_it_once() -> None:
+    rig = Rig()
+    payload = RetranscribeRequest("kitchen", "elsewhere").encode()
+    rig.ask(Method.RETRANSCRIBE, payload)
+    (forwarded,) = rig.sent
+    assert forwarded.topic == request_topic(Method.RETRANSCRIBE, "node-2")
+    assert forwarded.payload == payload
+    assert getattr(forwarded.properties, "ResponseTopic", None) == RESPONSE_TOPIC
+    assert getattr(forwarded.properties, "CorrelationData", None) == b"c1"
+    assert rig.handler.handled[("retranscribe", "forwarded")] == 1
+    # sent to this node by name (as the forward is), it is answered here: never forwarded twice
+    rig.handler.on_message(
+        request_topic(Method.RETRANSCRIBE, "node-1"), payload, _properties(RESPONSE_TOPIC)
+    )
+    await asyncio.gather(*rig.tasks)
+    (answer,) = [Response.decode(m.payload) for m in rig.sent if m.topic == RESPONSE_TOPIC]
+    assert answer.error is not None and answer.error.code == ErrorCode.NOT_FOUND
+    assert len(rig.sent) == 2  # the forward, and this answer
