@@ -595,6 +595,7 @@ class Node:
             dropped={
                 "late": intake.late_chunks,
                 "rate_limited": intake.throttled,
+                "refused": intake.shed[1],
                 "queue_full": self.bus.incoming_dropped,
                 "outbox_full": self.bus.outbox_dropped,
             },
@@ -605,6 +606,9 @@ class Node:
             sessions=len(intake.utterances),
             queued=self.pool.queued,
             spool_bytes=self.spool.size_bytes if self.spool else 0,
+            lag_s=intake.load.lag_s,
+            session_cap=intake.load.cap,
+            overloaded=intake.overloaded,
             webhooks={
                 "delivered": webhooks.delivered,
                 "failed": webhooks.failed_attempts,

@@ -155,6 +155,10 @@ class Admission:
             return None  # the other limits are judged when its turn comes, as always
         return self.refusal(device, code, message, session, seq)
 
+    def passed(self, key: UtteranceKey) -> bool:
+        """Whether the session was let in as it arrived, and its turn has not come yet."""
+        return key in self._passed
+
     def _pass(self, key: UtteranceKey) -> None:
         """A session that fit as it arrived: open, for the load, until its turn comes."""
         now = time.monotonic()

@@ -60,6 +60,9 @@ class Readings:
     recent_sessions: int
     context_updates: int
     refused: Mapping[str, int]  # invalid context / registry messages
+    lag_s: float = 0.0  # how long a message last waited before it was handled (ingest/load.py)
+    session_cap: int | None = None  # the sessions the node lets in at once; None: max_sessions
+    overloaded: bool = False  # new sessions are refused for want of room
     wyoming_connections: int = 0  # Wyoming clients connected now (homeassistant/)
     wyoming_replies: Mapping[str, int] = field(default_factory=dict)  # transcript, or error code
 
@@ -163,7 +166,8 @@ class _LiveCollector(Collector):
         yield _labelled(
             "orac_node_messages_dropped",
             "Messages dropped, by cause (late: after the session's final; rate_limited:"
-            " over a device's limits; queue_full / outbox_full: the node fell behind).",
+            " over a device's limits; refused: of a session refused for room (overloaded,"
+            " too_many_sessions); queue_full / outbox_full: the node fell behind).",
             "cause",
             now.dropped,
         )
@@ -187,6 +191,23 @@ class _LiveCollector(Collector):
         )
         yield GaugeMetricFamily(
             "orac_node_spool_bytes", "Audio held in the spool.", value=now.spool_bytes
+        )
+        yield GaugeMetricFamily(
+            "orac_node_lag_seconds",
+            "The longest a message waited before it was handled, in the last 50 ms tick"
+            " (over ingest.overload_lag_ms for half a second: overloaded).",
+            value=now.lag_s,
+        )
+        yield GaugeMetricFamily(
+            "orac_node_session_cap",
+            "Sessions the node lets in at once, as learned from its lag (-1: no cap below"
+            " ingest.max_sessions).",
+            value=-1 if now.session_cap is None else now.session_cap,
+        )
+        yield GaugeMetricFamily(
+            "orac_node_overloaded",
+            "1 while new sessions are refused for want of room (the status's overloaded).",
+            value=int(now.overloaded),
         )
         yield from _consumer_metrics(now)
         yield GaugeMetricFamily(

@@ -59,6 +59,10 @@ NODE_CONFIG: dict[str, Any] = {
         # devices (under 80 messages each) never do.
         "device_chunks_per_s": 50,
         "device_burst_s": 2.0,
+        # Every valid chunk here opens a session owed a final, dozens at once: the
+        # overload gate would refuse those past its starting cap (test_overload.py's
+        # subject, not this test's).
+        "overload_lag_ms": 0,
     },
     "endpoint": {"idle_timeout_s": 1.0},
 }

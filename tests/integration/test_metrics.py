@@ -12,6 +12,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from orac_node.client import split_chunks
+from orac_node.ingest.load import START_CAP
 from orac_node.ops.localbroker import free_port
 from orac_node.wire import Method, request_topic, response_topic
 from tests.conftest import AUDIO
@@ -76,6 +77,11 @@ async def test_counts_match_the_traffic(node: RunningNode, device: str) -> None:
     assert delta("orac_node_errors_total", code="bad_field") == 1  # seq is a string
     assert delta("orac_node_messages_dropped_total", cause="queue_full") == 0
     assert after[("orac_node_sessions_active", ())] == 0
+    # two satellites' worth of traffic: far from overload (ingest/load.py)
+    assert after[("orac_node_overloaded", ())] == 0
+    assert after[("orac_node_session_cap", ())] == START_CAP  # never used, never raised
+    assert 0 <= after[("orac_node_lag_seconds", ())] < 0.25
+    assert delta("orac_node_messages_dropped_total", cause="refused") == 0
     assert after[("orac_node_model_load_seconds", ())] > 0
     assert after[("orac_node_broker_connects_total", ())] >= 1
     assert partials > 0
