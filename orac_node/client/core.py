@@ -317,7 +317,8 @@ class Client(Connection):
         would; partials need time to appear), else as fast as the node allows.
         Streaming stops (end=true) once the final arrives or when the caller
         stops iterating. An error report naming this session (too many
-        sessions, a failed decode) raises :class:`StreamError`; other reports
+        sessions, a failed decode) raises :class:`StreamError`, unless another
+        node takes a session refused for room (failover); other reports
         for the device are logged. No final within ``timeout`` seconds after
         the audio ran out raises :class:`RequestTimeoutError`.
         """
@@ -359,30 +360,27 @@ class Client(Connection):
                     if deadline is None and sender.done():
                         deadline = loop.time() + wait
                     try:
-                        async with asyncio.timeout_at(deadline):
+                        async with asyncio.timeout_at(_earliest(deadline, failover.room_deadline)):
                             message = await inbox.get()
                     except TimeoutError:
+                        if failover.refused is not None:  # no other node took the device
+                            raise failover.refused from None
                         raise RequestTimeoutError(
                             f"no final for session {session} within {wait:g} s of its audio: "
                             f"is a node up, and may this client read {watch}?"
                         ) from None
-                    if message is not None and failover.node_died(message):
+                    if message is not None and (
+                        failover.node_died(message) or failover.moved_on(message)
+                    ):
                         await failover.resend(
                             satellite, topic=topic, lang=language, connected=self._connected
                         )
                         if deadline is not None:
                             deadline = loop.time() + wait  # the new node's turn
                         continue
-                    try:
-                        t = None if message is None else self._of_session(message, device, session)
-                    except StreamError as exc:
-                        if exc.code != ErrorCode.LATE_AUDIO:
-                            raise
-                        # The node ended the session (its endpoint) while audio was still
-                        # coming, as it does with a live microphone: its final is on the way,
-                        # and can arrive after this report when the node is busy decoding.
-                        stop.set()
-                        continue
+                    t = self._heard(
+                        message, device, session, failover=failover, stop=stop, now=loop.time()
+                    )
                     if isinstance(t, Partial) and t.seq > last_seq:  # not a late duplicate
                         last_seq = t.seq
                         yield t
@@ -441,6 +439,36 @@ class Client(Connection):
         except aiomqtt.MqttError as exc:
             raise BrokerError(f"{self._where}: streaming session {session}: {exc}") from exc
 
+    @classmethod
+    def _heard(
+        cls,
+        message: aiomqtt.Message | None,
+        device: str,
+        session: str,
+        *,
+        failover: _Failover,
+        stop: asyncio.Event,
+        now: float,
+    ) -> Partial | Final | None:
+        """The message as this session's transcript; an error report either raises or waits.
+
+        A refusal for room with another node up waits to be sent on (failover);
+        ``late_audio`` means the node ended the session (its endpoint) while
+        audio was still coming, as it does with a live microphone: its final is
+        on the way, and can arrive after the report when the node is busy.
+        """
+        if message is None:
+            return None
+        try:
+            return cls._of_session(message, device, session)
+        except StreamError as exc:
+            if exc.code in ROOM_CODES and failover.refused_for_room(exc, now):
+                return None
+            if exc.code != ErrorCode.LATE_AUDIO:
+                raise
+            stop.set()
+            return None
+
     @staticmethod
     def _of_session(message: aiomqtt.Message, device: str, session: str) -> Partial | Final | None:
         """The message as a transcript of this session (None: another's, or unreadable)."""
@@ -471,12 +499,29 @@ as it shuts down and closes the connections an instant later; a second is ample
 to tell the two apart, and small beside the utterance's wait for a new node."""
 
 
+ROOM_CODES = frozenset({ErrorCode.OVERLOADED, ErrorCode.TOO_MANY_SESSIONS})
+"""A node's refusals for want of room: with other nodes up, the session goes to one."""
+ROOM_WAIT_S = 3.0
+"""How long a session refused for room waits for the refusing node's status to say
+``overloaded`` (the node republishes it within a second) and so for the fleet to
+hand the device to another node, before the refusal is raised."""
+
+
+def _earliest(*times: float | None) -> float | None:
+    known = [t for t in times if t is not None]
+    return min(known) if known else None
+
+
 class _Failover:
-    """Watches the claim on one streamed session and the claiming node's status.
+    """Watches the claim on one streamed session and the nodes' statuses.
 
     When the node that claimed the session goes ``offline`` (its Last Will:
     killed, crashed, cut off) before the final, the stream sends the session
-    again and another node takes it (docs/FLEET.md).
+    again and another node takes it. When a node refuses the session for want
+    of room (``overloaded``, ``too_many_sessions``) while another node is up
+    with room, the stream waits for the refusing node's status to say
+    ``overloaded`` (then the fleet routes the device elsewhere) and sends the
+    session again for the new node (docs/FLEET.md).
     """
 
     MAX_RESENDS = 3
@@ -486,8 +531,11 @@ class _Failover:
         self._session = session
         self._claimant: str | None = None
         self._offline: set[str] = set()
+        self._ready: dict[str, bool] = {}  # nodes taking sessions -> their status's overloaded
         self.lost_node: str | None = None
         self.resends = 0
+        self.refused: StreamError | None = None  # a refusal for room, waiting to be sent on
+        self._refused_at = 0.0
 
     def node_died(self, message: aiomqtt.Message) -> bool:
         """Take in a claim or status; True when the session must be sent again now."""
@@ -506,6 +554,10 @@ class _Failover:
                     self._offline.add(status.node)
                 else:
                     self._offline.discard(status.node)
+                if status.state == "ready":
+                    self._ready[status.node] = status.overloaded
+                else:
+                    self._ready.pop(status.node, None)
         except ContractError as exc:
             log.debug("unreadable %s: %s", topic, exc)
             return False
@@ -516,6 +568,32 @@ class _Failover:
         self.lost_node, self._claimant = self._claimant, None  # the next claim is the new node's
         self.resends += 1
         return True
+
+    def refused_for_room(self, error: StreamError, now: float) -> bool:
+        """A refusal for room: True while another node might take the session instead."""
+        if self.resends >= self.MAX_RESENDS or not self._others_with_room(error.report.node):
+            return False
+        self.refused, self._refused_at = error, now
+        return True
+
+    @property
+    def room_deadline(self) -> float | None:
+        """When a refusal for room is given up on (None: none is waiting)."""
+        return None if self.refused is None else self._refused_at + ROOM_WAIT_S
+
+    def moved_on(self, message: aiomqtt.Message) -> bool:
+        """A refusal is waiting, and the refusing node now says it is full: send it on."""
+        if self.refused is None or not message.topic.value.startswith("orac/node/"):
+            return False
+        refuser = self.refused.report.node
+        if not self._ready.get(refuser, False) or not self._others_with_room(refuser):
+            return False
+        self.lost_node, self._claimant, self.refused = refuser, None, None
+        self.resends += 1
+        return True
+
+    def _others_with_room(self, refuser: str) -> bool:
+        return any(not full for node, full in self._ready.items() if node != refuser)
 
     async def resend(
         self,
@@ -531,12 +609,14 @@ class _Failover:
         broker that stops sends every node's Last Will, then drops this
         connection too, and that is no death (the node keeps the session).
         """
-        await asyncio.sleep(FAILOVER_GRACE_S)
+        if self.lost_node not in self._ready:  # it died; a full node needs no grace
+            await asyncio.sleep(FAILOVER_GRACE_S)
         connected()  # raises BrokerError if the broker went away
         sent = await satellite.resend(self._session, topic=topic, lang=lang)
         log.warning(
-            "node %s stopped before the final of %s: sent its %d chunk(s) again",
+            "node %s %s before the final of %s: sent its %d chunk(s) again",
             self.lost_node,
+            "had no room" if self.lost_node in self._ready else "stopped",
             self._session,
             sent,
         )

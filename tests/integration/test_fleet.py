@@ -15,10 +15,11 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+from orac_node.audio import float_to_s16
 from orac_node.client import Client, Satellite, connect, transcripts
 from orac_node.ingest.fleet import score
 from orac_node.ops.localbroker import LocalBroker
-from orac_node.wire import TRANSCRIPT_FILTER, Final, audio_topic
+from orac_node.wire import TRANSCRIPT_FILTER, Final, Partial, audio_topic
 from tests.conftest import AUDIO, MODEL
 from tests.integration.conftest import load
 from tests.integration.harness import RunningNode, harness, start_node
@@ -300,6 +301,7 @@ def test_a_broker_restart_under_a_fleet_loses_and_doubles_nothing(tmp_path: Path
 
 
 FULL_AT = 8
+ROOM_FOR = 2
 
 
 async def _full_hands_over(url: str, ids: list[str]) -> None:
@@ -346,3 +348,58 @@ def test_a_full_node_hands_new_sessions_to_the_others(broker: LocalBroker, tmp_p
     }
     with nodes(broker, tmp_path, IDS[:2], config):
         asyncio.run(_full_hands_over(broker.url, IDS[:2]))
+
+
+async def _refused_for_room_goes_elsewhere(url: str, ids: list[str]) -> None:
+    busy, other = ids
+    mine = [d for d in devices_for(ids, per_node=ROOM_FOR + 1) if owner(d, ids) == busy]
+    held, speaker = mine[:ROOM_FOR], mine[ROOM_FOR]
+    go = asyncio.Event()
+    pcm = float_to_s16(COMMAND)
+
+    async def microphone() -> AsyncIterator[bytes]:
+        await go.wait()
+        for at in range(0, len(pcm), 640):  # 20 ms blocks, at capture pace
+            yield pcm[at : at + 640]
+            await asyncio.sleep(0.02)
+        for _ in range(60):  # then the room goes quiet: the node's endpoint ends it
+            yield bytes(640)
+            await asyncio.sleep(0.02)
+
+    async with harness(url) as h, Client(url, device=speaker) as client:
+        heard = asyncio.create_task(_all(client.stream(microphone(), timeout=60)))
+        await asyncio.sleep(0.5)  # the stream listens, its audio not yet flowing
+        for device in held:  # the busy node fills up, and has not said so yet
+            await h.mqtt.publish(audio_topic(device), chunks_of(THERMOSTAT, device)[0], qos=1)
+        go.set()
+        final = (await heard)[-1]
+        await asyncio.sleep(1.0)  # time for a second final, were there one
+    assert isinstance(final, Final)
+    # the busy node said no, once (late_audio: the other node's endpoint came while the
+    # microphone still sent, as with any live source)
+    (refusal,) = [e for e in h.errors[speaker] if e.code != "late_audio"]
+    assert (refusal.code, refusal.node, refusal.session) == (
+        "too_many_sessions",
+        busy,
+        final.session,
+    )
+    assert final.node == other  # the SDK sent the utterance on, and the other node took it
+    assert "timer" in final.text.lower(), final.text
+    assert h.results[final.session].final == final  # one final (the harness fails a second)
+
+
+async def _all(stream: AsyncIterator[Partial | Final]) -> list[Partial | Final]:
+    return [t async for t in stream]
+
+
+def test_a_session_refused_for_room_is_sent_to_another_node(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    """The SDK sends a refused utterance on once the full node's status says so."""
+    config: dict[str, object] = {
+        **NODE_CONFIG,
+        "ingest": {"max_sessions": ROOM_FOR},
+        "endpoint": {"idle_timeout_s": 15},
+    }
+    with nodes(broker, tmp_path, IDS[:2], config):
+        asyncio.run(_refused_for_room_goes_elsewhere(broker.url, IDS[:2]))

@@ -15,10 +15,11 @@ import pytest
 
 from orac_node.client import core
 from orac_node.client.core import _Failover
+from orac_node.client.errors import StreamError
 from orac_node.errors import BrokerError
 from orac_node.ingest.fleet import Fleet
 from orac_node.ingest.session import UtteranceKey
-from orac_node.wire import NodeState, NodeStatus, SessionClaim
+from orac_node.wire import ErrorReport, NodeState, NodeStatus, SessionClaim
 
 DEVICES = [f"sat-{i}" for i in range(3000)]
 KEY = UtteranceKey("kitchen", "s1")
@@ -257,3 +258,38 @@ def test_when_every_node_is_overloaded_the_owners_are_as_usual_and_refuse() -> N
     fleet.own_state("ready", 1, overloaded=True)
     fleet.on_status(dataclasses.replace(_status("n2"), overloaded=True))
     assert {device: fleet.owner(device) for device in DEVICES[:200]} == before
+
+
+def _resend_now(failover: _Failover, message: aiomqtt.Message) -> bool:
+    """What Client.stream asks of each message: is it time to send the session again?"""
+    return failover.node_died(message) or failover.moved_on(message)
+
+
+def _report(node: str, code: str = "overloaded") -> StreamError:
+    return StreamError(ErrorReport(node, "kitchen", code, "full", 1.0, session="s1"))
+
+
+def _status_message(node: str, *, overloaded: bool = False) -> aiomqtt.Message:
+    status = dataclasses.replace(_status(node), overloaded=overloaded)
+    return _message(f"orac/node/{node}/status", status.encode())
+
+
+def test_a_session_refused_for_room_waits_for_the_fleet_to_move_the_device() -> None:
+    failover = _Failover("s1")
+    for node in ("n1", "n2"):
+        failover.node_died(_status_message(node))
+    assert failover.refused_for_room(_report("n1"), now=10.0)
+    assert failover.room_deadline == 10.0 + core.ROOM_WAIT_S
+    assert not _resend_now(failover, _status_message("n2"))  # another node's news
+    assert _resend_now(failover, _status_message("n1", overloaded=True))  # n2 owns the device
+    assert (failover.lost_node, failover.resends, failover.refused) == ("n1", 1, None)
+
+
+def test_a_refusal_for_room_is_final_when_no_other_node_has_room() -> None:
+    alone = _Failover("s1")
+    alone.node_died(_status_message("n1"))
+    assert not alone.refused_for_room(_report("n1"), now=0.0)  # raised to the caller
+    full = _Failover("s1")
+    full.node_died(_status_message("n1"))
+    full.node_died(_status_message("n2", overloaded=True))
+    assert not full.refused_for_room(_report("n1", "too_many_sessions"), now=0.0)
