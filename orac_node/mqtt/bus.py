@@ -11,6 +11,16 @@ PUBACK, so what was in flight when a connection drops is sent again. Incoming
 messages land in a bounded queue whose overflow is counted too (aiomqtt alone
 would discard them with only a log line).
 
+Under load (docs/FLEET.md, "Overload"):
+
+- up to :data:`READ_BATCH` packets are read per readiness of the socket, so a
+  backlog waits in the queue, where it is measured (how long each message
+  waited: :meth:`Bus.take_worst_wait`, the node's lag), not in the kernel;
+- the node's *screen* sees each message as it arrives and may take it at
+  once (a refused session's chunks): it is acknowledged and never queued;
+- publishes have no timeout of their own, and a socket paho closed without
+  telling aiomqtt ends the connection within :data:`SOCKET_CHECK_S`.
+
 Nothing is lost across broker or node restarts:
 
 - The session is persistent (MQTT v5 clean start off, ``session_expiry_s``)
@@ -127,7 +137,7 @@ class _Waits:
 
     def __init__(self) -> None:
         self._arrived: deque[float] = deque()
-        self.worst = 0.0  # the longest wait since :meth:`take_worst`
+        self.worst = 0.0  # the longest wait since Bus.take_worst_wait last read it
 
     def put(self) -> None:
         self._arrived.append(time.monotonic())
@@ -175,7 +185,6 @@ class Bus:
         self.incoming_dropped = 0
         self.connects = 0
         self.in_flight_peak = 0  # most publishes awaiting their PUBACK at once
-        self.screened = 0  # messages the screen took on arrival, never queued
         self._waits = _Waits()
 
     def _count_incoming_drop(self, message: aiomqtt.Message) -> None:
@@ -205,7 +214,6 @@ class Bus:
             return False
         if taken:
             paho.acknowledge(client, message)
-            self.screened += 1
         return taken
 
     def add_subscriptions(self, subscriptions: list[tuple[str, int]]) -> None:
