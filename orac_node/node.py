@@ -246,7 +246,7 @@ class Node:
                 self.recent,
                 state=lambda: self._state,
                 jobs=self.jobs,
-                claimant=self.fleet.claimant if self.fleet is not None else _no_claimant,
+                claimant=self.fleet.claimant if self.fleet is not None else None,
             ),
             max_in_flight=config.requests.max_in_flight,
             publish=self.bus.publish,
@@ -623,7 +623,3 @@ class Node:
             wyoming_connections=self.wyoming.connections if self.wyoming else 0,
             wyoming_replies=dict(self.wyoming.replies) if self.wyoming else {},
         )
-
-
-def _no_claimant(_device: str, _session: str) -> None:
-    """Without a fleet no other node decodes anything."""

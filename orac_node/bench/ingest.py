@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import statistics
 import sys
 import time
 import uuid
@@ -264,7 +263,7 @@ async def _measure(
         refused=len(refused),
         lost=len(offered.sessions.keys() - finals.keys() - errors.keys()),
         other_errors=len(errors.keys() - refused),
-        told_ms_p50=round(statistics.median(told_ms), 1) if told_ms else None,
+        told_ms_p50=round(float(np.percentile(told_ms, 50)), 1) if told_ms else None,
         told_ms_p95=round(float(np.percentile(told_ms, 95)), 1) if told_ms else None,
         told_ms_max=round(max(told_ms), 1) if told_ms else None,
         told_late=sum(ms > TOLD_WITHIN_MS for ms in told_ms),

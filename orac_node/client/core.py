@@ -40,6 +40,7 @@ from orac_node.wire import (
     FINISHED,
     MAX_PROMPT_CHARS,
     REQUEST_ANY,
+    ROOM_CODES,
     STATUS_FILTER,
     TRANSCRIPT_FILTER,
     Context,
@@ -499,8 +500,6 @@ as it shuts down and closes the connections an instant later; a second is ample
 to tell the two apart, and small beside the utterance's wait for a new node."""
 
 
-ROOM_CODES = frozenset({ErrorCode.OVERLOADED, ErrorCode.TOO_MANY_SESSIONS})
-"""A node's refusals for want of room: with other nodes up, the session goes to one."""
 ROOM_WAIT_S = 3.0
 """How long a session refused for room waits for the refusing node's status to say
 ``overloaded`` (the node republishes it within a second) and so for the fleet to

@@ -103,10 +103,10 @@ class Answers:
         *,
         state: Callable[[], NodeState],
         jobs: JobStore | None = None,
-        claimant: Callable[[str, str], str | None] = lambda _device, _session: None,
+        claimant: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self._node_id = node_id
-        self._claimant = claimant  # the live node whose claim on a session counted (fleet)
+        self._claimant = claimant  # the live node whose claim counted (the fleet's; None: alone)
         self._pipeline = transcriber
         self._config = transcriber.config
         self._recent = recent
@@ -200,6 +200,8 @@ class Answers:
 
     def holder(self, request: RetranscribeRequest) -> str | None:
         """The other node that decoded the session, when this one does not hold its audio."""
+        if self._claimant is None:
+            return None
         if self._recent.get(request.device, request.session, now=time.monotonic()) is not None:
             return None
         node = self._claimant(request.device, request.session)

@@ -57,7 +57,7 @@ class Admission:
         self._refused: OrderedDict[UtteranceKey, bool] = OrderedDict()  # True: for its rates
         self._passed: OrderedDict[UtteranceKey, float] = OrderedDict()  # fit as they arrived
         self.load = LoadGate(ingest.max_sessions, ingest.overload_lag_ms / 1000)
-        self.overloaded = 0  # sessions refused as overloaded, since start
+        self.overload_refusals = 0  # sessions refused as overloaded, since start
         self.shed = 0  # chunks of sessions refused for room, dropped since start
         self.unanswerable = 0  # refusals whose error topic would be too long to publish
 
@@ -146,7 +146,7 @@ class Admission:
             message = f"device has {self._ingest.device_max_sessions} open sessions, its limit"
         elif not passed and not self.load.may_open(self._total + len(self._passed)):
             code, message = ErrorCode.OVERLOADED, self._overloaded()
-            self.overloaded += 1
+            self.overload_refusals += 1
         else:
             if arriving and key is not None:
                 self._pass(key)

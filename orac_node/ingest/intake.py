@@ -45,6 +45,7 @@ from orac_node.ingest.refusal import Refusal
 from orac_node.ingest.session import Piece, Utterance, UtteranceKey
 from orac_node.ingest.spool import Spool
 from orac_node.wire import (
+    ROOM_CODES,
     SAMPLE_RATE,
     AudioChunk,
     AudioFormat,
@@ -60,8 +61,6 @@ log = logging.getLogger(__name__)
 CLOCK_SKEW_S = 1.0
 """How far a satellite's clock may be behind the node's for a session it began just
 after the node was ready still to count as begun after (see _from_before_ready)."""
-ROOM_CODES = frozenset({ErrorCode.TOO_MANY_SESSIONS, ErrorCode.OVERLOADED})
-"""Refusals for want of room: the session is refused whole, so it never opens halfway."""
 RAW_STREAM_FORGET_S = 60.0
 """A raw stream silent this long is forgotten (its VAD state and pre-roll)."""
 
@@ -172,9 +171,11 @@ class Intake:
     def screen(self, topic: str, payload: bytes) -> Outcome | None:  # noqa: PLR0911 - one per check
         """A chunk as it arrives, before it queues: dropped now if it would be dropped anyway.
 
-        None: it waits its turn (nearly always). Another node's device's chunks
-        are dropped at once. Once messages start to wait (the load gate is warm)
-        a new session is judged for the load the moment its first chunk arrives,
+        None: it waits its turn (nearly always). While messages do not wait it
+        does nothing: their turn comes moments later, and the check would only
+        be made twice on every chunk. Once they start to wait (the load gate is
+        warm), another node's device's chunks are dropped at once, and a new
+        session is judged for the load the moment its first chunk arrives,
         not seconds later when its turn comes behind the backlog: refused, its
         satellite is told at once and its later chunks are dropped as they
         arrive; admitted, it is kept when its turn comes however far behind the
@@ -183,11 +184,11 @@ class Intake:
         """
         if self.replaying or self.draining or not topic.endswith("/chunk"):
             return None
-        if self._foreign(topic):
-            return TAKEN
         admission = self._admission
         if not admission.load.warm and not admission.load.overloaded(admission.open_total):
             return None  # no backlog: a session is judged when its turn comes, moments later
+        if self._foreign(topic):
+            return TAKEN
         try:
             chunk = AudioChunk.decode(payload)
             device = audio_topic_device(topic)
@@ -312,7 +313,7 @@ class Intake:
 
         The metrics' ``messages_dropped{cause="refused"}`` is the second.
         """
-        return self._admission.overloaded, self._admission.shed
+        return self._admission.overload_refusals, self._admission.shed
 
     @property
     def late_chunks(self) -> int:

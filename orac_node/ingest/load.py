@@ -66,10 +66,10 @@ stall would refuse users for nothing."""
 MIN_CAP = 16
 """Sessions a node always takes, however far behind it runs, and the floor of
 its cap: a node whose lag grows with only a few sessions open is slowed by
-something else (its neighbours on the machine took the CPU: measured on this
-2-core box, three nodes and a fourth starting ran 0.6 s behind with 8 sessions
-between them), and refusing a home's tenth satellite would not help. Half the
-starting cap."""
+something else (its neighbours on the machine took the CPU: on this 2-core box,
+two nodes ran 0.64 s behind while a third started and another test ran beside
+them, with six satellites' sessions between the three), and refusing a home's
+tenth satellite would not help. Half the starting cap."""
 START_CAP = 32
 """The cap a node starts with, and rises from only while it is used (as TCP grows
 a window only while it is full): more sessions at once than a home has

@@ -105,9 +105,9 @@ class RequestHandler:
         reply_to = getattr(properties, "ResponseTopic", None) if properties else None
         correlation = getattr(properties, "CorrelationData", None) if properties else None
         try:
-            _, method = parse_request_topic(topic)
+            target, method = parse_request_topic(topic)
         except ContractError:
-            method = topic.rpartition("/")[2]
+            target, method = None, topic.rpartition("/")[2]
         known = method in {m.value for m in Method}
         if not isinstance(reply_to, str) or not is_response_topic(reply_to):
             self.unanswerable += 1
@@ -135,7 +135,7 @@ class RequestHandler:
         if self.in_flight >= self._max_in_flight:
             reply.error(ErrorCode.BUSY, f"{self.in_flight} requests in flight; retry later")
             return
-        if method == Method.RETRANSCRIBE and self._forwarded(topic, payload, properties):
+        if method == Method.RETRANSCRIBE and self._forwarded(target, payload, properties):
             self.handled[(method, "forwarded")] += 1
             return
         try:
@@ -152,13 +152,12 @@ class RequestHandler:
         self.in_flight += 1
         self._spawn(self._serve(reply, work), f"request-{method}")
 
-    def _forwarded(self, topic: str, payload: bytes, properties: Properties | None) -> bool:
+    def _forwarded(self, target: str | None, payload: bytes, properties: Properties | None) -> bool:
         """A retranscribe sent to ``any`` for a session another node decoded: sent on to it.
 
         Only requests to ``any``: one naming this node is answered here, so a
         request is forwarded at most once.
         """
-        target, _ = parse_request_topic(topic)
         if target != REQUEST_ANY:
             return False
         try:

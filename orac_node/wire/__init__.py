@@ -45,6 +45,7 @@ from orac_node.wire.audio import (
 from orac_node.wire.base import (
     MAX_TOPIC_BYTES,
     PROTOCOL_VERSION,
+    ROOM_CODES,
     ErrorCode,
     JsonPayload,
     is_valid_language,
@@ -153,6 +154,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "REQUEST_ANY",
     "RESPONSE_PREFIX",
+    "ROOM_CODES",
     "ROOM_GROUP_FILTER",
     "SAMPLE_RATE",
     "SATELLITE_STATUS_FILTER",

@@ -64,6 +64,11 @@ class ErrorCode(StrEnum):
     NO_JOBS = "no_jobs"  # submit_job to a node whose jobs.enabled is false
 
 
+ROOM_CODES = frozenset({ErrorCode.TOO_MANY_SESSIONS, ErrorCode.OVERLOADED})
+"""Refusals for want of room: the session is refused whole (never opened halfway),
+and with another node up with room a satellite may send it there (docs/FLEET.md)."""
+
+
 def is_valid_name(name: str) -> bool:
     """Whether ``name`` may be used as a device or transcript topic name."""
     return NAME_RE.fullmatch(name) is not None
