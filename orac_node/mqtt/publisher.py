@@ -57,6 +57,8 @@ class TranscriptPublisher:
         self._on_final = on_final  # after each final is queued (Home Assistant's events)
         self.last_final_ms: float | None = None
         """``latency_ms`` of the latest final published, for the status."""
+        self.started = time.time()
+        """When the node started, for the status (the console shows the uptime)."""
 
     def partial(self, partial: Partial) -> None:
         """An interim hypothesis (dropped first if the outbox is full)."""
@@ -121,5 +123,6 @@ class TranscriptPublisher:
             last_final_ms=self.last_final_ms,
             capacity=capacity,
             overloaded=overloaded,
+            started=round(self.started, 3),
         )
         self._bus.publish(Outgoing(status_topic(self.node_id), status.encode(), qos=1, retain=True))

@@ -113,6 +113,7 @@ from orac_node.wire.requests import (
     response_topic,
 )
 from orac_node.wire.status import (
+    ERROR_FILTER,
     STATUS_FILTER,
     ErrorReport,
     NodeState,
@@ -141,6 +142,7 @@ __all__ = [
     "CONTEXT_MAX_TTL_S",
     "DEVICE_TRANSCRIPT_FILTER",
     "DUPLICATE",
+    "ERROR_FILTER",
     "FINISHED",
     "JOB_FILTER",
     "JOB_STATES",

@@ -8,6 +8,8 @@ from typing import Literal
 from orac_node.wire.base import MAX_TOPIC_BYTES, PROTOCOL_VERSION, JsonPayload
 
 STATUS_FILTER = "orac/node/+/status"
+ERROR_FILTER = "orac/device/+/error"
+"""Every device's error reports (the console shows them)."""
 
 NodeState = Literal["starting", "ready", "draining", "offline"]
 
@@ -49,6 +51,9 @@ class NodeStatus(JsonPayload):
     overloaded: bool = False
     """The node refuses new sessions with ``overloaded`` (it is behind, or at the session
     cap it learned, ingest/load.py); other nodes of a fleet take its devices' new ones."""
+    started: float | None = None
+    """When the node process started (Unix time): its uptime is ``ts - started``. Null
+    from a node of an older release, and in the Last Will."""
     v: int = PROTOCOL_VERSION
 
 
