@@ -7,7 +7,8 @@ before any dependency exists, so it uses the standard library only. It
 
 1. installs the system programs the node and its tests run (``mosquitto``,
    ``mosquitto_sub``, ``ffmpeg``, ...) with apt when they are missing, through sudo
-   when not root;
+   when not root, and for ``test`` also Chromium, which the web console's browser
+   tests drive;
 2. creates ``.venv`` beside ``pyproject.toml`` and installs the package with its
    dev extras, again whenever ``pyproject.toml`` changes;
 3. replaces the whisper.cpp binding with the project's patched build
@@ -40,6 +41,9 @@ SYSTEM_PROGRAMS = {
     "espeak-ng": "espeak-ng",  # speaks the short replies the non-speech gate must let through
     "g++": "g++",  # compiles whisper.cpp with the project's patches (orac_node/whisperbuild.py)
 }
+# For the tests only: the web console's browser tests drive Debian's Chromium
+# (tests/integration/test_console.py), with a font to draw the page's text in.
+TEST_PACKAGES = {"chromium": ["chromium", "fonts-liberation"]}
 
 
 def _say(message: str) -> None:
@@ -74,6 +78,13 @@ def ensure_system_programs() -> None:
     if not (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file():
         # the whisper.cpp binding is a C++ extension: Debian's python3 ships without headers
         missing.append(f"python{sys.version_info.major}.{sys.version_info.minor}-dev")
+    if missing:
+        _apt_install(missing)
+
+
+def ensure_test_programs() -> None:
+    """Install what only the tests need (a browser) when it is missing."""
+    missing = [pkg for prog, pkgs in TEST_PACKAGES.items() if _which(prog) is None for pkg in pkgs]
     if missing:
         _apt_install(missing)
 
@@ -133,6 +144,8 @@ def main(argv: list[str]) -> None:
     ensure_patched_binding()
     just = VENV / "bin" / "just"
     args = argv or ["demo"]
+    if args[0] == "test":
+        ensure_test_programs()
     os.chdir(ROOT)
     path = f"{VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
     env = dict(os.environ, PATH=path)

@@ -33,6 +33,7 @@ import aiomqtt
 from orac_node import __version__
 from orac_node.audio.vad import SileroVad, speech_probabilities
 from orac_node.config import NodeConfig
+from orac_node.console import ConsoleServer
 from orac_node.consumers.answers import Answers
 from orac_node.consumers.context import ContextStore
 from orac_node.consumers.modelswap import ModelSwitch
@@ -345,6 +346,11 @@ class Node:
             bus_task = group.create_task(self.bus.run(), name="mqtt")
             if self.config.metrics.enabled:
                 self.metrics.serve(self.config.metrics.host, self.config.metrics.port)
+            console_task = (
+                group.create_task(self._console(), name="console")
+                if self.config.console.enabled
+                else None
+            )
             # Pings from this loop (from READY=1 on): if it wedges they stop, systemd restarts us.
             watchdog = group.create_task(self._systemd.watchdog(), name="systemd-watchdog")
             self._publish_status()
@@ -377,9 +383,18 @@ class Node:
             await bus_task
             watchdog.cancel()
             webhooks_task.cancel()
+            if console_task is not None:
+                console_task.cancel()
             await self.webhooks.close()
             if self.jobs is not None:
                 await self.jobs.close()
+
+    async def _console(self) -> None:
+        """The web console (docs/CONSOLE.md); a console that cannot start leaves the node be."""
+        try:
+            await ConsoleServer(self.config).run()
+        except (OSError, ValueError) as exc:
+            log.error("the console could not start: %s", exc)  # noqa: TRY400 - no traceback: a port in use
 
     def _job_runner(self, store: JobStore) -> JobRunner:
         config = self.config

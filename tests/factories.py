@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from orac_node.wire import Final
+from orac_node.wire import Final, Partial
 
 _FINAL = Final(
     node="bench-node",
@@ -35,3 +35,25 @@ _FINAL = Final(
 def final(**fields: Any) -> Final:
     """A published final; ``fields`` override the defaults."""
     return dataclasses.replace(_FINAL, **fields)
+
+
+_PARTIAL = Partial(
+    node="bench-node",
+    model="tiny.en",
+    device="bench-hooks",
+    session="s",
+    topic="bench-hooks-1",
+    text="x",
+    stable="",
+    unstable="x",
+    seq=1,
+    audio_s=0.5,
+    lag_ms=10.0,
+    decode_ms=50.0,
+    ts=1_795_000_000.0,
+)
+
+
+def partial(**fields: Any) -> Partial:
+    """A published partial; ``fields`` override the defaults."""
+    return dataclasses.replace(_PARTIAL, **fields)

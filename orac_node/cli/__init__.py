@@ -7,6 +7,7 @@ One module per command family; each is a thin shell over the package
     audio.py      send, listen, transcribe (--submit: as a job)
     jobs.py       jobs list|show|result|cancel|retry
     demo.py       demo: broker + node + a satellite streaming samples
+    console.py    console: the live web page
     ops.py        health, metrics, cache clear
     topics.py     topics list|show|add|set|rm
     rooms.py      rooms list|set|rm
@@ -29,6 +30,7 @@ from orac_node.cli import (
     audio,
     bench,
     config,
+    console,
     demo,
     homeassistant,
     jobs,
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_parser(sub)
     bench.add_parsers(sub)
     demo.add_parser(sub)
+    console.add_parser(sub)
     satellite.add_parser(sub)
     homeassistant.add_parser(sub)
     config.add_parser(sub)

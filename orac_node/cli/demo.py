@@ -2,9 +2,15 @@
 
 Starts Mosquitto (on 1883 when free, else on a free port; or uses ``--broker``),
 starts ``orac-node run`` as its own process exactly as systemd would, waits for
-its retained ``ready`` status, then streams each ``--audio`` file in real time
-as a satellite would and prints partials and the final as they arrive, with
-times relative to the start and the end of the audio.
+its retained ``ready`` status, serves the web console (docs/CONSOLE.md) and
+prints its address, then streams each ``--audio`` file in real time as a
+satellite would and prints partials and the final as they arrive, with times
+relative to the start and the end of the audio.
+
+Run from a terminal, the demo gives the user time to open the console before
+the samples play (until a page connects, at most :data:`WAIT_FOR_PAGE_S`) and
+keeps running afterwards, so the console's talk button can be tried, until
+Ctrl-C. Run by a script (no terminal), it streams at once and exits.
 """
 
 from __future__ import annotations
@@ -22,13 +28,18 @@ import aiomqtt
 from orac_node.audio import load_audio_file
 from orac_node.cli.common import Subparsers, node_options
 from orac_node.client import Satellite, connect, format_transcript
-from orac_node.config import load_config
+from orac_node.config import NodeConfig, load_config
+from orac_node.console import ConsoleServer
 from orac_node.decode.modelfiles import resolve_model
 from orac_node.ops.localbroker import LocalBroker, free_port, port_in_use
 from orac_node.ops.nodeproc import NodeStartError, start_node
 from orac_node.wire import SAMPLE_RATE, TRANSCRIPT_FILTER, Final, Partial
 
 NODE_ID = "demo-node"
+CONSOLE_PORT = 8480
+"""The console's usual port; another free one when something else has it."""
+WAIT_FOR_PAGE_S = 20.0
+"""How long an interactive demo waits for the console to be opened before it plays."""
 
 
 async def run_demo(args: argparse.Namespace) -> int:
@@ -57,11 +68,53 @@ async def run_demo(args: argparse.Namespace) -> int:
                 return 1
             cleanup.push_async_callback(node.stop)
             print(f"* node ready after {node.time_to_ready_s:.1f} s")
+            interactive = sys.stdin.isatty()
+            console = await _start_console(config, url, cleanup)
+            print(f"* web console: {console.url}  (open it; the talk button uses your microphone)")
+            if interactive:
+                await _wait_for_page(console)
             async with connect(url) as mqtt:
                 await mqtt.subscribe(TRANSCRIPT_FILTER, qos=1)
                 for path in args.audio:
                     await _stream_one(mqtt, Path(path))
+            if interactive:
+                print(f"\n* still running: try the talk button at {console.url}; Ctrl-C stops")
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.Event().wait()
     return 0
+
+
+async def _start_console(
+    config: NodeConfig, url: str, cleanup: contextlib.AsyncExitStack
+) -> ConsoleServer:
+    """The console, on the demo's broker and this machine only."""
+    port = CONSOLE_PORT if not port_in_use(CONSOLE_PORT) else 0
+    console_config = config.model_copy(
+        update={
+            "broker": config.broker.model_copy(update={"url": url}),
+            "console": config.console.model_copy(update={"host": "127.0.0.1", "port": port}),
+        }
+    )
+    console = ConsoleServer(console_config)
+    task = asyncio.create_task(console.run(), name="console")
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    cleanup.push_async_callback(stop)
+    async with asyncio.timeout(10):
+        await console.listening.wait()
+        await console.connected.wait()  # so the page shows the node at once
+    return console
+
+
+async def _wait_for_page(console: ConsoleServer) -> None:
+    print(f"  waiting up to {WAIT_FOR_PAGE_S:.0f} s for the console to be opened ...")
+    deadline = time.monotonic() + WAIT_FOR_PAGE_S
+    while console.pages_opened == 0 and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
 
 
 async def _stream_one(mqtt: aiomqtt.Client, path: Path) -> None:

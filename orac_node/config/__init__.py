@@ -12,12 +12,14 @@ Where each setting lives::
     homeassistant.py  wyoming, homeassistant: Home Assistant's STT protocol served by
                       the node, and its MQTT discovery
     jobs.py       jobs: long recordings queued in Redis, taken by any node
+    console.py    console: the live web page and its browser microphone
     load.py       NodeConfig (the tree) and load_config (file, environment, flags)
     template.py   config.yaml, written from the descriptions in these classes
 """
 
 from orac_node.config.base import Section, state_dir
 from orac_node.config.broker import BrokerSection, BrokerUrl
+from orac_node.config.console import ConsoleSection
 from orac_node.config.consumers import ContextSection, RegistrySection, RequestsSection
 from orac_node.config.homeassistant import HomeAssistantSection, WyomingSection
 from orac_node.config.ingest import EndpointSection, GateSection, IngestSection, PartialsSection
@@ -41,6 +43,7 @@ __all__ = [
     "BrokerSection",
     "BrokerUrl",
     "CacheSection",
+    "ConsoleSection",
     "ContextSection",
     "DecodeSection",
     "EndpointSection",

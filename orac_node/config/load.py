@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError
 
 from orac_node.config.base import Section
 from orac_node.config.broker import BrokerSection
+from orac_node.config.console import ConsoleSection
 from orac_node.config.consumers import ContextSection, RegistrySection, RequestsSection
 from orac_node.config.homeassistant import HomeAssistantSection, WyomingSection
 from orac_node.config.ingest import EndpointSection, GateSection, IngestSection, PartialsSection
@@ -60,6 +61,7 @@ class NodeConfig(Section):
     wyoming: WyomingSection = Field(default_factory=WyomingSection)
     homeassistant: HomeAssistantSection = Field(default_factory=HomeAssistantSection)
     jobs: JobsSection = Field(default_factory=JobsSection)
+    console: ConsoleSection = Field(default_factory=ConsoleSection)
 
 
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

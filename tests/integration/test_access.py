@@ -43,7 +43,7 @@ from tests.integration.harness import start_node
 from tests.integration.secure_broker import MONITOR, Certificates, SecureBroker
 
 SATELLITES = ["sat-a", "sat-b"]
-USERS = ["orac-node", "orac-core", "homeassistant", *SATELLITES]
+USERS = ["orac-node", "orac-core", "homeassistant", "console", *SATELLITES]
 DELIVERY_TIMEOUT_S = 10.0
 """Generous: a marker message on a loopback broker arrives in milliseconds."""
 
@@ -231,6 +231,22 @@ def test_the_plain_listener_is_reachable_from_this_machine_only(secure: SecureBr
             ["orac/request/any/describe", "orac/config/room/kitchen"],
             "orac/config/topic/general",
         ),
+        # the web console: its talk button is the satellite "console", and that is all
+        # it may publish
+        (
+            "console",
+            [
+                "audio/sat-a/chunk",
+                "transcript/general",
+                "orac/node/orac-box/status",
+                "orac/device/sat-a/error",
+                "orac/request/lights",
+                "orac/config/topic/general",
+                "orac/claim/console",
+            ],
+            "audio/console/chunk",
+        ),
+        ("console", ["orac/satellite/sat-a/status"], "orac/satellite/console/status"),
         # a retranscribe that reached the wrong node is sent on to the right one; a node
         # may send no other request
         (
@@ -364,6 +380,22 @@ def test_a_refused_publish_is_answered_not_authorized(secure: SecureBroker) -> N
         ("sat-a", [("orac-node", "orac/claim/sat-b")], ("orac-node", "orac/claim/sat-a")),
         # ...and whether the node that claimed one is up (node statuses hold no secret)
         ("sat-a", [("orac-node", "orac/claim/sat-b")], ("orac-node", "orac/node/orac-box/status")),
+        # the console shows statuses, heartbeats, transcripts and error reports; not
+        # audio, requests, answers or the registry's webhook secrets
+        (
+            "console",
+            [
+                ("sat-a", "audio/sat-a/chunk"),
+                ("orac-core", "orac/request/lights"),
+                ("orac-node", "orac/response/orac-core/1"),
+                ("orac-core", "orac/config/topic/general"),
+                ("orac-core", "orac/context/device/sat-a"),
+            ],
+            ("orac-node", "transcript/general"),
+        ),
+        ("console", [("sat-a", "audio/sat-a/raw")], ("orac-node", "orac/device/sat-a/error")),
+        ("console", [], ("sat-a", "orac/satellite/sat-a/status")),
+        ("console", [], ("orac-node", "orac/node/orac-box/status")),
     ],
 )
 async def test_users_receive_only_what_the_acl_lets_them_read(

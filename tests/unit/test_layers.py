@@ -26,6 +26,7 @@ RANK = {
     "client": 7,
     "consumers": 7,
     "ops": 8,
+    "console": 8,
     "pipeline": 9,
     "bench": 9,
     "homeassistant": 10,
