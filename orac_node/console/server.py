@@ -27,7 +27,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -114,6 +114,7 @@ class ConsoleServer:
         self._talking: _Page | None = None
         self._broker_up = False
         self._runner: web.AppRunner | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.url = ""
         """Where the page is, once :meth:`start` has run."""
         self.listening = asyncio.Event()
@@ -190,7 +191,8 @@ class ConsoleServer:
             delay = min(delay * 2, RECONNECT_S[1])
 
     def _broker(self, up: bool) -> None:
-        if up != self._broker_up or up:
+        """Tell the pages each time the bridge connects, and once when it loses the broker."""
+        if up or self._broker_up:
             self._broadcast({"kind": "broker", "connected": up})
         self._broker_up = up
         if up:
@@ -203,7 +205,7 @@ class ConsoleServer:
             if not page.offer(event):
                 log.info("console: a page fell %d events behind; closing it", PAGE_QUEUE)
                 self._pages.discard(page)
-                asyncio.get_running_loop().create_task(page.ws.close())
+                self._spawn(page.ws.close(), "console-close-page")
 
     # --- HTTP ---------------------------------------------------------------------
 
@@ -301,7 +303,13 @@ class ConsoleServer:
                 page.talk = None
                 self._talking = None
 
-        asyncio.get_running_loop().create_task(run(), name=f"console-talk-{talk.session}")
+        self._spawn(run(), f"console-talk-{talk.session}")
+
+    def _spawn(self, work: Coroutine[Any, Any, Any], name: str) -> None:
+        """Run ``work`` on its own, held until it ends (the loop keeps only weak references)."""
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _audio(self, page: _Page, data: bytes) -> None:
         if page.talk is None:

@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import wave
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -34,9 +35,18 @@ from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from orac_node.audio import float_to_s16
 from orac_node.bench.scoring import wer
-from orac_node.client import Satellite
+from orac_node.client import Satellite, connect
+from orac_node.config import load_config
+from orac_node.console import ConsoleServer
 from orac_node.ops.localbroker import LocalBroker, free_port
-from orac_node.wire import SAMPLE_RATE, TRANSCRIPT_FILTER, Final, decode_transcript
+from orac_node.wire import (
+    SAMPLE_RATE,
+    TRANSCRIPT_FILTER,
+    Final,
+    NodeStatus,
+    decode_transcript,
+    status_topic,
+)
 from tests.conftest import AUDIO, MODEL, ROOT
 from tests.integration.conftest import load
 from tests.integration.harness import RunningNode, start_node
@@ -279,6 +289,8 @@ async def test_the_talk_button_makes_the_microphone_a_satellite(
         await said.wait_for(timeout=UI_TIMEOUT_MS)
         text = await said.inner_text()
         assert wer([reference], [text]) <= 0.25, text
+        # the words showed while the user spoke, before the final replaced them
+        assert int(await said.get_attribute("data-partials") or 0) >= 1
         # the same final, from the broker, in the live list under the browser's device
         live = page.locator("#live li.final", has_text="console → transcript/")
         await live.first.wait_for(timeout=UI_TIMEOUT_MS)
@@ -402,3 +414,41 @@ async def test_a_node_with_console_enabled_serves_the_page_itself(
     finally:
         code = node.stop(signal.SIGTERM)
     assert code == 0, node.log()
+
+
+async def test_the_page_follows_a_broker_restart(tmp_path: Path) -> None:
+    """The bridge reconnects on its own; the page is told, then sees statuses again."""
+    broker = LocalBroker(tmp_path / "broker").start()
+    port = free_port()
+    config = load_config(None, {"broker": {"url": broker.url}, "console": {"port": port}})
+    server = ConsoleServer(config)
+    task = asyncio.create_task(server.run())
+    try:
+        async with asyncio.timeout(10):
+            await server.connected.wait()
+        async with aiohttp.ClientSession() as http, http.ws_connect(server.url + "ws") as ws:
+
+            async def until(kind: str, **fields: object) -> dict[str, Any]:
+                async with asyncio.timeout(30):
+                    while True:
+                        event: dict[str, Any] = json.loads((await ws.receive()).data)
+                        if event["kind"] == kind and all(
+                            event.get(k) == v for k, v in fields.items()
+                        ):
+                            return event
+
+            await until("broker", connected=True)
+            await asyncio.to_thread(broker.stop)
+            await until("broker", connected=False)
+            broker = LocalBroker(tmp_path / "broker", port=int(broker.url.rsplit(":", 1)[1]))
+            await asyncio.to_thread(broker.start)
+            await until("broker", connected=True)
+            status = NodeStatus("box", "ready", "0.1.0", "tiny.en", 0, 0, time.time())
+            async with connect(broker.url) as mqtt:
+                await mqtt.publish(status_topic("box"), status.encode(), qos=1, retain=True)
+            assert (await until("node", node="box"))["state"] == "ready"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        broker.stop()

@@ -283,6 +283,8 @@ async function startTalk() {
     $("talk-state").textContent = `listening as satellite “${state.device}”`;
     $("talk-panel").hidden = false;
     $("talk-text").replaceChildren();
+    delete $("talk-text").dataset.final;
+    $("talk-text").dataset.partials = "0";
     $("talk-meta").textContent = "";
   } catch (err) {
     stopCapture();
@@ -316,6 +318,7 @@ function talkState(event) {
 function talkTranscript(t) {
   const text = $("talk-text");
   if (t.type === "partial") {
+    text.dataset.partials = String(Number(text.dataset.partials || 0) + 1);
     text.replaceChildren(el("span", "stable", t.stable), document.createTextNode(" "), el("span", "unstable", t.unstable));
     return;
   }
