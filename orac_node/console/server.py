@@ -272,13 +272,13 @@ class ConsoleServer:
         except (ValueError, KeyError):
             action = None
         if action == "start":
-            self._start_talk(page, command.get("language"))
+            self._start_talk(page, command.get("rate"), command.get("language"))
         elif action == "stop" and page.talk is not None:
             page.talk.stop()
         else:
             page.offer({"kind": "talk", "state": "failed", "error": f"not a command: {text[:80]}"})
 
-    def _start_talk(self, page: _Page, language: object) -> None:
+    def _start_talk(self, page: _Page, rate: object, language: object) -> None:
         if self._talking is not None:
             page.offer({"kind": "talk", "state": "busy", "error": "another page is talking"})
             return
@@ -288,7 +288,11 @@ class ConsoleServer:
             page.offer(event)
 
         client = Client(self._login, device=self._device)
-        talk = Talk(client, tell, language=lang)
+        try:
+            talk = Talk(client, tell, rate=rate if isinstance(rate, int) else 0, language=lang)
+        except TalkError as exc:
+            page.offer({"kind": "talk", "state": "failed", "error": str(exc)})
+            return
         page.talk = talk
         self._talking = page
 

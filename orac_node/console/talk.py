@@ -1,7 +1,9 @@
 """The talk button: a browser's microphone streamed as one satellite utterance.
 
-The page captures its microphone at 16 kHz and sends s16le mono blocks over its
-WebSocket; a :class:`Talk` hands them to the SDK's :meth:`Client.stream`, which
+The page captures its microphone at the audio device's own rate (browsers
+differ in whether they will resample a microphone for a 16 kHz audio context)
+and sends s16le mono blocks over its WebSocket; a :class:`Talk` resamples
+them to 16 kHz with soxr and hands them to the SDK's :meth:`Client.stream`, which
 publishes them as ``audio/<device>/chunk`` of the wire contract (re-cut into
 20 ms chunks, kept until the final and sent again if the node dies) and ends
 the session when the node's endpoint does, or when the user presses stop.
@@ -17,18 +19,21 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import numpy as np
+
+from orac_node.audio import StreamResampler, float_to_s16, pcm_to_float
 from orac_node.client import Client, ClientError, StreamError
 from orac_node.console.view import Event, transcript_event
-from orac_node.wire import Final
+from orac_node.wire import MAX_RATE, MIN_RATE, AudioFormat, Final
 
 log = logging.getLogger(__name__)
 
 MAX_QUEUED_BLOCKS = 500
 """Blocks waiting for the broker: ~10 s of a page's 20 ms blocks. A page that sends
 faster than the broker takes is cut off rather than held in memory."""
-MAX_BLOCK_BYTES = 64_000
-"""Largest block a page may send: 2 s of 16 kHz s16le, far above the 20-100 ms a
-page's audio worklet hands over."""
+MAX_BLOCK_BYTES = 192_000
+"""Largest block a page may send: 2 s of 48 kHz s16le, far above the 20 ms a page's
+audio worklet hands over."""
 
 
 class TalkError(ValueError):
@@ -39,26 +44,44 @@ class Talk:
     """One utterance from one page's microphone, from its first block to its final."""
 
     def __init__(
-        self, client: Client, send: Callable[[Event], Awaitable[None]], *, language: str | None
+        self,
+        client: Client,
+        send: Callable[[Event], Awaitable[None]],
+        *,
+        rate: int,
+        language: str | None,
     ) -> None:
+        if not MIN_RATE <= rate <= MAX_RATE:
+            raise TalkError(f"a microphone rate of {rate} Hz is outside {MIN_RATE}-{MAX_RATE}")
         self.session = uuid.uuid4().hex[:16]
         self._client = client
         self._send = send
         self._language = language
+        self._resampler = StreamResampler(rate)
+        self._stopped = False
         self._blocks: asyncio.Queue[bytes | None] = asyncio.Queue(MAX_QUEUED_BLOCKS)
 
     def feed(self, block: bytes) -> None:
-        """The page's next microphone block (s16le, 16 kHz, mono)."""
+        """The page's next microphone block (s16le, mono, at the rate it announced)."""
+        if self._stopped:
+            return  # blocks still in flight after stop
         if len(block) % 2 or len(block) > MAX_BLOCK_BYTES:
             raise TalkError(f"a block of {len(block)} bytes is not s16le audio of at most 2 s")
+        samples = self._resampler.process(pcm_to_float(block, AudioFormat.S16LE, 1))
         try:
-            self._blocks.put_nowait(block)
+            self._blocks.put_nowait(float_to_s16(samples))
         except asyncio.QueueFull:
             raise TalkError("audio arrives faster than the broker takes it") from None
 
     def stop(self) -> None:
-        """The user pressed stop: the utterance ends with what was sent."""
+        """The user pressed stop (or closed the page): the utterance ends with what was sent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        tail = self._resampler.process(np.zeros(0, np.float32), last=True)  # the filter's last ms
         with contextlib.suppress(asyncio.QueueFull):  # a stuck stream: stopping is all left
+            if tail.size:
+                self._blocks.put_nowait(float_to_s16(tail))
             self._blocks.put_nowait(None)
 
     async def run(self) -> None:

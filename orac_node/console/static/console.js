@@ -267,12 +267,12 @@ async function startTalk() {
     const stream = await navigator.mediaDevices.getUserMedia({
       audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
     });
-    const context = new AudioContext({ sampleRate: 16000 });
+    const context = new AudioContext(); // the device's rate: the server resamples
     await context.audioWorklet.addModule("/static/talk-worklet.js");
     const source = context.createMediaStreamSource(stream);
     const tap = new AudioWorkletNode(context, "pcm-capture");
     state.talk = { context, stream, tap };
-    state.ws.send(JSON.stringify({ talk: "start" }));
+    state.ws.send(JSON.stringify({ talk: "start", rate: context.sampleRate }));
     tap.port.onmessage = (message) => {
       if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(message.data);
     };
