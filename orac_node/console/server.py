@@ -150,6 +150,10 @@ class ConsoleServer:
         self.url = f"{'https' if context else 'http'}://{host}:{port}/"
         self.listening.set()
         log.info("console: %s", self.url)
+        if not console.loopback and console.http_password is None:
+            log.warning("the console is open to the network without console.http_password")
+        if not console.loopback and context is None:
+            log.warning("without console.tls_cert, browsers elsewhere will not lend the microphone")
 
     async def stop(self) -> None:
         """Close every page and stop listening."""

@@ -35,6 +35,10 @@ MAX_BLOCK_BYTES = 192_000
 """Largest block a page may send: 2 s of 48 kHz s16le, far above the 20 ms a page's
 audio worklet hands over."""
 
+FINAL_WAIT_S = 15.0
+"""How long after its last block a talk waits for the final before it tells the page it
+failed: a final takes well under a second on a Jetson; the rest is for a busy node."""
+
 
 class TalkError(ValueError):
     """What a page sent cannot be audio of a talk (odd length, too large, too fast)."""
@@ -89,7 +93,7 @@ class Talk:
         await self._send({"kind": "talk", "state": "started", "session": self.session})
         try:
             async for t in self._client.stream(
-                self._audio(), session=self.session, language=self._language, timeout=15
+                self._audio(), session=self.session, language=self._language, timeout=FINAL_WAIT_S
             ):
                 await self._send({**transcript_event(t), "kind": "talk-transcript"})
                 if isinstance(t, Final):
