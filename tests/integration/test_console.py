@@ -238,6 +238,21 @@ async def test_a_satellites_final_shows_live_with_its_details(
         assert final.text in await row.inner_text()
         summary = await page.locator("#latency-summary").inner_text()
         assert "final" in summary and "median" in summary
+        # silence is published rejected, and shown greyed with the reason; a garbage
+        # message is answered with an error report, shown under the device
+        async with shipped.connect(MONITOR) as monitor, shipped.connect(SATELLITE) as porch:
+            await monitor.subscribe(TRANSCRIPT_FILTER, qos=1)
+            quiet = np.zeros(int(1.5 * SAMPLE_RATE), np.float32)
+            silent = await Satellite(porch, SATELLITE).stream(quiet, realtime=False)
+            rejected = await _final_of(monitor, silent)
+            await porch.publish(f"audio/{SATELLITE}/chunk", b"not msgpack", qos=1)
+        assert rejected.rejected is not None
+        item = page.locator(f'#live li[data-session="{silent}"].final.rejected')
+        await item.wait_for(timeout=UI_TIMEOUT_MS)
+        assert f"rejected: {rejected.rejected}" in await item.inner_text()
+        assert await item.evaluate("e => getComputedStyle(e).opacity") == "0.45"
+        report = page.locator(f'#errors li[data-device="{SATELLITE}"]', has_text="bad_payload")
+        await report.wait_for(timeout=UI_TIMEOUT_MS)
         await _screenshot(page, "console-final.png")
         assert errors == []
 
