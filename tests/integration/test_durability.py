@@ -229,7 +229,10 @@ async def test_retained_state_is_reread_when_the_broker_lost_the_nodes_session(
         broker.stop()
         broker = LocalBroker(tmp_path / "broker", port=broker.port).start()  # empty
         async with listening(broker.url) as listener:
-            await listener.wait_ready(node_id, 0.0)
+            try:
+                await listener.wait_ready(node_id, 0.0)
+            except TimeoutError:
+                raise AssertionError(f"the node did not come back:\n{node.log()}") from None
             async with connect(broker.url) as mqtt:
                 for chunk in chunks_of(jfk, "after", topic="speech"):
                     await mqtt.publish(audio_topic("podium"), chunk, qos=1)
