@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import math
 import os
 import pty
 import shutil
@@ -232,8 +233,8 @@ async def test_a_satellites_final_shows_live_with_its_details(
         await item.wait_for(timeout=UI_TIMEOUT_MS)
         shown = await item.inner_text()
         assert final.text in shown and f"{SATELLITE} → transcript/" in shown
-        assert f"confidence {round(final.confidence * 100)} %" in shown
-        assert f"final {round(final.latency_ms)} ms" in shown
+        assert f"confidence {_js_round(final.confidence * 100)} %" in shown
+        assert f"final {_js_round(final.latency_ms)} ms" in shown
         row = page.locator(f'#satellites tr[data-device="{SATELLITE}"]')
         assert final.text in await row.inner_text()
         summary = await page.locator("#latency-summary").inner_text()
@@ -255,6 +256,11 @@ async def test_a_satellites_final_shows_live_with_its_details(
         await report.wait_for(timeout=UI_TIMEOUT_MS)
         await _screenshot(page, "console-final.png")
         assert errors == []
+
+
+def _js_round(x: float) -> int:
+    """What the page's Math.round shows: halves up (Python's round() goes to even)."""
+    return math.floor(x + 0.5)
 
 
 async def _final_of(mqtt: aiomqtt.Client, session: str) -> Final:
