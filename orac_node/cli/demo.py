@@ -112,9 +112,9 @@ async def _start_console(
 
 async def _wait_for_page(console: ConsoleServer) -> None:
     print(f"  waiting up to {WAIT_FOR_PAGE_S:.0f} s for the console to be opened ...")
-    deadline = time.monotonic() + WAIT_FOR_PAGE_S
-    while console.pages_opened == 0 and time.monotonic() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.2)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(WAIT_FOR_PAGE_S):
+            await console.page_opened.wait()
 
 
 async def _stream_one(mqtt: aiomqtt.Client, path: Path) -> None:

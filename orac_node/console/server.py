@@ -38,7 +38,7 @@ from aiohttp import WSMsgType, web
 
 from orac_node.client import Client, connect
 from orac_node.config import BrokerUrl, NodeConfig
-from orac_node.console.talk import Talk, TalkError
+from orac_node.console.talk import Talk, TalkError, talk_failed
 from orac_node.console.view import ConsoleView, Event
 from orac_node.errors import BrokerError, ClientError
 from orac_node.mqtt.options import BrokerLogin
@@ -112,7 +112,6 @@ class ConsoleServer:
         self._view = ConsoleView()
         self._pages: set[_Page] = set()
         self._talking: _Page | None = None
-        self._broker_up = False
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.url = ""
@@ -121,8 +120,8 @@ class ConsoleServer:
         """Set once the page is served (at :attr:`url`)."""
         self.connected = asyncio.Event()
         """Set once the bridge is subscribed (tests and the demo wait for it)."""
-        self.pages_opened = 0
-        """Pages that have connected so far (the demo waits for the first)."""
+        self.page_opened = asyncio.Event()
+        """Set once a page has connected (the demo waits for the first)."""
 
     async def run(self) -> None:
         """Serve until cancelled."""
@@ -188,7 +187,7 @@ class ConsoleServer:
                             for event in self._view.apply(str(message.topic), payload, now):
                                 self._broadcast(event)
             except (aiomqtt.MqttError, OSError, BrokerError, ClientError) as exc:
-                if self._broker_up or delay == RECONNECT_S[0]:
+                if self.connected.is_set() or delay == RECONNECT_S[0]:
                     log.warning("console: no broker (%s); trying again", exc)
                 self._broker(False)
             await asyncio.sleep(delay)
@@ -196,9 +195,8 @@ class ConsoleServer:
 
     def _broker(self, up: bool) -> None:
         """Tell the pages each time the bridge connects, and once when it loses the broker."""
-        if up or self._broker_up:
+        if up or self.connected.is_set():
             self._broadcast({"kind": "broker", "connected": up})
-        self._broker_up = up
         if up:
             self.connected.set()
         else:
@@ -239,9 +237,9 @@ class ConsoleServer:
         await ws.prepare(request)
         page = _Page(ws)
         page.offer(self._view.snapshot(time.time()))
-        page.offer({"kind": "broker", "connected": self._broker_up, "device": self._device})
+        page.offer({"kind": "broker", "connected": self.connected.is_set(), "device": self._device})
         self._pages.add(page)
-        self.pages_opened += 1
+        self.page_opened.set()
         sender = asyncio.create_task(self._send(page), name="console-page")
         try:
             async for message in ws:
@@ -280,7 +278,7 @@ class ConsoleServer:
         elif action == "stop" and page.talk is not None:
             page.talk.stop()
         else:
-            page.offer({"kind": "talk", "state": "failed", "error": f"not a command: {text[:80]}"})
+            page.offer(talk_failed(f"not a command: {text[:80]}"))
 
     def _start_talk(self, page: _Page, rate: object, language: object) -> None:
         if self._talking is not None:
@@ -295,7 +293,7 @@ class ConsoleServer:
         try:
             talk = Talk(client, tell, rate=rate if isinstance(rate, int) else 0, language=lang)
         except TalkError as exc:
-            page.offer({"kind": "talk", "state": "failed", "error": str(exc)})
+            page.offer(talk_failed(str(exc)))
             return
         page.talk = talk
         self._talking = page
@@ -306,7 +304,7 @@ class ConsoleServer:
                     await talk.run()
             except (aiomqtt.MqttError, OSError, BrokerError, ClientError) as exc:
                 log.warning("console talk %s: %s", talk.session, exc)
-                await tell({"kind": "talk", "state": "failed", "error": str(exc)})
+                await tell(talk_failed(str(exc), talk.session))
             finally:
                 page.talk = None
                 self._talking = None
@@ -326,7 +324,7 @@ class ConsoleServer:
             page.talk.feed(data)
         except TalkError as exc:
             page.talk.stop()
-            page.offer({"kind": "talk", "state": "failed", "error": str(exc)})
+            page.offer(talk_failed(str(exc)))
 
 
 def _logged_in(request: web.Request, password: str) -> bool:

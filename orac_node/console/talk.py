@@ -40,6 +40,11 @@ FINAL_WAIT_S = 15.0
 failed: a final takes well under a second on a Jetson; the rest is for a busy node."""
 
 
+def talk_failed(error: str, session: str | None = None) -> Event:
+    """The event that tells the page its talk ended without a final, and why."""
+    return {"kind": "talk", "state": "failed", "session": session, "error": error}
+
+
 class TalkError(ValueError):
     """What a page sent cannot be audio of a talk (odd length, too large, too fast)."""
 
@@ -106,9 +111,7 @@ class Talk:
             await self._ended(str(exc))
 
     async def _ended(self, error: str) -> None:
-        await self._send(
-            {"kind": "talk", "state": "failed", "session": self.session, "error": error}
-        )
+        await self._send(talk_failed(error, self.session))
 
     async def _audio(self) -> AsyncIterator[bytes]:
         while (block := await self._blocks.get()) is not None:

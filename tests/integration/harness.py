@@ -224,3 +224,14 @@ async def harness(url: str) -> AsyncIterator[Harness]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def final_of(mqtt: aiomqtt.Client, session: str, timeout: float = 60.0) -> Final:
+    """The final of ``session``, from a client already subscribed to its transcripts."""
+    async with asyncio.timeout(timeout):
+        async for message in mqtt.messages:
+            assert isinstance(message.payload, bytes)
+            transcript = decode_transcript(message.payload)
+            if isinstance(transcript, Final) and transcript.session == session:
+                return transcript
+    raise AssertionError("unreachable: the message iterator does not end")

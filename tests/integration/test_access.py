@@ -35,11 +35,10 @@ from orac_node.errors import BrokerError
 from orac_node.mqtt.options import BrokerLogin
 from orac_node.ops.accounts import generate_password
 from orac_node.ops.localbroker import port_in_use
-from orac_node.wire import Final, decode_transcript
 from tests.conftest import MODEL
 from tests.integration.accuracy import normalize
 from tests.integration.conftest import load, load_refs
-from tests.integration.harness import start_node
+from tests.integration.harness import final_of, start_node
 from tests.integration.secure_broker import MONITOR, Certificates, SecureBroker
 
 SATELLITES = ["sat-a", "sat-b"]
@@ -433,16 +432,6 @@ async def test_a_satellite_cannot_read_transcripts_that_core_receives(
 # -- the node over TLS ------------------------------------------------------------
 
 
-async def _final(client: aiomqtt.Client, session: str) -> Final:
-    async with asyncio.timeout(60):
-        async for message in client.messages:
-            assert isinstance(message.payload, bytes)
-            transcript = decode_transcript(message.payload)
-            if isinstance(transcript, Final) and transcript.session == session:
-                return transcript
-    raise AssertionError("unreachable: the message iterator does not end")
-
-
 async def test_the_node_transcribes_over_tls_as_its_own_user(
     secure: SecureBroker, tmp_path: Path
 ) -> None:
@@ -465,7 +454,7 @@ async def test_the_node_transcribes_over_tls_as_its_own_user(
         async with _clients(secure, {"sat-a", "orac-core"}) as clients:
             await clients["orac-core"].subscribe("transcript/#", qos=1)
             session = await Satellite(clients["sat-a"], "sat-a").stream(load(wav))
-            final = await _final(clients["orac-core"], session)
+            final = await final_of(clients["orac-core"], session)
         # Core's requests under the shipped ACL: to "any" (the node's shared
         # subscription) and to the node by name, answered on orac/response/orac-core/...
         async with Client(secure.url("orac-core", tls=False), timeout=30) as core:

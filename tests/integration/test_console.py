@@ -28,7 +28,6 @@ from ssl import create_default_context
 from typing import Any
 
 import aiohttp
-import aiomqtt
 import numpy as np
 import pytest
 import yaml
@@ -43,14 +42,12 @@ from orac_node.ops.localbroker import LocalBroker, free_port
 from orac_node.wire import (
     SAMPLE_RATE,
     TRANSCRIPT_FILTER,
-    Final,
     NodeStatus,
-    decode_transcript,
     status_topic,
 )
 from tests.conftest import AUDIO, MODEL, ROOT
 from tests.integration.conftest import load
-from tests.integration.harness import RunningNode, start_node
+from tests.integration.harness import RunningNode, final_of, start_node
 from tests.integration.secure_broker import MONITOR, Certificates, SecureBroker
 
 NODE_ID = "test-console"
@@ -227,7 +224,7 @@ async def test_a_satellites_final_shows_live_with_its_details(
         async with shipped.connect(MONITOR) as monitor, shipped.connect(SATELLITE) as porch:
             await monitor.subscribe(TRANSCRIPT_FILTER, qos=1)
             session = await Satellite(porch, SATELLITE).stream(load(path), realtime=True)
-            final = await _final_of(monitor, session)
+            final = await final_of(monitor, session)
         assert wer([reference], [final.text]) <= 0.2, final
         item = page.locator(f'#live li[data-session="{session}"].final')
         await item.wait_for(timeout=UI_TIMEOUT_MS)
@@ -245,7 +242,7 @@ async def test_a_satellites_final_shows_live_with_its_details(
             await monitor.subscribe(TRANSCRIPT_FILTER, qos=1)
             quiet = np.zeros(int(1.5 * SAMPLE_RATE), np.float32)
             silent = await Satellite(porch, SATELLITE).stream(quiet, realtime=False)
-            rejected = await _final_of(monitor, silent)
+            rejected = await final_of(monitor, silent)
             await porch.publish(f"audio/{SATELLITE}/chunk", b"not msgpack", qos=1)
         assert rejected.rejected is not None
         item = page.locator(f'#live li[data-session="{silent}"].final.rejected')
@@ -261,16 +258,6 @@ async def test_a_satellites_final_shows_live_with_its_details(
 def _js_round(x: float) -> int:
     """What the page's Math.round shows: halves up (Python's round() goes to even)."""
     return math.floor(x + 0.5)
-
-
-async def _final_of(mqtt: aiomqtt.Client, session: str) -> Final:
-    async with asyncio.timeout(60):
-        async for message in mqtt.messages:
-            assert isinstance(message.payload, bytes)
-            t = decode_transcript(message.payload)
-            if isinstance(t, Final) and t.session == session:
-                return t
-    raise AssertionError("unreachable: the messages never end")
 
 
 def _microphone_file(folder: Path) -> Path:
